@@ -1,0 +1,54 @@
+# The targets the README and CI use. `demo` and `test` set up everything they need first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: setup system demo test check lint bench lab-up lab-down clean constraints
+
+setup: system $(STAMP)
+
+system:
+	@bash lab/system-packages.sh
+
+$(STAMP): setup.cfg pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]' 2>&1 | grep -v "is ignored" || true
+	@$(BIN)/python -c 'import locust, pyodbc, chaoslib, chaosk8s, matplotlib, prometheus_client' \
+		|| { echo "setup: the venv is incomplete: delete .venv and run make setup again" >&2; exit 2; }
+	@touch $(STAMP)
+
+## demo: the main job on local engine instances; prints where the report is
+demo: setup
+	$(BIN)/python -m probes local-run
+
+## check: lint, types and import layers; changes nothing
+check: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check lab loadgen probes reports tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+## lint: fix what can be fixed automatically
+lint: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format lab loadgen probes reports tests
+
+## test: check, then the whole suite (integration tests start their own servers)
+test: check
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+## bench: harness vs pgbench on the same server, printed as ratios
+bench: setup
+	$(BIN)/python -m tests.benchmarks.bench_throughput
+
+clean:
+	rm -rf .venv build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+## constraints: re-pin every dependency from the current venv
+constraints: setup
+	( echo '# Exact versions the Makefile installs with (pip -c constraints.txt); regenerate with `make constraints`.'; \
+	  $(BIN)/python -m pip freeze --exclude-editable ) > constraints.txt

@@ -1,0 +1,119 @@
+"""The acknowledged-write journal: one line per write attempt, one file per process.
+
+Every attempt ends ``ok`` (the server acknowledged it), ``fail`` (it certainly did not
+happen) or ``info`` (outcome unknown: a timeout or a connection lost mid-call), as in
+Jepsen's checkers. RTO and RPO are computed from these lines, never from Locust's stats.
+
+Files are JSON lines, opened in append mode and line-buffered: every record reaches
+the kernel as it is written (so a reader sees it at once and a killed load process
+loses nothing acknowledged), and no run ever truncates an earlier file. A reader
+skips a torn last line. Wall-clock times are seconds since the epoch, UTC;
+``latency`` comes from a monotonic clock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Literal
+
+__all__ = ["ClockSample", "JournalWriter", "Write", "journal_files", "read_journal"]
+
+Outcome = Literal["ok", "fail", "info"]
+OUTCOMES: tuple[Outcome, ...] = ("ok", "fail", "info")
+
+
+@dataclass(frozen=True)
+class Write:
+    """One write attempt, as the client saw it."""
+
+    tenant: str
+    writer: int
+    seq: int
+    start: float
+    end: float
+    latency: float
+    outcome: Outcome
+    server_ts: float | None = None
+    error: str | None = None
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """The row identity within a tenant: ``(writer, seq)``."""
+        return (self.writer, self.seq)
+
+
+@dataclass(frozen=True)
+class ClockSample:
+    """Server clock minus client clock, taken at the midpoint of one round trip."""
+
+    tenant: str
+    at: float
+    skew: float
+    rtt: float
+
+
+class JournalWriter:
+    """Appends records to ``<folder>/<host>-<pid>.jsonl``; safe to share between threads."""
+
+    def __init__(self, folder: str | Path, run_id: str) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.path = self.folder / f"{socket.gethostname()}-{os.getpid()}.jsonl"
+        self._lock = threading.Lock()
+        self._file: IO[str] = self.path.open("a", buffering=1, encoding="utf-8")
+        self._line({"kind": "meta", "run_id": run_id, "pid": os.getpid()})
+
+    def _line(self, record: dict[str, object]) -> None:
+        text = json.dumps(record, separators=(",", ":"))
+        with self._lock:
+            self._file.write(text + "\n")
+
+    def write(self, record: Write) -> None:
+        """Append one attempt (flushed to the kernel before returning)."""
+        self._line({"kind": "write", **asdict(record)})
+
+    def clock(self, sample: ClockSample) -> None:
+        """Append one clock-skew sample."""
+        self._line({"kind": "clock", **asdict(sample)})
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._file.closed:
+                self._file.close()
+
+
+def journal_files(folder: str | Path) -> list[Path]:
+    """Every journal file in ``folder``, sorted."""
+    return sorted(Path(folder).glob("*.jsonl"))
+
+
+def _records(paths: Iterable[Path]) -> Iterator[dict[str, object]]:
+    for path in paths:
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                if not line.endswith("\n"):
+                    break  # torn last line of a file still being written
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+
+
+def read_journal(folder: str | Path) -> tuple[list[Write], list[ClockSample]]:
+    """All write attempts (sorted by start time) and clock samples under ``folder``."""
+    writes: list[Write] = []
+    clocks: list[ClockSample] = []
+    for rec in _records(journal_files(folder)):
+        kind = rec.pop("kind", None)
+        if kind == "write":
+            writes.append(Write(**rec))  # type: ignore[arg-type]
+        elif kind == "clock":
+            clocks.append(ClockSample(**rec))  # type: ignore[arg-type]
+    writes.sort(key=lambda w: (w.start, w.tenant, w.writer, w.seq))
+    return writes, clocks

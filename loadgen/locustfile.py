@@ -1,0 +1,190 @@
+"""Locust N-tenant writer: ``locust -f loadgen/locustfile.py --tenants-file FILE``.
+
+One Locust user per tenant by default (``-u`` = number of tenants). Users claim
+writer numbers 0, 1, 2, ... atomically in the run folder, and writer ``i`` writes to
+tenant ``i mod N``; so every tenant gets its share of users whatever ``--processes``
+splits them into. Every pyodbc call runs in gevent's hub threadpool (see
+:mod:`loadgen.offload`); each user owns one connection.
+
+Works with the web UI and headless. The journal lands in ``<run-dir>/journal/``, one
+file per process; each process serves Prometheus metrics and writes their URL to
+``<run-dir>/metrics/``. Options can also come from ``HARNESS_*`` environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from locust import User, events, task
+
+from loadgen.claims import claim_writer
+from loadgen.errors import LoadgenError
+from loadgen.journal import JournalWriter
+from loadgen.metrics import LoadMetrics
+from loadgen.offload import GeventOffload
+from loadgen.runner import default_run_id
+from loadgen.tenants import Tenant, load_tenants, redact
+from loadgen.writer import TenantWriter
+
+__all__ = ["TenantUser"]
+
+_THREADS_PER_USER = 4
+
+
+@events.init_command_line_parser.add_listener
+def _arguments(parser: Any) -> None:
+    group = parser.add_argument_group("MSSQL harness")
+    group.add_argument(
+        "--tenants-file", env_var="HARNESS_TENANTS", default="", help="JSON file listing the tenants"
+    )
+    group.add_argument(
+        "--run-id", env_var="HARNESS_RUN_ID", default="", help="run identifier (default: UTC time)"
+    )
+    group.add_argument(
+        "--run-dir", env_var="HARNESS_RUN_DIR", default="", help="run folder (default runs/<run-id>)"
+    )
+    group.add_argument(
+        "--write-rate",
+        env_var="HARNESS_WRITE_RATE",
+        type=float,
+        default=20.0,
+        help="writes per second per tenant; 0 = as fast as possible",
+    )
+    group.add_argument(
+        "--write-timeout",
+        env_var="HARNESS_WRITE_TIMEOUT",
+        type=float,
+        default=0.5,
+        help="seconds before a write is abandoned as outcome unknown",
+    )
+    group.add_argument(
+        "--connect-timeout",
+        env_var="HARNESS_CONNECT_TIMEOUT",
+        type=float,
+        default=0.5,
+        help="seconds before a connection attempt is abandoned",
+    )
+    group.add_argument(
+        "--metrics-port",
+        env_var="HARNESS_METRICS_PORT",
+        type=int,
+        default=0,
+        help="Prometheus port of this process (0 = any free port, -1 = off)",
+    )
+
+
+@dataclass
+class _Process:
+    """What the users of one load process share."""
+
+    tenants: list[Tenant]
+    run_id: str
+    run_dir: Path
+    journal: JournalWriter
+    offload: GeventOffload
+    metrics: LoadMetrics
+    options: Any
+
+
+_shared: _Process | None = None
+
+
+def _process(environment: Any) -> _Process:
+    global _shared  # noqa: PLW0603 - one per load process, by design
+    if _shared is not None:
+        return _shared
+    opts = environment.parsed_options
+    run_id = opts.run_id or os.environ.get("HARNESS_RUN_ID") or default_run_id()
+    opts.run_id = run_id
+    run_dir = Path(opts.run_dir or Path("runs") / run_id)
+    users = max(1, int(getattr(opts, "num_users", 1) or 1))
+    # Assign before anything that can yield to another greenlet: users start concurrently.
+    shared = _shared = _Process(
+        tenants=load_tenants(opts.tenants_file),
+        run_id=run_id,
+        run_dir=run_dir,
+        journal=JournalWriter(run_dir / "journal", run_id),
+        offload=GeventOffload(users * _THREADS_PER_USER + 4),
+        metrics=LoadMetrics(),
+        options=opts,
+    )
+    if opts.metrics_port >= 0:
+        index = max(0, getattr(environment.runner, "worker_index", 0))
+        port = opts.metrics_port + index if opts.metrics_port else 0
+        shared.metrics.serve(port, run_dir / "metrics", str(os.getpid()))
+    return shared
+
+
+@events.init.add_listener
+def _check(environment: Any, **_kwargs: Any) -> None:
+    opts = environment.parsed_options
+    if opts is None:
+        return
+    try:
+        if not opts.tenants_file:
+            raise LoadgenError("no tenants: pass --tenants-file FILE (or set HARNESS_TENANTS)")
+        if opts.write_rate < 0:
+            raise LoadgenError(f"--write-rate must be 0 or more, got {opts.write_rate:g}")
+        if opts.write_timeout <= 0 or opts.connect_timeout <= 0:
+            raise LoadgenError("--write-timeout and --connect-timeout must be positive")
+        load_tenants(opts.tenants_file)
+    except LoadgenError as exc:
+        sys.stderr.write(f"locustfile: {redact(str(exc))}\n")
+        sys.exit(2)
+
+
+class TenantUser(User):
+    """Writes unique rows into one tenant at a constant rate, journaling each attempt."""
+
+    writer: TenantWriter
+
+    def on_start(self) -> None:
+        shared = _process(self.environment)
+        opts = shared.options
+        index = claim_writer(shared.run_dir / "claims")
+        tenant = shared.tenants[index % len(shared.tenants)]
+        users = max(1, int(getattr(opts, "num_users", 1) or 1))
+        sharing = users // len(shared.tenants) + (index % len(shared.tenants) < users % len(shared.tenants))
+        self._interval = max(1, sharing) / opts.write_rate if opts.write_rate > 0 else 0.0
+        self._next = time.monotonic()
+        shared.offload.resize(users * _THREADS_PER_USER + 4)
+        self.writer = TenantWriter(
+            tenant,
+            index,
+            shared.run_id,
+            shared.journal,
+            shared.offload,
+            shared.metrics,
+            write_timeout=opts.write_timeout,
+            connect_timeout=opts.connect_timeout,
+        )
+
+    def wait_time(self) -> float:
+        """Constant rate while healthy, capped exponential backoff after failures."""
+        if self.writer.failures or self.writer.abandoned >= self.writer.max_abandoned:
+            self._next = time.monotonic() + max(self.writer.backoff(), 0.05)
+            return self._next - time.monotonic()
+        self._next = max(self._next + self._interval, time.monotonic() - self._interval)
+        return max(0.0, self._next - time.monotonic())
+
+    @task
+    def write(self) -> None:
+        record = self.writer.write_once()
+        if record is None:
+            return
+        self.environment.events.request.fire(
+            request_type="INSERT",
+            name=record.tenant,
+            response_time=record.latency * 1000.0,
+            response_length=0,
+            exception=None if record.outcome == "ok" else RuntimeError(f"{record.outcome}: {record.error}"),
+            context={"writer": record.writer, "seq": record.seq},
+        )
+
+    def on_stop(self) -> None:
+        self.writer.close()

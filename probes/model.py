@@ -1,0 +1,109 @@
+"""What a run's analysis produces: the data model the reports are made from.
+
+Times named ``*_at`` are wall-clock seconds since the epoch, UTC; durations are seconds.
+A value the harness cannot know is ``None`` with a ``note`` saying why, never a guess:
+a tenant that never recovered has ``rto_seconds = None`` and ``recovered = False``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Fault", "FaultResult", "Objective", "ReadBack", "RunAnalysis", "TenantResult", "TenantTotals"]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """The targets a run is judged against (the checklist's 1-minute RTO, zero data loss)."""
+
+    rto_seconds: float = 60.0
+    rpo_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected fault, as recorded by whoever injected it (``faults.jsonl``).
+
+    ``target`` is the tenant it was aimed at (None for faults aimed at no one tenant,
+    such as an operator restart). ``ended_at`` is when the injection itself finished
+    (thaw, restart issued), if it has an end.
+    """
+
+    name: str
+    kind: str
+    injected_at: float
+    target: str | None = None
+    ended_at: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReadBack:
+    """Every row of one tenant found after the run: ``(writer, seq) -> server time``.
+
+    ``error`` is set (and ``rows`` empty) when the tenant could not be read: then the
+    lost-write count is unknown, not zero.
+    """
+
+    tenant: str
+    rows: dict[tuple[int, int], float]
+    read_at: float
+    error: str | None = None
+
+
+@dataclass
+class TenantResult:
+    """How one tenant lived through one fault."""
+
+    tenant: str
+    affected: bool
+    recovered: bool
+    rto_seconds: float | None
+    max_ack_gap_seconds: float | None
+    gap_open: bool
+    acked_writes: int
+    failed_writes: int
+    unknown_writes: int
+    lost_acked_writes: int | None
+    rpo_seconds: float | None
+    first_failure_at: float | None = None
+    recovered_at: float | None = None
+    note: str | None = None
+
+
+@dataclass
+class FaultResult:
+    fault: Fault
+    results: list[TenantResult]
+
+
+@dataclass
+class TenantTotals:
+    """Whole-run counts for one tenant, from the journal and the read-back."""
+
+    tenant: str
+    attempts: int
+    acked: int
+    failed: int
+    unknown: int
+    lost: int | None
+    unexpected: int | None
+    recovered_unknown: int | None
+    clock_skew_seconds: float | None
+    lost_keys: list[tuple[int, int]] = field(default_factory=list)
+    readback_error: str | None = None
+
+
+@dataclass
+class RunAnalysis:
+    run_id: str
+    objective: Objective
+    stability_seconds: float
+    tenants: list[str]
+    faults: list[FaultResult]
+    totals: list[TenantTotals]
+    verdict: str
+    violations: list[str]
+    started_at: float | None = None
+    ended_at: float | None = None

@@ -1,0 +1,82 @@
+"""Command line: ``python -m reports build RUN_DIR [--rto SECONDS] [--stability SECONDS]``.
+
+Prints the path of the report it wrote. Errors a user can fix (a missing run folder,
+``run.json`` or journal, an unreadable fault log or read-back) print one line,
+``reports: <message>``, on stderr and exit with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from loadgen.errors import LoadgenError
+from probes.errors import ProbeError
+from reports.build import build, read_run_meta
+from reports.errors import ReportError
+
+__all__ = ["main"]
+
+EXIT_USAGE = 2
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number of seconds >= 0")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reports", description="Reports of chaos runs.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    build_cmd = commands.add_parser(
+        "build", help="analyse a run folder and write summary.json, report.md, plots and metrics.prom"
+    )
+    build_cmd.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder (runs/<run-id>/)")
+    build_cmd.add_argument(
+        "--rto",
+        type=_seconds,
+        metavar="SECONDS",
+        help="RTO objective in seconds (default: run.json's, else 60)",
+    )
+    build_cmd.add_argument(
+        "--stability",
+        type=_seconds,
+        metavar="SECONDS",
+        help="stability period in seconds (default: run.json's, else 5)",
+    )
+    return parser
+
+
+def _build(args: argparse.Namespace) -> Path:
+    objective = None
+    if args.rto is not None:
+        objective = replace(read_run_meta(args.run_dir).objective, rto_seconds=args.rto)
+    return build(args.run_dir, objective=objective, stability=args.stability)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        report = _build(args)
+    except (ReportError, ProbeError, LoadgenError) as exc:
+        message = " ".join(str(exc).split())
+        print(f"reports: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"reports: {exc}; check the run folder's permissions and free space", file=sys.stderr)
+        return EXIT_USAGE
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""Turn a run folder into its report: summary, markdown, plots and Prometheus metrics.
+
+A run folder (``runs/<run-id>/``) holds ``run.json`` (written by the orchestrator:
+``run_id``, ``tenants``, ``objective`` {``rto_seconds``, ``rpo_seconds``},
+``stability_seconds``, ``started_at``, ``ended_at``, ``target``), the journal
+(``journal/*.jsonl``), ``faults.jsonl`` (missing: no faults) and ``readback.json``
+(missing: nothing was read back, so losses are unknown and the verdict is NO-GO).
+
+``build`` writes next to them: ``summary.json``, ``report.md``, ``timeline-<tenant>.png``
+per tenant, ``rto-rpo.png`` and ``metrics.prom``, and returns the report's path. It can
+be run again at any time; every output is rewritten from the same inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from loadgen.journal import Write, journal_files, read_journal
+from probes.analysis import analyze
+from probes.faultlog import FAULT_LOG_NAME, read_faults
+from probes.model import Fault, Objective, RunAnalysis, TenantResult
+from probes.readback import load_readback
+from reports.errors import ReportError
+from reports.markdown import render_report
+from reports.plots import rto_rpo_plot, timeline_plot
+from reports.prom import write_metrics
+from reports.summary import write_summary
+from reports.times import parse_time
+
+__all__ = [
+    "METRICS_NAME",
+    "REPORT_NAME",
+    "RTO_PLOT_NAME",
+    "SUMMARY_NAME",
+    "RunMeta",
+    "build",
+    "read_run_meta",
+    "timeline_name",
+]
+
+RUN_META_NAME = "run.json"
+JOURNAL_DIR = "journal"
+READBACK_NAME = "readback.json"
+REPORT_NAME = "report.md"
+SUMMARY_NAME = "summary.json"
+METRICS_NAME = "metrics.prom"
+RTO_PLOT_NAME = "rto-rpo.png"
+DEFAULT_STABILITY = 5.0
+
+
+@dataclass(frozen=True)
+class RunMeta:
+    """What ``run.json`` says about the run (defaults where it says nothing)."""
+
+    run_id: str
+    tenants: list[str]
+    objective: Objective
+    stability_seconds: float
+    started_at: float | None
+    ended_at: float | None
+    target: Any
+
+
+def _number(doc: dict[str, Any], key: str, default: float, path: Path) -> float:
+    value = doc.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ReportError(
+            f"{path}: {key!r} must be a non-negative number of seconds, got {value!r}; fix run.json"
+        )
+    return float(value)
+
+
+def read_run_meta(run_dir: Path) -> RunMeta:
+    """Read and check ``run_dir/run.json``; ReportError names the file and the fix."""
+    path = Path(run_dir) / RUN_META_NAME
+    if not Path(run_dir).is_dir():
+        raise ReportError(f"run folder {run_dir} does not exist; pass the folder of a run (runs/<run-id>/)")
+    if not path.is_file():
+        raise ReportError(
+            f"{path} is missing; pass a run folder written by the orchestrator, or write run.json "
+            '({"run_id": ..., "tenants": [...]}) by hand'
+        )
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportError(f"{path} cannot be read as JSON ({exc}); fix or rewrite run.json") from None
+    if not isinstance(doc, dict):
+        raise ReportError(f"{path} must hold a JSON object; fix or rewrite run.json")
+    tenants = doc.get("tenants") or []
+    if not isinstance(tenants, list) or not all(isinstance(t, str) for t in tenants):
+        raise ReportError(f"{path}: 'tenants' must be a list of tenant names; fix run.json")
+    objective_doc = doc.get("objective") or {}
+    if not isinstance(objective_doc, dict):
+        raise ReportError(
+            f"{path}: 'objective' must be an object with rto_seconds and rpo_seconds; fix run.json"
+        )
+    default = Objective()
+    objective = Objective(
+        rto_seconds=_number(objective_doc, "rto_seconds", default.rto_seconds, path),
+        rpo_seconds=_number(objective_doc, "rpo_seconds", default.rpo_seconds, path),
+    )
+    return RunMeta(
+        run_id=str(doc.get("run_id") or Path(run_dir).resolve().name),
+        tenants=list(tenants),
+        objective=objective,
+        stability_seconds=_number(doc, "stability_seconds", DEFAULT_STABILITY, path),
+        started_at=parse_time(doc.get("started_at")),
+        ended_at=parse_time(doc.get("ended_at")),
+        target=doc.get("target"),
+    )
+
+
+def timeline_name(tenant: str) -> str:
+    """``timeline-<tenant>.png``, with characters unsafe in file names replaced by ``_``."""
+    return f"timeline-{re.sub(r'[^A-Za-z0-9._-]', '_', tenant)}.png"
+
+
+def _widen(analysis: RunAnalysis, meta: RunMeta) -> RunAnalysis:
+    """The run spans from the earlier start to the later end of run.json and the journal."""
+    starts = [t for t in (analysis.started_at, meta.started_at) if t is not None]
+    ends = [t for t in (analysis.ended_at, meta.ended_at) if t is not None]
+    return replace(
+        analysis,
+        started_at=min(starts) if starts else None,
+        ended_at=max(ends) if ends else None,
+    )
+
+
+def _tenant_results(analysis: RunAnalysis, tenant: str) -> list[TenantResult | None]:
+    out: list[TenantResult | None] = []
+    for fault_result in analysis.faults:
+        mine = [r for r in fault_result.results if r.tenant == tenant]
+        out.append(mine[0] if mine else None)
+    return out
+
+
+def _plots(run_dir: Path, analysis: RunAnalysis, writes: list[Write]) -> dict[str, str]:
+    faults: list[Fault] = [f.fault for f in analysis.faults]
+    plots: dict[str, str] = {}
+    rto_rpo_plot(run_dir / RTO_PLOT_NAME, analysis)
+    plots["RTO per tenant per fault"] = RTO_PLOT_NAME
+    for tenant in analysis.tenants:
+        name = timeline_name(tenant)
+        timeline_plot(
+            run_dir / name,
+            tenant,
+            writes,
+            faults,
+            _tenant_results(analysis, tenant),
+            analysis.objective,
+            started_at=analysis.started_at,
+            ended_at=analysis.ended_at,
+        )
+        plots[f"Timeline of tenant {tenant}"] = name
+    return plots
+
+
+def build(run_dir: Path, *, objective: Objective | None = None, stability: float | None = None) -> Path:
+    """Analyse the run in ``run_dir`` and write every report file; returns ``report.md``'s path.
+
+    ``objective`` and ``stability`` override what ``run.json`` says. Raises ReportError
+    for a missing run folder, ``run.json`` or journal (ProbeError/LoadgenError for a
+    fault log, read-back or journal that cannot be read).
+    """
+    run_dir = Path(run_dir)
+    meta = read_run_meta(run_dir)
+    journal = run_dir / JOURNAL_DIR
+    if not journal.is_dir() or not journal_files(journal):
+        raise ReportError(
+            f"{journal} holds no journal (*.jsonl); run the load with its journal in this run folder, "
+            "or pass the right run folder"
+        )
+    try:
+        writes, clocks = read_journal(journal)
+    except (OSError, TypeError, UnicodeDecodeError) as exc:
+        raise ReportError(
+            f"{journal} cannot be read ({exc}); remove or fix the broken journal file"
+        ) from None
+    faults = read_faults(run_dir / FAULT_LOG_NAME)
+    readbacks = load_readback(run_dir / READBACK_NAME)
+    analysis = analyze(
+        meta.run_id,
+        writes,
+        clocks,
+        faults,
+        readbacks,
+        meta.tenants,
+        objective=objective or meta.objective,
+        stability=meta.stability_seconds if stability is None else stability,
+    )
+    analysis = _widen(analysis, meta)
+    extra = {"target": meta.target}
+
+    write_summary(run_dir / SUMMARY_NAME, analysis, extra)
+    plots = _plots(run_dir, analysis, writes)
+    write_metrics(run_dir / METRICS_NAME, analysis)
+    report = run_dir / REPORT_NAME
+    text = render_report(analysis, plots, extra if meta.target is not None else {})
+    tmp = report.with_name(f".{REPORT_NAME}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(report)
+    return report

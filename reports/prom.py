@@ -1,0 +1,101 @@
+"""The run's results as a Prometheus text file (``metrics.prom``).
+
+Meant for node_exporter's textfile collector or a push to a Pushgateway, so
+dashboards can follow RTO across runs. Gauges (all in their own registry):
+
+- ``harness_run_info{run_id}`` 1
+- ``harness_objective_rto_seconds``, ``harness_objective_rpo_seconds``
+- ``harness_verdict_go`` 1 for GO, 0 for NO-GO
+- ``harness_recovered{fault,tenant}`` 1/0
+- ``harness_rto_seconds{fault,tenant}``, ``harness_max_ack_gap_seconds{fault,tenant}``,
+  ``harness_rpo_seconds{fault,tenant}``: absent when the value is unknown (never 0)
+- ``harness_acked_writes{tenant}``, ``harness_lost_acked_writes{tenant}`` (whole run;
+  lost is absent when the read-back failed)
+
+A fault name that repeats within a run gets ``#2``, ``#3``... so no series is overwritten.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+
+from probes.model import RunAnalysis
+from reports.errors import ReportError
+
+__all__ = ["fault_labels", "metrics_registry", "write_metrics"]
+
+
+def fault_labels(analysis: RunAnalysis) -> list[str]:
+    """One unique label per fault, in order: the name, suffixed ``#n`` when it repeats."""
+    seen: dict[str, int] = {}
+    labels = []
+    for fault_result in analysis.faults:
+        name = fault_result.fault.name
+        seen[name] = seen.get(name, 0) + 1
+        labels.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return labels
+
+
+def metrics_registry(analysis: RunAnalysis) -> CollectorRegistry:
+    """A fresh registry holding the run's gauges."""
+    registry = CollectorRegistry()
+
+    def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+        return Gauge(name, doc, labels, registry=registry)
+
+    gauge("harness_run_info", "The run these metrics describe.", ("run_id",)).labels(
+        run_id=analysis.run_id
+    ).set(1)
+    gauge("harness_objective_rto_seconds", "RTO objective per tenant per fault.").set(
+        analysis.objective.rto_seconds
+    )
+    gauge("harness_objective_rpo_seconds", "RPO objective (loss window allowed).").set(
+        analysis.objective.rpo_seconds
+    )
+    gauge("harness_verdict_go", "1 when the run's verdict is GO, 0 for NO-GO.").set(
+        1 if analysis.verdict == "GO" else 0
+    )
+
+    pair = ("fault", "tenant")
+    recovered = gauge("harness_recovered", "1 when the tenant recovered after the fault, else 0.", pair)
+    rto = gauge("harness_rto_seconds", "Client-observed RTO; absent when not recovered or unknown.", pair)
+    gap = gauge(
+        "harness_max_ack_gap_seconds", "Largest gap between acknowledged writes around the fault.", pair
+    )
+    rpo = gauge(
+        "harness_rpo_seconds", "Loss window: fault time minus earliest lost acknowledged write.", pair
+    )
+    for label, fault_result in zip(fault_labels(analysis), analysis.faults, strict=True):
+        for result in fault_result.results:
+            key = {"fault": label, "tenant": result.tenant}
+            recovered.labels(**key).set(1 if result.recovered else 0)
+            if result.rto_seconds is not None:
+                rto.labels(**key).set(result.rto_seconds)
+            if result.max_ack_gap_seconds is not None:
+                gap.labels(**key).set(result.max_ack_gap_seconds)
+            if result.rpo_seconds is not None:
+                rpo.labels(**key).set(result.rpo_seconds)
+
+    acked = gauge("harness_acked_writes", "Acknowledged writes over the whole run.", ("tenant",))
+    lost = gauge(
+        "harness_lost_acked_writes",
+        "Acknowledged writes missing after the run; absent if unknown.",
+        ("tenant",),
+    )
+    for totals in analysis.totals:
+        acked.labels(tenant=totals.tenant).set(totals.acked)
+        if totals.lost is not None:
+            lost.labels(tenant=totals.tenant).set(totals.lost)
+    return registry
+
+
+def write_metrics(path: str | Path, analysis: RunAnalysis) -> Path:
+    """Write the Prometheus text file atomically; returns the path."""
+    target = Path(path)
+    try:
+        write_to_textfile(str(target), metrics_registry(analysis))
+    except OSError as exc:
+        raise ReportError(f"cannot write metrics {target}: {exc.strerror or exc}; check the folder") from exc
+    return target

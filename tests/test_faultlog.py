@@ -1,0 +1,80 @@
+"""The fault log: append-only JSON lines, read back into Faults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from probes.errors import ProbeError
+from probes.faultlog import mark_ended, read_faults, record_fault
+from probes.model import Fault
+
+
+def test_round_trip_sorted_by_injection_time(tmp_path: Path) -> None:
+    log = tmp_path / "run" / "faults.jsonl"
+    late = Fault("node-drain", "node-drain", 200.5, None, None, {"node": "node-2", "pods": ["a", "b"]})
+    early = Fault("pod-kill", "pod-kill", 100.25, "tenant-1")
+    record_fault(log, late)
+    record_fault(log, early)
+    assert read_faults(log) == [early, late]
+
+
+def test_missing_file_means_no_faults(tmp_path: Path) -> None:
+    assert read_faults(tmp_path / "faults.jsonl") == []
+
+
+def test_ended_is_folded_into_latest_fault_of_that_name(tmp_path: Path) -> None:
+    log = tmp_path / "faults.jsonl"
+    record_fault(log, Fault("freeze", "sigstop", 100.0, "tenant-1"))
+    record_fault(log, Fault("other", "pod-kill", 110.0))
+    mark_ended(log, "freeze", 105.0)
+    record_fault(log, Fault("freeze", "sigstop", 200.0, "tenant-1"))
+    mark_ended(log, "freeze", 203.0)
+    faults = read_faults(log)
+    assert [(f.name, f.injected_at, f.ended_at) for f in faults] == [
+        ("freeze", 100.0, 105.0),
+        ("other", 110.0, None),
+        ("freeze", 200.0, 203.0),
+    ]
+
+
+def test_append_never_truncates(tmp_path: Path) -> None:
+    log = tmp_path / "faults.jsonl"
+    log.write_text('{"name":"earlier","kind":"pod-kill","injected_at":1.0}\n', encoding="utf-8")
+    record_fault(log, Fault("later", "pod-kill", 2.0))
+    mark_ended(log, "later", 3.0)
+    assert log.read_text(encoding="utf-8").count("\n") == 3
+    assert [f.name for f in read_faults(log)] == ["earlier", "later"]
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"name": "x", "kind": "k"}', "missing field 'injected_at'"),
+        ('{"name": "x", "kind": "k", "injected_at": "soon"}', "'injected_at' must be a number"),
+        ('{"name": "x", "kind": "k", "injected_at": 1, "colour": "red"}', "unknown field(s) colour"),
+        ('{"event": "ended", "name": "nobody", "ended_at": 5}', "no earlier line recorded"),
+        ('{"event": "paused", "name": "x"}', "unknown event"),
+    ],
+)
+def test_malformed_line_names_file_line_and_fix(tmp_path: Path, line: str, problem: str) -> None:
+    log = tmp_path / "faults.jsonl"
+    record_fault(log, Fault("ok", "pod-kill", 1.0))
+    with log.open("a", encoding="utf-8") as handle:
+        handle.write("\n" + line + "\n")  # a blank line is fine; the bad one is line 3
+    with pytest.raises(ProbeError) as err:
+        read_faults(log)
+    message = str(err.value)
+    assert f"{log}:3:" in message
+    assert problem in message
+    assert "fix or delete that line" in message
+
+
+def test_unserialisable_details_are_refused_without_writing(tmp_path: Path) -> None:
+    log = tmp_path / "faults.jsonl"
+    with pytest.raises(ProbeError, match="pod-kill"):
+        record_fault(log, Fault("pod-kill", "pod-kill", 1.0, details={"when": object()}))
+    assert not log.exists()
