@@ -40,6 +40,24 @@ def classify(exc: BaseException) -> tuple[bool, str]:
     return state[:2] in _DEFINITE, label
 
 
+class _Session:
+    """A connection and the one cursor every write reuses.
+
+    Reusing the cursor keeps psqlODBC's prepared insert: one round trip per write instead
+    of four (Parse, Describe, Execute, Deallocate), as measured by ``make bench``.
+    """
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.cursor = conn.cursor()
+
+    def close(self) -> None:
+        try:
+            self.cursor.close()
+        finally:
+            self.conn.close()
+
+
 def _close(conn: Any) -> None:
     try:
         if conn is not None:
@@ -165,7 +183,7 @@ class TenantWriter:
         params = (self.run_id, self.tenant.name, self.writer, self.seq)
         try:
             row = self._call(
-                lambda: conn.execute(self._sql.insert, params).fetchone(), self.write_timeout, conn
+                lambda: conn.cursor.execute(self._sql.insert, params).fetchone(), self.write_timeout, conn
             )
         except CallTimeout:
             self._conn = None
@@ -188,7 +206,7 @@ class TenantWriter:
             except CallTimeout:
                 self.abandoned += 1
 
-    def _connect(self) -> Any:
+    def _connect(self) -> _Session:
         """Open a connection (worker thread), ensure the table, sample the clock skew."""
         conn = pyodbc.connect(self._conn_str, autocommit=True, timeout=max(1, round(self.connect_timeout)))
         try:
@@ -207,7 +225,7 @@ class TenantWriter:
         except pyodbc.Error:
             _close(conn)
             raise
-        return conn
+        return _Session(conn)
 
     def __repr__(self) -> str:
         return redact(f"TenantWriter({self.tenant.describe()}, writer={self.writer}, seq={self.seq})")

@@ -1,0 +1,1 @@
+"""Benchmarks: programs run by ``make bench``, not collected by pytest (no ``test_`` files)."""
