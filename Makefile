@@ -45,6 +45,13 @@ test: check
 bench: setup
 	$(BIN)/python -m tests.benchmarks.bench_throughput
 
+## lab-up / lab-down: the embedded Kubernetes-compatible lab (kubeconfig in .lab/kubeconfig)
+lab-up: setup
+	$(BIN)/python -m lab up --tenants $(or $(TENANTS),3) --nodes $(or $(NODES),3)
+
+lab-down: setup
+	$(BIN)/python -m lab down
+
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 

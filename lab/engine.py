@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -38,7 +39,7 @@ from lab import processes
 from lab.errors import LabError
 from lab.paths import lab_dir, pg_bindir, server_user
 
-__all__ = ["Engine", "Instance", "free_port"]
+__all__ = ["Engine", "Instance", "free_port", "init_data_dir", "server_run_kwargs"]
 
 DATABASE = "harness"
 ROLE = "harness"
@@ -88,6 +89,72 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def server_run_kwargs() -> dict[str, Any]:
+    """``subprocess`` keyword arguments that run a program as the database server's user.
+
+    Empty when we are not root (servers then run as ourselves).
+    """
+    user = server_user()
+    if user is None:
+        return {}
+    return {"user": user, "group": user, "extra_groups": []}
+
+
+def init_data_dir(
+    data: Path,
+    *,
+    port: int | None = None,
+    socket_dir: Path | None = None,
+    password_file: Path | None = None,
+    max_connections: int = 60,
+) -> None:
+    """Run ``initdb`` for a new data directory ``data`` as the server's user.
+
+    ``data`` must not exist or be empty, and its parent must be writable by (and
+    reachable for) that user. Authentication is ``trust`` on the Unix socket and
+    SCRAM over TCP; ``password_file`` sets the ``postgres`` superuser's password.
+    The lab's settings are appended to ``postgresql.conf``: loopback only, full
+    durability (``fsync``, ``synchronous_commit``), small memory; ``port`` and
+    ``socket_dir`` are written only when given (a server started with ``-p`` / ``-k``
+    does not need them). LabError with initdb's last line when it fails.
+    """
+    argv = [
+        str(pg_bindir() / "initdb"),
+        "-D",
+        str(data),
+        "-U",
+        "postgres",
+        "--auth-local=trust",
+        "--auth-host=scram-sha-256",
+        "-E",
+        "UTF8",
+        "--locale=C.UTF-8",
+        "--no-instructions",
+    ]
+    if password_file is not None:
+        argv.append(f"--pwfile={password_file}")
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, **server_run_kwargs())
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()
+        raise LabError(f"initdb for {data} failed: {detail[-1] if detail else proc.returncode}")
+    lines = ["", "# written by the lab engine"]
+    if port is not None:
+        lines.append(f"port = {port}")
+    if socket_dir is not None:
+        lines.append(f"unix_socket_directories = '{socket_dir}'")
+    lines += [
+        "listen_addresses = '127.0.0.1'",
+        f"max_connections = {max_connections}",
+        "shared_buffers = 32MB",
+        "fsync = on",
+        "synchronous_commit = on",
+        "log_min_messages = warning",
+        "log_line_prefix = '%m [%p] '",
+    ]
+    with (data / "postgresql.conf").open("a") as conf:
+        conf.write("\n".join(lines) + "\n")
 
 
 class Engine:

@@ -14,15 +14,17 @@ import ctypes
 import os
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 
 import psutil
 
 __all__ = [
     "become_subreaper",
     "kill_tree",
+    "kill_trees",
     "process_tree",
     "reap_adopted",
+    "reap_orphans",
     "signal_tree",
     "wait_gone",
 ]
@@ -54,6 +56,25 @@ def reap_adopted(names: Iterable[str] = ("postgres",)) -> int:
     for child in psutil.Process().children():
         try:
             if child.status() != psutil.STATUS_ZOMBIE or child.name() not in wanted:
+                continue
+            os.waitpid(child.pid, os.WNOHANG)
+            reaped += 1
+        except (psutil.Error, ChildProcessError):
+            continue
+    return reaped
+
+
+def reap_orphans(keep: Container[int]) -> int:
+    """Reap every zombie child of this process whose pid is not in ``keep``.
+
+    For a subreaper that also runs children through ``subprocess``: pass the pids it
+    still owns (and will ``wait`` for) as ``keep``, so their exit status is not stolen.
+    Returns how many were reaped.
+    """
+    reaped = 0
+    for child in psutil.Process().children():
+        try:
+            if child.pid in keep or child.status() != psutil.STATUS_ZOMBIE:
                 continue
             os.waitpid(child.pid, os.WNOHANG)
             reaped += 1
@@ -107,6 +128,53 @@ def kill_tree(pid: int, timeout: float = 5.0) -> list[psutil.Process]:
     """SIGKILL the whole tree under ``pid`` and wait for it; returns survivors (normally none)."""
     procs = signal_tree(pid, signal.SIGKILL)
     return wait_gone(procs, timeout)
+
+
+def kill_trees(procs: Iterable[psutil.Process], timeout: float = 5.0) -> list[psutil.Process]:
+    """SIGKILL ``procs`` and all their descendants without letting any of them escape.
+
+    Every tree is first frozen (SIGSTOP, walked again until no new member appears),
+    so nothing can fork or be re-parented out of sight, then killed. Processes whose
+    pid was reused since ``procs`` were taken are left alone (psutil checks the
+    creation time). Returns the survivors (normally none).
+    """
+    frozen: dict[int, psutil.Process] = {}
+    roots = [p for p in procs if _running(p)]
+    for _ in range(5):
+        fresh: list[psutil.Process] = []
+        for root in roots:
+            try:
+                members = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                continue
+            fresh.extend(m for m in members if m.pid not in frozen)
+        fresh.extend(
+            child
+            for member in list(frozen.values())
+            for child in _children(member)
+            if child.pid not in frozen
+        )
+        if not fresh:
+            break
+        for proc in fresh:
+            try:
+                proc.send_signal(signal.SIGSTOP)
+                frozen[proc.pid] = proc
+            except psutil.NoSuchProcess:
+                continue
+    for proc in frozen.values():
+        try:
+            proc.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            continue
+    return wait_gone(frozen.values(), timeout)
+
+
+def _children(proc: psutil.Process) -> list[psutil.Process]:
+    try:
+        return list(proc.children())
+    except psutil.NoSuchProcess:
+        return []
 
 
 def _running(proc: psutil.Process) -> bool:

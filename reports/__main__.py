@@ -1,7 +1,10 @@
-"""Command line: ``python -m reports build RUN_DIR [--rto SECONDS] [--stability SECONDS]``.
+"""Command line: ``python -m reports build RUN_DIR [--rto SECONDS] [--stability SECONDS]`` and
+``python -m reports gonogo RUN_DIR... --out PATH [--checklist PATH]``.
 
-Prints the path of the report it wrote. Errors a user can fix (a missing run folder,
-``run.json`` or journal, an unreadable fault log or read-back) print one line,
+``build`` prints the path of the report it wrote; ``gonogo`` prints the verdict and the
+path of the go/no-go document (its exit status does not depend on the verdict). Errors a
+user can fix (a missing run folder, ``run.json``, ``summary.json`` or journal, an
+unreadable fault log or read-back) print one line,
 ``reports: <message>``, on stderr and exit with status 2, without a traceback.
 """
 
@@ -17,6 +20,7 @@ from loadgen.errors import LoadgenError
 from probes.errors import ProbeError
 from reports.build import build, read_run_meta
 from reports.errors import ReportError
+from reports.gonogo import write_gonogo
 
 __all__ = ["main"]
 
@@ -52,7 +56,30 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="stability period in seconds (default: run.json's, else 5)",
     )
+    gonogo_cmd = commands.add_parser(
+        "gonogo", help="judge the production-gates checklist from run folders and write the go/no-go document"
+    )
+    gonogo_cmd.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="run folders to judge")
+    gonogo_cmd.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="PATH",
+        help="the document to write (its RTO plot goes next to it)",
+    )
+    gonogo_cmd.add_argument(
+        "--checklist",
+        type=Path,
+        metavar="PATH",
+        help="the checklist (default: ../shared/reference/production-gates-checklist.md from the "
+        "project root if it exists, else reports/checklist.md)",
+    )
     return parser
+
+
+def _gonogo(args: argparse.Namespace) -> str:
+    result = write_gonogo(args.run_dirs, args.out, args.checklist)
+    return f"{result.verdict} {args.out}"
 
 
 def _build(args: argparse.Namespace) -> Path:
@@ -66,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        report = _build(args)
+        report = _build(args) if args.command == "build" else _gonogo(args)
     except (ReportError, ProbeError, LoadgenError) as exc:
         message = " ".join(str(exc).split())
         print(f"reports: {message}", file=sys.stderr)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,11 @@ class RunMeta:
     started_at: float | None
     ended_at: float | None
     target: Any
+    passthrough: dict[str, Any] = field(default_factory=dict)
+
+
+#: run.json keys copied as they are into summary.json (set by the Chaos Toolkit control).
+PASSTHROUGH_KEYS = ("experiment", "chaos_status", "interrupted", "pitr", "integrity")
 
 
 def _number(doc: dict[str, Any], key: str, default: float, path: Path) -> float:
@@ -113,6 +118,7 @@ def read_run_meta(run_dir: Path) -> RunMeta:
         started_at=parse_time(doc.get("started_at")),
         ended_at=parse_time(doc.get("ended_at")),
         target=doc.get("target"),
+        passthrough={k: doc[k] for k in PASSTHROUGH_KEYS if k in doc},
     )
 
 
@@ -195,7 +201,7 @@ def build(run_dir: Path, *, objective: Objective | None = None, stability: float
         stability=meta.stability_seconds if stability is None else stability,
     )
     analysis = _widen(analysis, meta)
-    extra = {"target": meta.target}
+    extra = {"target": meta.target, **meta.passthrough}
 
     write_summary(run_dir / SUMMARY_NAME, analysis, extra)
     plots = _plots(run_dir, analysis, writes)

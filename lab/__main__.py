@@ -1,0 +1,109 @@
+"""``python -m lab``: run the embedded lab cluster.
+
+    python -m lab up [--tenants N] [--nodes 3] [--port P] [--timeout S]
+    python -m lab status [--json]
+    python -m lab down [--wipe]
+    python -m lab restart-node NAME --down SECONDS [--no-wait]
+
+``up`` starts the control plane and one kubelet per node (detached, pidfiles under
+``.lab/cluster/pids``), applies the operator, creates MSSQLInstances ``tenant-0..N-1``
+in namespace ``tenants``, waits until they are Ready and writes ``.lab/kubeconfig`` and
+``.lab/tenants.json``. Any failure is one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from lab import cluster
+from lab.errors import LabError
+
+__all__ = ["main"]
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lab", description="Run the embedded lab cluster.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_up = sub.add_parser("up", help="start the lab (or complete a running one) and wait for the tenants")
+    p_up.add_argument("--tenants", type=int, default=1, help="MSSQLInstances tenant-0..N-1 (default 1)")
+    p_up.add_argument("--nodes", type=int, default=3, help="nodes lab-node-1..N (default 3)")
+    p_up.add_argument(
+        "--port", type=int, default=None, help="API server port (default: a free one, then kept)"
+    )
+    p_up.add_argument(
+        "--timeout", type=float, default=180.0, help="seconds to wait for the tenants to be Ready"
+    )
+    p_status = sub.add_parser("status", help="processes, nodes and instances")
+    p_status.add_argument("--json", action="store_true", help="print JSON")
+    p_down = sub.add_parser("down", help="stop every lab process (data is kept)")
+    p_down.add_argument("--wipe", action="store_true", help="also delete all lab state")
+    p_restart = sub.add_parser(
+        "restart-node", help="crash a node (SIGKILL everything of it), then start it again"
+    )
+    p_restart.add_argument("node", help="node name, e.g. lab-node-1")
+    p_restart.add_argument(
+        "--down", type=float, required=True, metavar="SECONDS", help="how long the node stays down"
+    )
+    p_restart.add_argument(
+        "--no-wait", action="store_true", help="do not wait for the node to be Ready again"
+    )
+    return parser
+
+
+def _print_status(info: dict[str, object]) -> None:
+    print(f"lab: {info['lab_dir']}  api: {info['url'] or '-'} ({info['api']})")
+    for proc in info["processes"]:  # type: ignore[attr-defined]
+        print(f"  {proc['name']:<24} pid {proc['pid'] or '-':<8} {'alive' if proc['alive'] else 'stopped'}")
+    for node in info["nodes"]:  # type: ignore[attr-defined]
+        cordon = "  SchedulingDisabled" if node["unschedulable"] else ""
+        print(f"  node {node['name']:<19} Ready={node['ready']}{cordon}")
+    for inst in info["instances"]:  # type: ignore[attr-defined]
+        print(
+            f"  instance {inst['namespace']}/{inst['name']:<12} {inst['phase'] or '-':<12} {inst['endpoint']}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "up":
+            result = cluster.up(args.tenants, args.nodes, port=args.port, timeout=args.timeout, say=_say)
+            print(
+                f"lab up at {result['url']}: {len(result['nodes'])} nodes, {len(result['tenants'])} tenants "
+                f"ready in {result['ready_after']:.1f}s"
+            )
+            print(f"  export KUBECONFIG={result['kubeconfig']}")
+            print("  kubectl get nodes; kubectl get mssqlinstances -n tenants; kubectl get pods -A")
+            print(f"  tenants file for the load generator: {result['tenants_file']}")
+        elif args.command == "status":
+            info = cluster.status()
+            if args.json:
+                print(json.dumps(info, indent=2))
+            else:
+                _print_status(info)
+        elif args.command == "down":
+            result = cluster.down(wipe=args.wipe, say=_say)
+            stopped = ", ".join(result["stopped"]) or "nothing was running"
+            print(f"lab down: {stopped}{'; state wiped' if args.wipe else '; data kept'}")
+        elif args.command == "restart-node":
+            result = cluster.restart_node(args.node, args.down, wait=not args.no_wait)
+            after = (
+                f", Ready {result['ready_after']:.2f}s after its kubelet started"
+                if result["ready_after"]
+                else ""
+            )
+            print(f"node {args.node}: killed {result['killed']} processes, down {args.down:g}s{after}")
+    except LabError as exc:
+        print(f"lab {args.command}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

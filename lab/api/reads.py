@@ -1,0 +1,131 @@
+"""GET of one object and of collections (lists), with Table and metadata-only answers.
+
+Lists filter by ``labelSelector`` and ``fieldSelector``, page with ``limit`` /
+``continue`` (a token naming the last key served; objects are in namespace/name
+order), and carry ``metadata.resourceVersion`` to start a watch from. A list under a
+namespace that does not exist is empty, as on the real server.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from aiohttp import web
+
+from lab.api.fields import clone, meta
+from lab.api.resources import ResourceType
+from lab.api.routing import Target
+from lab.api.selectors import FieldSelector, LabelSelector
+from lab.api.state import State
+from lab.api.status import bad_request, not_found
+from lab.api.tables import negotiate, partial_metadata, to_table
+
+__all__ = ["get_object", "int_param", "json_response", "list_objects", "present"]
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=json.dumps(body, separators=(",", ":")).encode(), status=status, content_type="application/json"
+    )
+
+
+def int_param(query: Any, name: str, default: int | None = None) -> int | None:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise bad_request(f"{name} must be an integer, got {raw[:40]!r}") from exc
+
+
+def present(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` as served at ``rt``'s version (custom resources are stored once for all versions)."""
+    if obj.get("apiVersion") != rt.api_version or obj.get("kind") != rt.kind:
+        obj = dict(obj)
+        obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
+    return obj
+
+
+def _include(request: web.Request) -> str:
+    include = request.query.get("includeObject", "Metadata")
+    if include not in ("Metadata", "Object", "None"):
+        raise bad_request(f"includeObject must be None, Metadata or Object, got {include!r}")
+    return include
+
+
+def get_object(request: web.Request, state: State, target: Target) -> web.Response:
+    rt, name = target.rt, target.name or ""
+    obj = state.store.get(rt.key, target.namespace or "", name)
+    if obj is None:
+        raise not_found(rt.plural, name, rt.group)
+    obj = present(rt, obj)
+    wanted, version = negotiate(request.headers.get("Accept", ""))
+    if wanted == "Table":
+        rv = str(meta(obj).get("resourceVersion", ""))
+        return json_response(to_table(rt, [obj], rv, _include(request), version))
+    if wanted == "PartialObjectMetadata":
+        return json_response(partial_metadata(obj, version))
+    return json_response(obj)
+
+
+def selection(request: web.Request, target: Target) -> tuple[LabelSelector, FieldSelector]:
+    labels = LabelSelector(request.query.get("labelSelector"))
+    fields = FieldSelector(request.query.get("fieldSelector"), target.rt.key)
+    return labels, fields
+
+
+def _decode_continue(token: str) -> tuple[str, str]:
+    try:
+        start = json.loads(base64.urlsafe_b64decode(token.encode() + b"==").decode())["start"]
+        if not (isinstance(start, list) and len(start) == 2 and all(isinstance(s, str) for s in start)):
+            raise ValueError(start)
+        return start[0], start[1]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise bad_request("continue key is not valid") from exc
+
+
+def list_objects(request: web.Request, state: State, target: Target) -> web.Response:
+    rt = target.rt
+    labels, fields = selection(request, target)
+    limit = int_param(request.query, "limit", 0) or 0
+    if limit < 0:
+        raise bad_request("limit must not be negative")
+    token = request.query.get("continue")
+    after = _decode_continue(token) if token else None
+    items: list[dict[str, Any]] = []
+    list_meta: dict[str, Any] = {"resourceVersion": str(state.store.rv)}
+    for obj in state.store.scan(rt.key, target.namespace):
+        md = meta(obj)
+        ident = (str(md.get("namespace") or ""), str(md.get("name") or ""))
+        if after is not None and ident <= after:
+            continue
+        if not labels.matches(md.get("labels")) or not fields.matches(obj):
+            continue
+        if limit and len(items) == limit:
+            last = meta(items[-1])
+            start = [str(last.get("namespace") or ""), str(last.get("name") or "")]
+            list_meta["continue"] = (
+                base64.urlsafe_b64encode(json.dumps({"start": start}).encode()).decode().rstrip("=")
+            )
+            break
+        items.append(present(rt, clone(obj)))
+    wanted, version = negotiate(request.headers.get("Accept", ""))
+    if wanted == "Table":
+        table = to_table(rt, items, list_meta["resourceVersion"], _include(request), version)
+        table["metadata"] = list_meta
+        return json_response(table)
+    if wanted in ("PartialObjectMetadataList", "PartialObjectMetadata"):
+        return json_response(
+            {
+                "kind": "PartialObjectMetadataList",
+                "apiVersion": f"meta.k8s.io/{version}",
+                "metadata": list_meta,
+                "items": [partial_metadata(o, version) for o in items],
+            }
+        )
+    return json_response(
+        {"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": list_meta, "items": items}
+    )

@@ -1,0 +1,208 @@
+"""The aiohttp application: routing, error wrapping, durability, start and stop.
+
+:func:`build_app` opens the state (locks and replays the data folder) and returns the
+application; :func:`serve` also binds it and returns the running ``AppRunner``
+(:func:`bound_port` tells the port when 0 was asked). Every error becomes a v1 Status:
+:class:`~lab.api.status.ApiError` with its own code, anything unexpected a logged 500.
+Every non-GET request syncs the write-ahead log before its answer is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from lab.api import discovery
+from lab.api.authz import Policy
+from lab.api.controllers import Controllers
+from lab.api.handlers import handle_resource
+from lab.api.reads import json_response
+from lab.api.routing import parse_path
+from lab.api.settings import Settings
+from lab.api.state import State
+from lab.api.status import ApiError, status_body
+
+__all__ = ["bound_port", "build_app", "serve"]
+
+log = logging.getLogger(__name__)
+
+STATE = web.AppKey("state", State)
+POLICY = web.AppKey("policy", Policy)
+CONTROLLERS = web.AppKey("controllers", Controllers)
+_HEALTH = ("/healthz", "/readyz", "/livez")
+_HTTP_REASONS = {
+    400: "BadRequest",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    413: "RequestEntityTooLarge",
+    415: "UnsupportedMediaType",
+}
+
+
+def _missing() -> ApiError:
+    return ApiError(404, "the server could not find the requested resource", "NotFound")
+
+
+async def _sync_quietly(state: State) -> None:
+    """Persist writes a failed request may have made before failing."""
+    try:
+        await state.store.sync()
+    except Exception:
+        log.exception("write-ahead log sync failed")
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    state = request.app[STATE]
+    try:
+        response: web.StreamResponse = await handler(request)
+        if request.method != "GET":
+            await state.store.sync()
+        return response
+    except ApiError as exc:
+        await _sync_quietly(state)
+        return json_response(exc.status(), exc.code)
+    except web.HTTPException as exc:
+        code = exc.status
+        reason = _HTTP_REASONS.get(code, "InternalError" if code >= 500 else "BadRequest")
+        return json_response(status_body(code, reason, exc.reason or exc.text or reason), code)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.exception("internal error on %s %s", request.method, request.path_qs)
+        await _sync_quietly(state)
+        body = status_body(
+            500,
+            "InternalError",
+            f"an error on the server ({type(exc).__name__}) has prevented the request from succeeding",
+        )
+        return json_response(body, 500)
+
+
+def _non_resource(request: web.Request, app: web.Application) -> web.StreamResponse | None:
+    path = request.path.rstrip("/") or "/"
+    state = app[STATE]
+    registry = state.registry
+    if request.method != "GET":
+        return None
+    if path in _HEALTH or any(path.startswith(h + "/") for h in _HEALTH):
+        return web.Response(text="ok", content_type="text/plain")
+    if path == "/version":
+        return json_response(discovery.version_info())
+    if path == "/":
+        return json_response(
+            {
+                "paths": [
+                    "/api",
+                    "/api/v1",
+                    "/apis",
+                    "/healthz",
+                    "/livez",
+                    "/openapi/v3",
+                    "/readyz",
+                    "/version",
+                ]
+            }
+        )
+    if path == "/api":
+        return json_response(discovery.api_versions(request.host))
+    if path == "/apis":
+        return json_response(discovery.api_group_list(registry))
+    if path == "/openapi/v3":
+        return json_response(discovery.openapi_v3_root(registry))
+    parts = path.strip("/").split("/")
+    if path.startswith("/openapi/"):
+        doc = None
+        if len(parts) == 4 and parts[2] == "api":
+            doc = discovery.openapi_v3_document(registry, "", parts[3])
+        elif len(parts) == 5 and parts[1] == "v3" and parts[2] == "apis":
+            doc = discovery.openapi_v3_document(registry, parts[3], parts[4])
+        if doc is None:
+            raise _missing()
+        return json_response(doc)
+    if len(parts) == 2 and parts[0] == "api":
+        body = discovery.resource_list(registry, "", parts[1])
+    elif len(parts) == 2 and parts[0] == "apis":
+        body = discovery.api_group(registry, parts[1])
+    elif len(parts) == 3 and parts[0] == "apis":
+        body = discovery.resource_list(registry, parts[1], parts[2])
+    else:
+        return None
+    if body is None:
+        raise _missing()
+    return json_response(body)
+
+
+async def _dispatch(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    if request.method not in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        raise ApiError(
+            405, f"the server does not allow this method on the requested resource ({request.method})"
+        )
+    answer = _non_resource(request, app)
+    if answer is not None:
+        return answer
+    target = parse_path(request.path, app[STATE].registry)
+    return await handle_resource(request, app[STATE], app[POLICY], target)
+
+
+async def _on_startup(app: web.Application) -> None:
+    app[CONTROLLERS].start()
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    app[STATE].store.history.close_all()
+
+
+async def _on_cleanup(app: web.Application) -> None:
+    await app[CONTROLLERS].stop()
+    await app[STATE].store.sync()
+    app[STATE].close()
+
+
+def build_app(settings: Settings) -> web.Application:
+    """The API server application over ``settings`` (opens and locks the data folder)."""
+    state = State(settings)
+    state.open()
+    app = web.Application(middlewares=[_errors], client_max_size=settings.max_body_bytes)
+    app[STATE] = state
+    app[POLICY] = Policy(settings.policy_file)
+    app[CONTROLLERS] = Controllers(state)
+    app.router.add_route("*", "/{tail:.*}", _dispatch)
+    app.on_startup.append(_on_startup)
+    app.on_shutdown.append(_on_shutdown)
+    app.on_cleanup.append(_on_cleanup)
+    return app
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    """The TCP port ``runner`` listens on."""
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    raise RuntimeError("the API server is not listening")
+
+
+async def serve(settings: Settings, access_log: bool = False) -> web.AppRunner:
+    """Build, bind and start the server; stop it with ``await runner.cleanup()``.
+
+    Raises OSError when the port is taken (the runner is cleaned up first) and LabError
+    when the data folder is locked or unreadable. Writes the bound port to
+    ``<data_dir>/apiserver.port``.
+    """
+    app = build_app(settings)
+    runner = web.AppRunner(app, access_log=log if access_log else None, shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    port = bound_port(runner)
+    if settings.data_dir is not None:
+        (settings.data_dir / "apiserver.port").write_text(f"{port}\n")
+    return runner

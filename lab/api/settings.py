@@ -1,0 +1,40 @@
+"""The API server's settings: where it listens, keeps state, reads policy and logs.
+
+``data_dir`` None keeps everything in memory (tests of pure semantics); a folder
+makes state durable (write-ahead log + snapshot, see :mod:`lab.api.wal`).
+``pod_removal_grace`` is for a lab without a kubelet: None (the default, like a real
+cluster) leaves a terminating pod in place until its kubelet confirms with a DELETE
+using ``gracePeriodSeconds=0``; a number makes the server remove a terminating pod
+itself after ``min(its grace period, pod_removal_grace)`` seconds; 0 removes at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Settings"]
+
+
+@dataclass
+class Settings:
+    """Everything :func:`lab.api.server.build_app` needs; the CLI flags map one to one."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    data_dir: Path | None = None
+    policy_file: Path | None = None
+    logs_dir: Path | None = None
+    pod_removal_grace: float | None = None
+    watch_history: int = 10_000
+    compact_bytes: int = 8 * 1024 * 1024
+    gc_interval: float = 2.0
+    max_body_bytes: int = 3 * 1024 * 1024
+
+    def resolved_logs_dir(self) -> Path | None:
+        """Where pod logs are read: ``logs_dir``, else ``<data_dir>/logs``, else none."""
+        if self.logs_dir is not None:
+            return self.logs_dir
+        if self.data_dir is not None:
+            return self.data_dir / "logs"
+        return None

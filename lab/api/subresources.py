@@ -1,0 +1,175 @@
+"""Subresources other than status and log: scale, binding, and SelfSubjectAccessReview.
+
+* ``scale`` (deployments, statefulsets, replicasets): an ``autoscaling/v1 Scale`` view of
+  ``spec.replicas``; GET, PUT and PATCH (merge/strategic/json) change only that field.
+* ``binding`` (pods): POST a ``Binding`` to ``pods/{name}/binding`` or to ``bindings``
+  (``metadata.name`` = the pod) to set ``spec.nodeName`` once (409 if the pod is already
+  bound) and mark the pod ``PodScheduled``; what a scheduler does.
+* ``selfsubjectaccessreviews``: answered from the policy (kubectl's protobuf body is read
+  by :mod:`lab.api.protobuf`); the answer is always JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lab.api.authz import Attributes, Policy
+from lab.api.fields import as_dict, as_list, as_str, clone, dig, meta, now_rfc3339
+from lab.api.patch import json_patch, merge_patch, strategic_merge_patch
+from lab.api.resources import ResourceType
+from lab.api.state import State
+from lab.api.status import ApiError, bad_request, conflict, invalid, not_found, success
+from lab.api.validation import decode_body
+
+__all__ = ["bind", "get_scale", "patch_scale", "review", "update_scale"]
+
+
+def _selector_string(selector: Any) -> str:
+    parts = [f"{k}={v}" for k, v in as_dict(dig(selector, "matchLabels")).items()]
+    for expr in as_list(dig(selector, "matchExpressions")):
+        key, op, values = as_str(dig(expr, "key")), dig(expr, "operator"), as_list(dig(expr, "values"))
+        if op == "Exists":
+            parts.append(key)
+        elif op == "DoesNotExist":
+            parts.append(f"!{key}")
+        elif op in ("In", "NotIn"):
+            parts.append(f"{key} {op.lower()} ({','.join(str(v) for v in values)})")
+    return ",".join(parts)
+
+
+def _load(state: State, rt: ResourceType, namespace: str, name: str) -> dict[str, Any]:
+    obj = state.store.get(rt.key, namespace, name)
+    if obj is None:
+        raise not_found(rt.plural, name, rt.group)
+    return obj
+
+
+def _scale_view(obj: dict[str, Any]) -> dict[str, Any]:
+    md = meta(obj)
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            k: md[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in md
+        },
+        "spec": {"replicas": dig(obj, "spec", "replicas", default=1)},
+        "status": {
+            "replicas": dig(obj, "status", "replicas", default=0),
+            "selector": _selector_string(dig(obj, "spec", "selector")),
+        },
+    }
+
+
+def get_scale(state: State, rt: ResourceType, namespace: str, name: str) -> dict[str, Any]:
+    return _scale_view(_load(state, rt, namespace, name))
+
+
+def _apply_scale(state: State, rt: ResourceType, obj: dict[str, Any], scale: Any) -> dict[str, Any]:
+    if not isinstance(scale, dict):
+        raise bad_request("a Scale must be a JSON object")
+    name = as_str(dig(obj, "metadata", "name"))
+    sent_rv = dig(scale, "metadata", "resourceVersion")
+    if sent_rv not in (None, "") and sent_rv != dig(obj, "metadata", "resourceVersion"):
+        raise conflict(rt.plural, name, rt.group)
+    replicas = dig(scale, "spec", "replicas")
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+        raise invalid(
+            "Scale",
+            name,
+            "spec.replicas",
+            f"Invalid value: {replicas!r}: must be a non-negative integer",
+            "autoscaling",
+        )
+    new = clone(obj)
+    new.setdefault("spec", {})["replicas"] = replicas
+    return _scale_view(state.store.update(rt.key, new))
+
+
+def update_scale(state: State, rt: ResourceType, namespace: str, name: str, body: Any) -> dict[str, Any]:
+    return _apply_scale(state, rt, _load(state, rt, namespace, name), body)
+
+
+def patch_scale(
+    state: State, rt: ResourceType, namespace: str, name: str, content_type: str, raw: bytes
+) -> dict[str, Any]:
+    obj = _load(state, rt, namespace, name)
+    doc = decode_body(raw, "application/json")
+    media = content_type.split(";", 1)[0].strip().lower()
+    view = _scale_view(obj)
+    if media == "application/json-patch+json":
+        patched = json_patch(view, doc)
+    elif media in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+        if not isinstance(doc, dict):
+            raise bad_request("a merge patch must be a JSON object")
+        patched = (
+            merge_patch(view, doc)
+            if media.startswith("application/merge")
+            else strategic_merge_patch(view, doc)
+        )
+    else:
+        raise ApiError(415, f"unsupported patch type {content_type!r}")
+    return _apply_scale(state, rt, obj, patched)
+
+
+def bind(state: State, pods: ResourceType, namespace: str, name: str, body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise bad_request("a Binding must be a JSON object")
+    node = dig(body, "target", "name")
+    if not isinstance(node, str) or not node:
+        raise invalid("Binding", name, "target.name", "Required value")
+    pod = _load(state, pods, namespace, name)
+    current = dig(pod, "spec", "nodeName")
+    if current:
+        raise conflict(pods.plural, name, "", f'pod {name} is already assigned to node "{current}"')
+    if meta(pod).get("deletionTimestamp") is not None:
+        raise conflict(pods.plural, name, "", f"pod {name} is being deleted, cannot be assigned to a host")
+    pod.setdefault("spec", {})["nodeName"] = node
+    status = pod.setdefault("status", {})
+    conditions = [c for c in as_list(status.get("conditions")) if dig(c, "type") != "PodScheduled"]
+    conditions.append(
+        {"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": now_rfc3339()}
+    )
+    status["conditions"] = conditions
+    state.store.update(pods.key, pod)
+    return success(201)
+
+
+def review(policy: Policy, raw: bytes, content_type: str) -> dict[str, Any]:
+    """Answer a SelfSubjectAccessReview (JSON or protobuf) from the policy."""
+    body = decode_body(raw, content_type)
+    if not isinstance(body, dict):
+        raise bad_request("a SelfSubjectAccessReview must be a JSON object")
+    spec = as_dict(body.get("spec"))
+    attrs = as_dict(spec.get("resourceAttributes"))
+    if attrs:
+        decision = policy.decide(
+            Attributes(
+                verb=as_str(attrs.get("verb")),
+                group=as_str(attrs.get("group")),
+                resource=as_str(attrs.get("resource")),
+                subresource=as_str(attrs.get("subresource")),
+                namespace=as_str(attrs.get("namespace")),
+                name=as_str(attrs.get("name")),
+            )
+        )
+    elif isinstance(spec.get("nonResourceAttributes"), dict):
+        decision = (True, "non-resource URLs are always allowed")
+    else:
+        raise invalid(
+            "SelfSubjectAccessReview",
+            "",
+            "spec",
+            "Invalid value: exactly one of nonResourceAttributes or resourceAttributes must be specified",
+            "authorization.k8s.io",
+        )
+    allowed, reason = decision
+    status: dict[str, Any] = {"allowed": allowed, "reason": reason}
+    if not allowed:
+        status["denied"] = True
+    return {
+        "kind": "SelfSubjectAccessReview",
+        "apiVersion": "authorization.k8s.io/v1",
+        "metadata": {"creationTimestamp": None},
+        "spec": spec,
+        "status": status,
+    }

@@ -1,0 +1,233 @@
+"""Create, update and patch with the real API server's rules.
+
+* create: namespace must exist (404) and not be terminating (403); ``generateName``
+  gets 5 random characters; name and labels are validated (422); status is reset
+  for kinds whose status only the system writes (:mod:`lab.api.defaults`).
+* update (PUT): 404 if missing; a ``metadata.resourceVersion`` other than the stored
+  one is a 409 Conflict; custom resources require it (422 without). On the main
+  resource the stored status is kept; on ``/status`` only status changes.
+* patch: applied to the stored object, then stored like an update (a
+  ``resourceVersion`` in the patch is checked too).
+Removing the last finalizer of an object being deleted removes it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from lab.api.crds import validate_crd
+from lab.api.defaults import apply_defaults, initial_status
+from lab.api.deletion import remove_if_finished
+from lab.api.fields import as_list, as_str, clone, meta, now_rfc3339
+from lab.api.patch import PATCH_TYPES, json_patch, merge_patch, strategic_merge_patch
+from lab.api.resources import BUILTINS, CRD_KEY, ResourceType
+from lab.api.state import State
+from lab.api.status import ApiError, bad_request, conflict, forbidden, invalid, not_found
+from lab.api.validation import (
+    check_kind,
+    check_labels,
+    check_metadata_types,
+    check_name,
+    check_required,
+    decode_body,
+)
+
+__all__ = ["create", "patch", "update"]
+
+_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+_BUILTIN_GVR = {(rt.group, rt.version, rt.plural) for rt in BUILTINS}
+_SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation")
+
+
+def _namespace_checks(state: State, rt: ResourceType, md: dict[str, Any], namespace: str) -> None:
+    if not rt.namespaced:
+        md.pop("namespace", None)
+        return
+    if md.get("namespace") not in (None, "", namespace):
+        raise bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request"
+        )
+    md["namespace"] = namespace
+    ns = state.store.peek("namespaces", "", namespace)
+    if ns is None:
+        raise not_found("namespaces", namespace)
+    if meta(ns).get("deletionTimestamp") is not None:
+        raise forbidden(
+            f'{rt.plural} "{md.get("name") or md.get("generateName", "")}" is forbidden: '
+            f"unable to create new content in namespace {namespace} because it is being terminated"
+        )
+
+
+def create(
+    state: State, rt: ResourceType, namespace: str, body: Any, dry_run: bool = False
+) -> dict[str, Any]:
+    check_kind(rt, body)
+    md = check_metadata_types(body)
+    _namespace_checks(state, rt, md, namespace)
+    name = str(md.get("name") or "")
+    if not name:
+        prefix = str(md.get("generateName") or "")
+        if not prefix:
+            raise invalid(
+                rt.kind, "", "metadata.name", "Required value: name or generateName is required", rt.group
+            )
+        for _ in range(20):
+            name = prefix[:58] + "".join(secrets.choice(_ALPHABET) for _ in range(5))
+            if state.store.peek(rt.key, namespace if rt.namespaced else "", name) is None:
+                break
+        md["name"] = name
+    check_name(rt, name)
+    check_labels(rt, name, md.get("labels"))
+    if rt.key == CRD_KEY:
+        validate_crd(body, _BUILTIN_GVR)
+    initial_status(rt, body)
+    apply_defaults(rt, body)
+    check_required(rt, body)
+    if dry_run:
+        md.update({"uid": "", "creationTimestamp": now_rfc3339(), "generation": 1})
+        return body
+    return state.store.create(rt.key, body)
+
+
+def _finish(
+    state: State, rt: ResourceType, old: dict[str, Any], new: dict[str, Any], dry_run: bool
+) -> dict[str, Any]:
+    """Store ``new`` in place of ``old`` after the checks every update passes."""
+    md, old_md = meta(new), meta(old)
+    for field in _SERVER_META:
+        if field in old_md:
+            md[field] = old_md[field]
+        else:
+            md.pop(field, None)
+    md.pop("managedFields", None)
+    name = as_str(old_md.get("name"))
+    check_labels(rt, name, md.get("labels"))
+    if old_md.get("deletionTimestamp") is not None:
+        added = set(as_list(md.get("finalizers"))) - set(as_list(old_md.get("finalizers")))
+        if added:
+            raise invalid(
+                rt.kind,
+                name,
+                "metadata.finalizers",
+                "Forbidden: no new finalizers can be added if the object is being deleted",
+                rt.group,
+            )
+    if rt.key == CRD_KEY:
+        validate_crd(new, _BUILTIN_GVR)
+    apply_defaults(rt, new)
+    check_required(rt, new)
+    if dry_run:
+        return new
+    stored = state.store.update(rt.key, new)
+    gone = remove_if_finished(state, rt, stored)
+    return gone or stored
+
+
+def _merge_for(
+    rt: ResourceType, old: dict[str, Any], new: dict[str, Any], subresource: str | None
+) -> dict[str, Any]:
+    if subresource == "status":
+        merged = clone(old)
+        if new.get("status") is None:
+            merged.pop("status", None)
+        else:
+            merged["status"] = new["status"]
+        return merged
+    if rt.has("status"):
+        if "status" in old:
+            new["status"] = clone(old["status"])
+        else:
+            new.pop("status", None)
+    return new
+
+
+def update(
+    state: State,
+    rt: ResourceType,
+    namespace: str,
+    name: str,
+    body: Any,
+    subresource: str | None = None,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    check_kind(rt, body)
+    md = check_metadata_types(body)
+    if md.setdefault("name", name) != name:
+        raise bad_request(
+            f"the name of the object ({md['name']}) does not match the name on the URL ({name})"
+        )
+    if rt.namespaced and md.get("namespace") not in (None, "", namespace):
+        raise bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request"
+        )
+    if rt.namespaced:
+        md["namespace"] = namespace
+    old = state.store.get(rt.key, namespace, name)
+    if old is None:
+        raise not_found(rt.plural, name, rt.group)
+    sent_rv = md.get("resourceVersion")
+    if sent_rv:
+        if sent_rv != meta(old).get("resourceVersion"):
+            raise conflict(rt.plural, name, rt.group)
+    elif rt.custom:
+        raise invalid(
+            rt.kind,
+            name,
+            "metadata.resourceVersion",
+            "Invalid value: 0x0: must be specified for an update",
+            rt.group,
+        )
+    new = _merge_for(rt, old, body, subresource)
+    return _finish(state, rt, old, new, dry_run)
+
+
+def patch(
+    state: State,
+    rt: ResourceType,
+    namespace: str,
+    name: str,
+    content_type: str,
+    raw: bytes,
+    subresource: str | None = None,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media not in PATCH_TYPES:
+        raise ApiError(
+            415,
+            f"the body of the request was in an unknown format - accepted media types include: "
+            f"{', '.join(PATCH_TYPES)} (got {content_type!r})",
+        )
+    if media == "application/strategic-merge-patch+json" and rt.custom:
+        raise ApiError(
+            415,
+            "the body of the request was in an unknown format - accepted media types include: "
+            "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+        )
+    doc = decode_body(raw, "application/json")
+    old = state.store.get(rt.key, namespace, name)
+    if old is None:
+        raise not_found(rt.plural, name, rt.group)
+    if media == "application/json-patch+json":
+        new = json_patch(old, doc)
+    else:
+        if not isinstance(doc, dict):
+            raise bad_request("a merge patch must be a JSON object")
+        new = (
+            merge_patch(old, doc)
+            if media == "application/merge-patch+json"
+            else strategic_merge_patch(old, doc)
+        )
+    if not isinstance(new, dict):
+        raise bad_request("the patched object is not a JSON object")
+    check_kind(rt, new)
+    md = check_metadata_types(new)
+    old_md = meta(old)
+    for field in ("name", "namespace"):
+        if md.get(field) != old_md.get(field):
+            raise invalid(rt.kind, name, f"metadata.{field}", "Invalid value: field is immutable", rt.group)
+    if md.get("resourceVersion") not in (None, old_md.get("resourceVersion")):
+        raise conflict(rt.plural, name, rt.group)
+    new = _merge_for(rt, old, new, subresource)
+    return _finish(state, rt, old, new, dry_run)

@@ -1,0 +1,223 @@
+"""``python -m lab.controlplane``: the lab's whole control plane in one process.
+
+It serves the Kubernetes-compatible API (:mod:`lab.api`, in this process's event
+loop), bootstraps the cluster (namespaces ``default``, ``kube-system``,
+``kube-node-lease``, ``mssql-operator``; the default StorageClass ``lab-local``; every
+CustomResourceDefinition in ``lab/crds/*.yaml``, created or brought up to date), then
+runs the controllers (:mod:`lab.controllers`) in threads that talk to the API over
+HTTP like any client. Only then does it print ``listening on http://127.0.0.1:<port>``
+as its first stdout line (so a caller that saw it may create custom resources at
+once); the port is also in ``<data>/apiserver.port``. Logs go to stderr. SIGTERM or
+SIGINT stops it cleanly (controllers first, then the server, state synced). A taken
+port or a locked data folder is one line on stderr and exit status 2.
+
+:func:`start_control_plane` runs it as a child process and waits for that line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lab.api.process import ApiServerProcess, spawn_listening
+from lab.api.server import bound_port, serve
+from lab.api.settings import Settings
+from lab.controllers import CONTROLLERS, ControllerManager
+from lab.errors import LabError
+from lab.kubeclient import ApiError, KubeClient
+
+__all__ = [
+    "CRD_DIR",
+    "NAMESPACES",
+    "STORAGE_CLASS",
+    "ControlPlaneProcess",
+    "bootstrap",
+    "load_crds",
+    "main",
+    "start_control_plane",
+]
+
+log = logging.getLogger("lab.controlplane")
+
+CRD_DIR = Path(__file__).resolve().parent / "crds"
+NAMESPACES = ("default", "kube-system", "kube-node-lease", "mssql-operator")
+STORAGE_CLASS: dict[str, Any] = {
+    "apiVersion": "storage.k8s.io/v1",
+    "kind": "StorageClass",
+    "metadata": {
+        "name": "lab-local",
+        "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+    },
+    "provisioner": "lab.mssql.io/local-folder",
+    "reclaimPolicy": "Retain",
+    "volumeBindingMode": "Immediate",
+    "allowVolumeExpansion": True,
+}
+
+
+def load_crds(folder: Path = CRD_DIR) -> list[dict[str, Any]]:
+    """Every CustomResourceDefinition document in ``folder/*.yaml`` (other kinds are skipped)."""
+    crds: list[dict[str, Any]] = []
+    for path in sorted(folder.glob("*.yaml")):
+        try:
+            docs = list(yaml.safe_load_all(path.read_text()))
+        except (OSError, yaml.YAMLError) as exc:
+            raise LabError(f"cannot read {path}: {exc}") from None
+        crds.extend(d for d in docs if isinstance(d, dict) and d.get("kind") == "CustomResourceDefinition")
+    return crds
+
+
+def _create_missing(client: KubeClient, kind: str, body: dict[str, Any]) -> None:
+    try:
+        client.create(kind, body)
+    except ApiError as exc:
+        if exc.code != 409:
+            raise
+
+
+def bootstrap(client: KubeClient, crd_dir: Path = CRD_DIR) -> None:
+    """Namespaces, default StorageClass and CRDs; idempotent, CRDs whose spec changed are updated."""
+    for name in NAMESPACES:
+        _create_missing(
+            client, "namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+        )
+    _create_missing(client, "storageclasses", STORAGE_CLASS)
+    for crd in load_crds(crd_dir):
+        name = crd["metadata"]["name"]
+        current = client.get_or_none("customresourcedefinitions", name)
+        if current is None:
+            client.create("customresourcedefinitions", crd)
+            log.info("installed CRD %s", name)
+        elif current.get("spec") != crd.get("spec"):
+            body = {
+                **crd,
+                "metadata": {**crd["metadata"], "resourceVersion": current["metadata"]["resourceVersion"]},
+            }
+            client.replace("customresourcedefinitions", body)
+            log.info("updated CRD %s", name)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m lab.controlplane", description=__doc__.split("\n")[0])
+    parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any free port)")
+    parser.add_argument("--data", type=Path, required=True, help="API server state folder")
+    parser.add_argument("--policy", type=Path, default=None, help="authorization policy file (YAML or JSON)")
+    parser.add_argument("--logs", type=Path, default=None, help="pod log folder (default <data>/logs)")
+    parser.add_argument(
+        "--pod-removal-grace",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="remove terminating pods after at most SECONDS without a kubelet (0: at once)",
+    )
+    parser.add_argument(
+        "--disable",
+        default="",
+        metavar="NAMES",
+        help=f"comma-separated controllers not to run ({', '.join(CONTROLLERS)})",
+    )
+    parser.add_argument("--verbose", action="store_true", help="log every request and controller action")
+    return parser.parse_args(argv)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    settings = Settings(
+        port=args.port,
+        data_dir=args.data.resolve(),
+        policy_file=args.policy.resolve() if args.policy else None,
+        logs_dir=args.logs.resolve() if args.logs else None,
+        pod_removal_grace=args.pod_removal_grace,
+    )
+    disable = [d.strip() for d in args.disable.split(",") if d.strip()]
+    try:
+        runner = await serve(settings, access_log=args.verbose)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            print(
+                f"lab controlplane: port {settings.port} on {settings.host} is already in use: "
+                "pick another --port",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                f"lab controlplane: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
+                file=sys.stderr,
+            )
+        return 2
+    except LabError as exc:
+        print(f"lab controlplane: {exc}", file=sys.stderr)
+        return 2
+    url = f"http://{settings.host}:{bound_port(runner)}"
+    loop = asyncio.get_running_loop()
+    try:
+        manager = ControllerManager(url, disable)
+        await loop.run_in_executor(None, bootstrap, KubeClient(url))
+    except (LabError, ApiError) as exc:
+        print(f"lab controlplane: bootstrap failed: {exc}", file=sys.stderr)
+        await runner.cleanup()
+        return 2
+    manager.start()
+    print(f"listening on {url}", flush=True)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    manager.signal_stop()
+    await runner.cleanup()
+    await loop.run_in_executor(None, manager.join, 5.0)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:
+        for name in ("lab.controllers", "lab.controlplane"):
+            logging.getLogger(name).setLevel(logging.INFO)
+    return asyncio.run(_run(args))
+
+
+class ControlPlaneProcess(ApiServerProcess):
+    """A running ``python -m lab.controlplane`` child: ``url``, ``pid``, ``stop()`` (SIGTERM), ``kill()``."""
+
+
+def start_control_plane(
+    data_dir: Path,
+    *,
+    port: int = 0,
+    policy: Path | None = None,
+    pod_removal_grace: float | None = None,
+    disable: tuple[str, ...] = (),
+    timeout: float = 30.0,
+    verbose: bool = False,
+) -> ControlPlaneProcess:
+    """Start the control plane as a child (stderr to ``<data>/controlplane.log``); LabError if it fails."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / "controlplane.log"
+    args = [sys.executable, "-m", "lab.controlplane", "--port", str(port), "--data", str(data_dir)]
+    if policy is not None:
+        args += ["--policy", str(policy)]
+    if pod_removal_grace is not None:
+        args += ["--pod-removal-grace", str(pod_removal_grace)]
+    if disable:
+        args += ["--disable", ",".join(disable)]
+    if verbose:
+        args.append("--verbose")
+    proc, url = spawn_listening(args, log_path, timeout, "the lab control plane")
+    return ControlPlaneProcess(proc, url, log_path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

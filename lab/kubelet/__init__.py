@@ -1,0 +1,45 @@
+"""The lab's kubelet: one process per node that runs the pods bound to it as local process trees.
+
+``python -m lab.kubelet --node NAME --server URL --state DIR`` registers the Node,
+heartbeats every second, watches pods with ``spec.nodeName=NAME`` and runs each
+container as a process tree in its own session. The image name picks the program
+(:mod:`lab.kubelet.images`): ``mssql-lab/engine`` is a real PostgreSQL server,
+``mssql-lab/operator`` and ``mssql-lab/executor`` are this project's Python entry
+points, anything else runs its ``command``/``args`` as host commands.
+
+What the caller must know:
+
+* The kubelet is a child subreaper: every process of every pod stays its
+  descendant, so killing the kubelet's tree is a node crash. A kubelet that starts
+  first kills whatever its previous incarnation left running (recorded under
+  ``<state>/containers/``), then runs its pods again: same volumes, same data.
+* Graceful deletion: SIGTERM to each container's main process, wait the pod's
+  ``deletionGracePeriodSeconds``, SIGKILL every process of the container, then
+  confirm with ``DELETE gracePeriodSeconds=0`` (uid precondition).
+* Output goes to ``<logs>/<namespace>_<pod>.log`` (one file per pod; pods with
+  several containers get ``<namespace>_<pod>_<container>.log``), which the API
+  server serves as ``pods/log``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lab.kubelet.config import KubeletConfig
+    from lab.kubelet.kubelet import Kubelet
+
+__all__ = ["Kubelet", "KubeletConfig"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so the engine image's entry point (a module of this package) starts fast.
+    if name == "Kubelet":
+        from lab.kubelet.kubelet import Kubelet
+
+        return Kubelet
+    if name == "KubeletConfig":
+        from lab.kubelet.config import KubeletConfig
+
+        return KubeletConfig
+    raise AttributeError(name)

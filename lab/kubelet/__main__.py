@@ -1,0 +1,85 @@
+"""``python -m lab.kubelet``: run one node's kubelet until SIGTERM/SIGINT.
+
+``--node NAME --server URL --state DIR`` are required; ``--logs`` and ``--volumes``
+default from the cluster layout (see :mod:`lab.kubelet.config`). Logs go to stderr.
+SIGTERM stops every pod of the node (grace capped by ``--stop-grace``) and exits 0;
+a bad argument is one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+from lab.errors import LabError
+from lab.kubelet.config import KubeletConfig
+from lab.kubelet.kubelet import Kubelet
+
+__all__ = ["main", "parse_args"]
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[KubeletConfig, bool]:
+    parser = argparse.ArgumentParser(prog="python -m lab.kubelet", description=__doc__.split("\n")[0])
+    parser.add_argument("--node", required=True, help="node name, e.g. lab-node-1")
+    parser.add_argument("--server", required=True, help="API server URL, e.g. http://127.0.0.1:6443")
+    parser.add_argument("--state", required=True, type=Path, help="this node's state folder")
+    parser.add_argument("--logs", type=Path, default=None, help="pod log folder (the API server's --logs)")
+    parser.add_argument("--volumes", type=Path, default=None, help="PVC folders root")
+    parser.add_argument("--token", default="", help="bearer token for the API server")
+    parser.add_argument("--heartbeat", type=float, default=1.0, help="node heartbeat period, seconds")
+    parser.add_argument("--backoff-base", type=float, default=1.0, help="first crash-loop back-off, seconds")
+    parser.add_argument(
+        "--backoff-max", type=float, default=10.0, help="largest crash-loop back-off, seconds"
+    )
+    parser.add_argument(
+        "--stop-grace",
+        type=float,
+        default=10.0,
+        help="longest grace period for pods when the kubelet itself stops, seconds",
+    )
+    parser.add_argument("--verbose", action="store_true", help="log every container event")
+    args = parser.parse_args(argv)
+    if not args.node.strip():
+        parser.error("--node must not be empty")
+    cfg = KubeletConfig(
+        node=args.node,
+        server=args.server,
+        state_dir=args.state,
+        logs_dir=args.logs,
+        volumes_dir=args.volumes,
+        token=args.token,
+        heartbeat=args.heartbeat,
+        backoff_base=args.backoff_base,
+        backoff_max=args.backoff_max,
+        stop_grace_cap=args.stop_grace,
+    )
+    return cfg, args.verbose
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg, verbose = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        stream=sys.stderr,
+        format=f"%(asctime)s %(levelname)s kubelet[{cfg.node}] %(name)s: %(message)s",
+    )
+    try:
+        kubelet = Kubelet(cfg)
+    except LabError as exc:
+        print(f"lab kubelet: {exc}", file=sys.stderr)
+        return 2
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        kubelet.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    return kubelet.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

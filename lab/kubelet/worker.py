@@ -1,0 +1,554 @@
+"""One thread per pod: start its containers, restart them, probe them, stop them, report.
+
+The worker owns its pod's processes and status. Every tick (0.1 s) it polls its
+containers, runs the probes that are due, restarts exited containers as
+``restartPolicy`` says (the first restart at once, then a back-off doubling from
+``backoff_base`` to ``backoff_max``, reset after a run of twice ``backoff_max``) and
+publishes the status when it changed, with a JSON patch that first tests
+``metadata.uid``, so a worker never writes into a newer pod of the same name.
+
+A pod whose containers ran under a previous kubelet (a node restart) has them
+started again, ``restartCount`` + 1; with ``restartPolicy: Never`` they count as
+failed instead (exit 137), as on a real node that rebooted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lab.kubeclient import ApiError, KubeClient
+from lab.kubelet import images, podspec
+from lab.kubelet.probes import ProbeContext, ProbeState, run_probe
+from lab.kubelet.runtime import ContainerProcess
+from lab.kubelet.status import (
+    OWNED_CONDITIONS,
+    TERMINAL,
+    ContainerState,
+    build_status,
+    parse_rfc3339,
+    pod_phase,
+)
+
+if TYPE_CHECKING:
+    from lab.kubelet.kubelet import Kubelet
+
+__all__ = ["PodWorker", "log_file_for"]
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+FORCE_DELETE_GRACE = 2.0
+CONFIG_RETRY = 1.0
+MEMBER_REFRESH = 2.0
+NODE_SHUTDOWN = "NodeShutdown"
+REPUBLISH = 1.0
+
+
+def log_file_for(logs_dir: Path, pod: Obj, container: str) -> Path:
+    """Where a container's output goes: one file per pod, per container when there are several."""
+    md = pod.get("metadata") or {}
+    base = f"{md.get('namespace', 'default')}_{md.get('name', '')}"
+    if len((pod.get("spec") or {}).get("containers") or []) > 1:
+        return logs_dir / f"{base}_{container}.log"
+    return logs_dir / f"{base}.log"
+
+
+@dataclass
+class Slot:
+    """One container of the pod and everything the worker tracks about it."""
+
+    spec: Obj
+    init: bool
+    state: ContainerState
+    proc: ContainerProcess | None = None
+    probes: dict[str, ProbeState] = field(default_factory=dict)
+    ctx: ProbeContext | None = None
+    next_start: float = 0.0
+    backoff: float = 0.0
+    has_run: bool = False
+    kill_reason: str = ""
+    refreshed: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.state.name
+
+
+class PodWorker(threading.Thread):
+    """Runs one pod (see the module doc); :meth:`update` feeds it the pod's latest version."""
+
+    def __init__(self, kubelet: Kubelet, pod: Obj) -> None:
+        md = pod.get("metadata") or {}
+        super().__init__(name=f"pod-{md.get('namespace')}/{md.get('name')}", daemon=True)
+        self.kubelet = kubelet
+        self.cfg = kubelet.cfg
+        self.uid = str(md.get("uid", ""))
+        self.namespace = str(md.get("namespace", "default"))
+        self.pod_name = str(md.get("name", ""))
+        self.client: KubeClient = kubelet.new_client()
+        self.finished = threading.Event()
+        self._latest: Obj | None = pod
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._published: Obj | None = None
+        self._retry_after = 0.0
+        self._republish_after = 0.0
+        spec = pod.get("spec") or {}
+        self.restart_policy = str(spec.get("restartPolicy") or "Always")
+        old = pod.get("status") or {}
+        self._phase = str(old.get("phase") or "")
+        self._phase = self._phase if self._phase in TERMINAL else ""
+        self._current_phase = self._phase or "Pending"
+        self._start_time = time.time()
+        self._deleting_since: float | None = None
+        self.init_slots = [
+            self._slot(c, True, old.get("initContainerStatuses")) for c in spec.get("initContainers") or []
+        ]
+        self.slots = [
+            self._slot(c, False, old.get("containerStatuses")) for c in spec.get("containers") or []
+        ]
+        self._scratch, self._emptydir = podspec.pod_volume_dirs(self.cfg.state_dir, self.uid)
+
+    # -- adoption -------------------------------------------------------------------------
+
+    def _slot(self, spec: Obj, init: bool, statuses: Any) -> Slot:
+        name = str(spec.get("name", ""))
+        state = ContainerState(name=name, image=str(spec.get("image", "")))
+        slot = Slot(spec=spec, init=init, state=state)
+        prev = next((s for s in statuses or [] if isinstance(s, dict) and s.get("name") == name), None)
+        if prev is None:
+            return slot
+        state.restart_count = int(prev.get("restartCount") or 0)
+        last = (prev.get("lastState") or {}).get("terminated")
+        current = prev.get("state") or {}
+        if last:
+            state.last_terminated = last
+            slot.has_run = True
+        if "running" in current:
+            slot.has_run = True
+            state.state, state.exit_code, state.reason = "terminated", 137, "Error"
+            state.message = "the container was running when its node went down"
+            state.started_at = parse_rfc3339((current["running"] or {}).get("startedAt"))
+            state.finished_at = time.time()
+        elif "terminated" in current:
+            slot.has_run = True
+            term = current["terminated"] or {}
+            state.state, state.exit_code = "terminated", int(term.get("exitCode") or 0)
+            state.reason, state.message = str(term.get("reason") or ""), str(term.get("message") or "")
+            state.started_at = parse_rfc3339(term.get("startedAt"))
+            state.finished_at = parse_rfc3339(term.get("finishedAt")) or time.time()
+        return slot
+
+    # -- feeding ----------------------------------------------------------------------------
+
+    def update(self, pod: Obj | None) -> None:
+        """The pod's newest version, or None when it is gone from the API server."""
+        with self._lock:
+            self._latest = pod
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- main loop ----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            self._loop()
+        except Exception:
+            log.exception("pod worker %s/%s failed; stopping its containers", self.namespace, self.pod_name)
+            self._kill_all()
+        finally:
+            self.finished.set()
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                pod = self._latest
+            if self.kubelet.stopping.is_set():
+                self._shutdown()
+                return
+            if pod is None:
+                self._stop_all(FORCE_DELETE_GRACE)
+                self._cleanup()
+                return
+            md = pod.get("metadata") or {}
+            if md.get("deletionTimestamp"):
+                self._terminate(pod)
+                return
+            if self._phase not in TERMINAL:
+                self._sync(pod)
+            self._publish(pod)
+            self._wake.wait(self.cfg.tick)
+            self._wake.clear()
+
+    # -- running containers --------------------------------------------------------------------
+
+    def _sync(self, pod: Obj) -> None:
+        now = time.monotonic()
+        for slot in self.init_slots:
+            if slot.state.state == "terminated" and slot.state.exit_code == 0 and slot.proc is None:
+                continue
+            self._sync_container(pod, slot, now)
+            if not (slot.state.state == "terminated" and slot.state.exit_code == 0):
+                self._update_phase()
+                return
+        for slot in self.slots:
+            self._sync_container(pod, slot, now)
+        self._update_phase()
+
+    def _update_phase(self) -> None:
+        states = [s.state for s in self.slots]
+        phase = pod_phase(self.restart_policy, [s.state for s in self.init_slots], states, self._phase)
+        if phase in TERMINAL and self._phase not in TERMINAL:
+            self._stop_all(FORCE_DELETE_GRACE)
+        self._phase = phase if phase in TERMINAL else ""
+        self._current_phase = phase
+
+    def _should_restart(self, slot: Slot) -> bool:
+        st = slot.state
+        if self.restart_policy == "Never":
+            return False
+        if st.reason == NODE_SHUTDOWN:
+            return True
+        if slot.init:
+            return st.exit_code != 0
+        return self.restart_policy == "Always" or st.exit_code != 0
+
+    def _sync_container(self, pod: Obj, slot: Slot, now: float) -> None:
+        if slot.proc is not None:
+            code = slot.proc.poll()
+            if code is None:
+                if now - slot.refreshed >= MEMBER_REFRESH:
+                    slot.proc.refresh_members()
+                    slot.refreshed = now
+                self._probe(slot, now)
+                if slot.proc is not None:
+                    return
+            else:
+                self._on_exit(slot, code, now)
+        if slot.state.state == "terminated" and not self._should_restart(slot):
+            return
+        if slot.state.state == "terminated" and slot.has_run and slot.next_start == 0.0:
+            self._schedule_restart(slot, now, ran=0.0)
+        if now < slot.next_start:
+            return
+        self._start(pod, slot)
+
+    def _on_exit(self, slot: Slot, code: int, now: float) -> None:
+        st = slot.state
+        ran = now - (slot.proc.started_mono if slot.proc else now)
+        st.state, st.exit_code, st.finished_at = "terminated", code, time.time()
+        st.reason = "Completed" if code == 0 else "Error"
+        st.message = slot.kill_reason
+        st.ready = st.started = False
+        slot.proc, slot.probes, slot.kill_reason = None, {}, ""
+        log.info("%s/%s container %s exited with %s", self.namespace, self.pod_name, st.name, code)
+        if self._should_restart(slot):
+            self._schedule_restart(slot, now, ran)
+
+    def _schedule_restart(self, slot: Slot, now: float, ran: float) -> None:
+        if ran >= 2 * self.cfg.backoff_max:
+            slot.backoff = 0.0
+        delay = slot.backoff
+        slot.backoff = self.cfg.backoff_base if delay == 0 else min(self.cfg.backoff_max, delay * 2)
+        slot.next_start = now + delay
+        if delay > 0:
+            st = slot.state
+            st.last_terminated = st.terminated_view()
+            st.state, st.reason = "waiting", "CrashLoopBackOff"
+            st.message = f"back-off {delay:g}s restarting failed container={st.name} pod={self.pod_name}"
+
+    def _lookup(self, plural: str, namespace: str, name: str) -> Obj | None:
+        return self.client.get_or_none(plural, name, namespace)
+
+    def _start(self, pod: Obj, slot: Slot) -> None:
+        st = slot.state
+        now = time.monotonic()
+        try:
+            mounts = podspec.resolve_mounts(
+                pod, slot.spec, self.cfg.state_dir, self.cfg.volumes, self._lookup
+            )
+            env = podspec.resolve_env(pod, slot.spec, self._lookup, self._base_env(pod, mounts))
+            launch = images.launch_for(slot.spec, env)
+            engine_port = images.engine_port(slot.spec) if launch.is_engine else None
+        except podspec.ConfigError as exc:
+            self._wait(slot, exc.reason, exc.message, now + CONFIG_RETRY)
+            return
+        except ApiError as exc:
+            self._wait(slot, "ContainerCreating", str(exc), now + CONFIG_RETRY)
+            return
+        if engine_port is not None:
+            env["LAB_ENGINE_PORT"] = str(engine_port)
+        workdir = str(slot.spec.get("workingDir") or "")
+        cwd = podspec.host_path_for(workdir, mounts) if workdir else None
+        cwd = cwd or self._scratch
+        if slot.has_run:
+            if st.state == "terminated":
+                st.last_terminated = st.terminated_view()
+            st.restart_count += 1
+        proc = ContainerProcess(
+            self.kubelet.spawner,
+            launch.argv,
+            env=env,
+            cwd=cwd,
+            log_path=log_file_for(self.cfg.logs, pod, st.name),
+            record_path=self.cfg.containers_dir / f"{self.uid}_{st.name}.json",
+            record_meta={
+                "namespace": self.namespace,
+                "pod": self.pod_name,
+                "uid": self.uid,
+                "container": st.name,
+            },
+        )
+        slot.has_run = True
+        try:
+            proc.start()
+        except OSError as exc:
+            st.state, st.exit_code, st.reason = "terminated", 128, "StartError"
+            st.message = f"failed to start {launch.argv[0]}: {exc.strerror or exc}"
+            st.started_at = st.finished_at = time.time()
+            if self._should_restart(slot):
+                self._schedule_restart(slot, now, 0.0)
+            return
+        log.info("%s/%s container %s started: pid %s", self.namespace, self.pod_name, st.name, proc.pid)
+        slot.proc, slot.refreshed = proc, now
+        st.state, st.reason, st.message, st.exit_code, st.finished_at = "running", "", "", None, None
+        st.started_at, st.pid = proc.started_at, proc.pid
+        slot.ctx = ProbeContext(container=slot.spec, env=env, cwd=cwd, engine_port=engine_port)
+        slot.probes = {
+            kind: ProbeState(kind, slot.spec[key], proc.started_mono)
+            for kind, key in (
+                ("startup", "startupProbe"),
+                ("liveness", "livenessProbe"),
+                ("readiness", "readinessProbe"),
+            )
+            if not slot.init and isinstance(slot.spec.get(key), dict)
+        }
+        st.started = "startup" not in slot.probes
+        st.ready = st.started and "readiness" not in slot.probes and not slot.init
+
+    def _wait(self, slot: Slot, reason: str, message: str, retry_at: float) -> None:
+        st = slot.state
+        if st.state == "terminated":
+            st.last_terminated = st.terminated_view()
+        st.state, st.reason, st.message = "waiting", reason, message
+        slot.next_start = retry_at
+
+    def _base_env(self, pod: Obj, mounts: dict[str, Path]) -> dict[str, str]:
+        host, port = self.cfg.api_host_port()
+        env = podspec.pass_through_env()
+        env.update(
+            {
+                "HOSTNAME": self.pod_name,
+                "KUBERNETES_SERVICE_HOST": host,
+                "KUBERNETES_SERVICE_PORT": str(port),
+                "KUBERNETES_PORT": f"tcp://{host}:{port}",
+                "LAB_MOUNTS": podspec.mounts_env(mounts),
+                "LAB_NODE_NAME": self.cfg.node,
+                "LAB_POD_NAME": self.pod_name,
+                "LAB_POD_NAMESPACE": self.namespace,
+                "LAB_POD_UID": self.uid,
+                "LAB_SCRATCH": str(self._scratch),
+            }
+        )
+        return env
+
+    # -- probes ---------------------------------------------------------------------------------
+
+    def _probe(self, slot: Slot, now: float) -> None:
+        st, ctx = slot.state, slot.ctx
+        if ctx is None or slot.proc is None:
+            return
+        startup = slot.probes.get("startup")
+        if startup is not None and not st.started:
+            if startup.due(now):
+                ok, message = run_probe(self.kubelet.spawner, startup.spec, ctx)
+                verdict = startup.record(ok, message, time.monotonic())
+                if verdict is True:
+                    st.started = True
+                    st.ready = "readiness" not in slot.probes
+                elif verdict is False:
+                    self._kill_for_probe(slot, f"Startup probe failed: {message}")
+            return
+        liveness = slot.probes.get("liveness")
+        if liveness is not None and liveness.due(now):
+            ok, message = run_probe(self.kubelet.spawner, liveness.spec, ctx)
+            if liveness.record(ok, message, time.monotonic()) is False:
+                self._kill_for_probe(slot, f"Liveness probe failed: {message}")
+                return
+        readiness = slot.probes.get("readiness")
+        if readiness is not None and readiness.due(now):
+            ok, message = run_probe(self.kubelet.spawner, readiness.spec, ctx)
+            verdict = readiness.record(ok, message, time.monotonic())
+            if verdict is not None:
+                st.ready = verdict
+                log.info("%s/%s container %s ready=%s", self.namespace, self.pod_name, st.name, verdict)
+
+    def _kill_for_probe(self, slot: Slot, message: str) -> None:
+        log.info("%s/%s container %s: %s", self.namespace, self.pod_name, slot.name, message)
+        proc = slot.proc
+        assert proc is not None
+        grace = float((self._latest or {}).get("spec", {}).get("terminationGracePeriodSeconds") or 30)
+        code = proc.stop(min(grace, self.cfg.stop_grace_cap))
+        slot.kill_reason = message
+        self._on_exit(slot, code, time.monotonic())
+
+    # -- stopping --------------------------------------------------------------------------------
+
+    def _running(self) -> list[Slot]:
+        return [s for s in (*self.init_slots, *self.slots) if s.proc is not None]
+
+    def _stop_all(self, grace: float) -> None:
+        """SIGTERM every main process, wait up to ``grace``, SIGKILL every process left."""
+        running = self._running()
+        for slot in running:
+            assert slot.proc is not None
+            slot.proc.refresh_members()
+            slot.proc.signal_main(signal.SIGTERM)
+        deadline = time.monotonic() + max(0.0, grace)
+        while time.monotonic() < deadline and any(
+            s.proc is not None and s.proc.poll() is None for s in running
+        ):
+            time.sleep(0.02)
+        for slot in running:
+            assert slot.proc is not None
+            code = slot.proc.kill()
+            st = slot.state
+            st.state, st.exit_code, st.finished_at = "terminated", code, time.time()
+            st.reason = "Completed" if code == 0 else "Error"
+            st.ready = st.started = False
+            slot.proc, slot.probes = None, {}
+
+    def _kill_all(self) -> None:
+        for slot in self._running():
+            assert slot.proc is not None
+            with contextlib.suppress(Exception):
+                slot.proc.kill()
+            slot.proc = None
+
+    def _terminate(self, pod: Obj) -> None:
+        md = pod.get("metadata") or {}
+        requested = md.get("deletionGracePeriodSeconds")
+        if requested is None:
+            requested = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
+        grace = float(requested if isinstance(requested, int | float) else 30)
+        log.info("%s/%s terminating (grace %gs)", self.namespace, self.pod_name, grace)
+        self._stop_all(grace)
+        for slot in (*self.init_slots, *self.slots):
+            slot.state.ready = False
+        self._publish(pod, terminating=True, force=True)
+        self._rotate_logs(pod)
+        self._confirm_deleted()
+        self._cleanup()
+
+    def _shutdown(self) -> None:
+        """The kubelet is stopping: stop the containers, say why, leave the pod to the next kubelet."""
+        pod = self._latest
+        grace = float(((pod or {}).get("spec") or {}).get("terminationGracePeriodSeconds") or 30)
+        had_running = {s.name for s in self._running()}
+        self._stop_all(min(grace, self.cfg.stop_grace_cap))
+        for slot in (*self.init_slots, *self.slots):
+            if slot.name in had_running:
+                slot.state.reason, slot.state.message = NODE_SHUTDOWN, "the node's kubelet stopped"
+        if pod is not None and self._phase not in TERMINAL:
+            self._publish(pod, terminating=True, force=True)
+
+    def _confirm_deleted(self) -> None:
+        body = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "gracePeriodSeconds": 0,
+            "preconditions": {"uid": self.uid},
+        }
+        path = f"/api/v1/namespaces/{self.namespace}/pods/{self.pod_name}"
+        deadline = time.monotonic() + 30
+        while not self.kubelet.stopping.is_set() and time.monotonic() < deadline:
+            try:
+                self.client.request("DELETE", path, body)
+                return
+            except ApiError as exc:
+                if exc.code in (404, 409):
+                    return
+                log.warning("could not confirm deletion of %s/%s: %s", self.namespace, self.pod_name, exc)
+            time.sleep(0.5)
+
+    def _rotate_logs(self, pod: Obj) -> None:
+        """Move the pod's log files aside, so a new pod of the same name starts a fresh log."""
+        previous = self.cfg.logs / "previous"
+        for slot in (*self.init_slots, *self.slots):
+            path = log_file_for(self.cfg.logs, pod, slot.name)
+            if not path.exists():
+                continue
+            previous.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):
+                path.replace(previous / f"{path.stem}.{self.uid[:8]}.log")
+            olds = sorted(previous.glob(f"{path.stem}.*.log"), key=lambda p: p.stat().st_mtime)
+            for old in olds[:-3]:
+                with contextlib.suppress(OSError):
+                    old.unlink()
+
+    def _cleanup(self) -> None:
+        for folder in (self._scratch, self._emptydir):
+            shutil.rmtree(folder, ignore_errors=True)
+
+    # -- status ------------------------------------------------------------------------------------
+
+    def _previous_status(self, pod: Obj) -> Obj:
+        """The status to build on: what this worker last wrote, with others' conditions from the pod."""
+        current = dict(pod.get("status") or {})
+        if self._published is None:
+            return current
+        by_type = {c.get("type"): c for c in self._published.get("conditions") or []}
+        for cond in current.get("conditions") or []:
+            if isinstance(cond, dict) and cond.get("type") not in OWNED_CONDITIONS:
+                by_type[cond.get("type")] = cond
+        return {
+            **current,
+            "conditions": list(by_type.values()),
+            "startTime": self._published.get("startTime"),
+        }
+
+    def _publish(self, pod: Obj, terminating: bool = False, force: bool = False) -> None:
+        """Write the status when it changed, or when the API server's copy differs from it.
+
+        The second case repairs what others overwrote (the node lifecycle controller
+        marks pods not ready while the node is silent), at most every ``REPUBLISH`` s.
+        After a failed write the next try waits half a second unless ``force``.
+        """
+        now = time.monotonic()
+        if not force and now < self._retry_after:
+            return
+        status = build_status(
+            self._previous_status(pod),
+            phase=self._phase or self._current_phase,
+            init=[s.state for s in self.init_slots],
+            regular=[s.state for s in self.slots],
+            start_time=self._start_time,
+            now=time.time(),
+            terminating=terminating,
+        )
+        if status == self._published and (status == pod.get("status") or now < self._republish_after):
+            return
+        ops = [
+            {"op": "test", "path": "/metadata/uid", "value": self.uid},
+            {"op": "add", "path": "/status", "value": status},
+        ]
+        path = f"/api/v1/namespaces/{self.namespace}/pods/{self.pod_name}/status"
+        try:
+            self.client.request("PATCH", path, ops, content_type="application/json-patch+json")
+            self._published = status
+            self._republish_after = now + REPUBLISH
+        except ApiError as exc:
+            if exc.code in (404, 422):
+                self._published = status
+                return
+            log.debug("status of %s/%s not published: %s", self.namespace, self.pod_name, exc)
+            self._retry_after = now + 0.5

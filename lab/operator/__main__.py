@@ -1,0 +1,95 @@
+"""``python -m lab.operator``: run the lab operator until SIGTERM/SIGINT.
+
+The API server comes from ``--server``, else ``KUBERNETES_SERVICE_HOST`` and
+``KUBERNETES_SERVICE_PORT`` (plain HTTP in the lab; a service-account token is sent
+when one is mounted), else ``--kubeconfig``. A pass runs every ``--interval``
+seconds (default 1) and at once when an MSSQLInstance or one of its pods changes
+(watches). Logs go to stderr, one line per change; passwords never appear.
+``--once`` runs a single pass and exits (0, or 1 if the pass failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from lab.controllers.loop import Loop, Watcher
+from lab.errors import LabError
+from lab.kubeclient import ApiError, Kind, KubeClient
+from lab.operator.objects import INSTANCES
+from lab.operator.reconcile import Reconciler
+
+__all__ = ["WATCHES", "client_from", "main"]
+
+TOKEN_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+WATCHES: tuple[tuple[Kind | str, str | None], ...] = ((INSTANCES, None), ("pods", "app=mssql"))
+
+log = logging.getLogger("lab.operator")
+
+
+def client_from(server: str | None, kubeconfig: Path | None, environ: dict[str, str]) -> KubeClient:
+    """The API client: ``server``, else the in-cluster variables, else ``kubeconfig``."""
+    token = TOKEN_FILE.read_text().strip() if TOKEN_FILE.exists() else ""
+    if server:
+        return KubeClient(server, token)
+    host, port = environ.get("KUBERNETES_SERVICE_HOST"), environ.get("KUBERNETES_SERVICE_PORT")
+    if host and port:
+        host = f"[{host}]" if ":" in host else host
+        return KubeClient(f"http://{host}:{port}", token)
+    if kubeconfig is not None:
+        return KubeClient.from_kubeconfig(kubeconfig)
+    raise LabError("no API server: set KUBERNETES_SERVICE_HOST/PORT, or pass --server or --kubeconfig")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab.operator", description=__doc__.split("\n")[0])
+    parser.add_argument("--server", default=None, help="API server URL (default: in-cluster variables)")
+    parser.add_argument("--kubeconfig", type=Path, default=None, help="kubeconfig when not in a cluster")
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between full passes")
+    parser.add_argument("--once", action="store_true", help="one pass, then exit")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        client = client_from(args.server, args.kubeconfig, dict(os.environ))
+    except LabError as exc:
+        print(f"lab operator: {exc}", file=sys.stderr)
+        return 2
+    reconciler = Reconciler(client)
+    if args.once:
+        try:
+            reconciler.reconcile_all()
+        except ApiError as exc:
+            print(f"lab operator: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    stop = threading.Event()
+
+    def _stop(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    loop = Loop("operator", reconciler.reconcile_all, args.interval, stop)
+    watchers = [Watcher(client, kind, [loop], stop, labels) for kind, labels in WATCHES]
+    log.info("reconciling MSSQLInstances through %s", client.server)
+    for watcher in watchers:
+        watcher.start()
+    loop.start()
+    while not stop.wait(0.5):
+        pass
+    loop.wake()
+    loop.join(5.0)
+    log.info("stopped after %d passes", reconciler.passes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""The lab operator's reconcile pass: MSSQLInstance -> Secret, Service, StatefulSet, status.
+
+:meth:`Reconciler.reconcile_all` lists the instances (every namespace) and, only if
+there are any, the operator's pods, Secrets, Services and StatefulSets (by label),
+then for each instance:
+
+1. the port: ``spec.port`` if set, else the one recorded in the annotation
+   ``mssql.example.com/port``, else the lowest free loopback port in
+   :data:`PORT_RANGE` not claimed by another instance, recorded in the annotation
+   (a patch carrying the resourceVersion, so two operators cannot both pick);
+2. the objects of :mod:`lab.operator.objects`, created when missing and the Service
+   and StatefulSet updated (PUT) when what the operator wants changed;
+3. the status, patched when anything but the heartbeat changed, and at least every
+   :data:`HEARTBEAT` seconds: ``phase`` (Pending: no scheduled pod yet; Provisioning:
+   scheduled, never Ready; Ready: pod Ready; Degraded: was Ready, is not), a ``Ready``
+   condition that follows the pod's, ``endpoint`` ``127.0.0.1:<port>``, ``port``,
+   ``database``, ``credentialsSecret``, ``observedGeneration``, ``lastReconcileTime``
+   and ``observedCanary`` (the echo of ``spec.canary``).
+
+An API error on one instance becomes ``Ready=False`` with reason ``ReconcileError``
+and its message (for instance an RBAC denial) and does not stop the others.
+"""
+
+from __future__ import annotations
+
+import calendar
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from lab.kubeclient import ApiError, KubeClient
+from lab.operator.objects import (
+    INSTANCE_LABEL,
+    INSTANCES,
+    MANAGED_BY,
+    PORT_ANNOTATION,
+    SPEC_HASH_ANNOTATION,
+    database_of,
+    desired_secret,
+    desired_service,
+    desired_statefulset,
+    new_password,
+    secret_name,
+)
+
+__all__ = ["ENDPOINT_HOST", "HEARTBEAT", "PORT_RANGE", "Reconciler", "allocate_port"]
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+Key = tuple[str, str]
+
+HEARTBEAT = 2.0
+PORT_RANGE = (20000, 32000)
+ENDPOINT_HOST = os.environ.get("MSSQL_ENDPOINT_HOST", "127.0.0.1")
+_MANAGED = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
+
+
+def _stamp(moment: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+
+
+def _parse(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return float(calendar.timegm(time.strptime(value, "%Y-%m-%dT%H:%M:%SZ")))
+    except ValueError:
+        return None
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def allocate_port(taken: set[int], low: int = PORT_RANGE[0], high: int = PORT_RANGE[1]) -> int:
+    """The lowest port in [low, high) that no instance claims and nothing listens on."""
+    for port in range(low, high):
+        if port not in taken and _bindable(port):
+            return port
+    raise ApiError(0, "NoPort", f"no free port in {low}-{high - 1} for a new instance")
+
+
+def _key(obj: Obj) -> Key:
+    return obj["metadata"]["namespace"], obj["metadata"]["name"]
+
+
+def _claimed_port(instance: Obj) -> int | None:
+    value = (instance.get("spec") or {}).get("port")
+    if value is None:
+        value = (instance["metadata"].get("annotations") or {}).get(PORT_ANNOTATION)
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _ready(pod: Obj | None) -> bool:
+    if pod is None:
+        return False
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if isinstance(cond, dict) and cond.get("type") == "Ready":
+            return cond.get("status") == "True"
+    return False
+
+
+class Reconciler:
+    """One operator's view of the cluster; :meth:`reconcile_all` is one idempotent pass."""
+
+    def __init__(self, client: KubeClient, clock: Callable[[], float] = time.time) -> None:
+        self.client = client
+        self.clock = clock
+        self.passes = 0
+
+    # -- the pass --------------------------------------------------------------------------
+
+    def reconcile_all(self) -> None:
+        instances = self.client.list(INSTANCES)
+        self.passes += 1
+        if not instances:
+            return
+        pods = {_key(p): p for p in self.client.list("pods", labels="app=mssql")}
+        secrets = {_key(s) for s in self.client.list("secrets", labels=_MANAGED)}
+        services = {_key(s): s for s in self.client.list("services", labels=_MANAGED)}
+        sets = {_key(s): s for s in self.client.list("statefulsets", labels=_MANAGED)}
+        taken = {p for p in (_claimed_port(i) for i in instances) if p is not None}
+        for instance in instances:
+            if instance["metadata"].get("deletionTimestamp") is not None:
+                continue
+            try:
+                self.reconcile(instance, pods, secrets, services, sets, taken)
+            except ApiError as exc:
+                if exc.code == 0:
+                    raise
+                log.warning("%s/%s: %s", *_key(instance), exc)
+                self._report_error(instance, exc)
+
+    def reconcile(
+        self,
+        instance: Obj,
+        pods: dict[Key, Obj],
+        secrets: set[Key],
+        services: dict[Key, Obj],
+        sets: dict[Key, Obj],
+        taken: set[int],
+    ) -> None:
+        ns, name = _key(instance)
+        port = self._port(instance, taken)
+        if (ns, secret_name(name)) not in secrets:
+            self._create("secrets", desired_secret(instance, new_password()), ns)
+            secrets.add((ns, secret_name(name)))
+        self._apply("services", desired_service(instance, port), services.get((ns, name)))
+        self._apply("statefulsets", desired_statefulset(instance, port), sets.get((ns, name)))
+        pod = pods.get((ns, f"{name}-0"))
+        if pod is not None and (pod["metadata"].get("labels") or {}).get(INSTANCE_LABEL) != name:
+            pod = None
+        self._status(instance, port, pod)
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def _port(self, instance: Obj, taken: set[int]) -> int:
+        ns, name = _key(instance)
+        annotations = instance["metadata"].get("annotations") or {}
+        port = _claimed_port(instance)
+        if port is not None and annotations.get(PORT_ANNOTATION) == str(port):
+            return port
+        if port is None:
+            port = allocate_port(taken)
+        patch = {
+            "metadata": {
+                "resourceVersion": instance["metadata"]["resourceVersion"],
+                "annotations": {PORT_ANNOTATION: str(port)},
+            }
+        }
+        updated = self.client.patch(INSTANCES, name, patch, ns)
+        instance["metadata"] = updated["metadata"]
+        taken.add(port)
+        log.info("%s/%s: port %d", ns, name, port)
+        return port
+
+    def _create(self, kind: str, body: Obj, namespace: str) -> None:
+        try:
+            self.client.create(kind, body, namespace)
+        except ApiError as exc:
+            if exc.code != 409:
+                raise
+            return
+        log.info(
+            "%s/%s: created %s %s",
+            namespace,
+            body["metadata"]["labels"][INSTANCE_LABEL],
+            body["kind"],
+            body["metadata"]["name"],
+        )
+
+    def _apply(self, kind: str, desired: Obj, current: Obj | None) -> None:
+        md = desired["metadata"]
+        if current is None:
+            self._create(kind, desired, md["namespace"])
+            return
+        want = md["annotations"][SPEC_HASH_ANNOTATION]
+        if (current["metadata"].get("annotations") or {}).get(SPEC_HASH_ANNOTATION) == want:
+            return
+        body = {**desired, "metadata": {**current["metadata"], **md}}
+        body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        spec = dict(current.get("spec") or {})
+        if kind == "statefulsets":  # selector, serviceName and claim templates are immutable
+            spec.update({k: desired["spec"][k] for k in ("replicas", "template")})
+        else:
+            for carried in ("clusterIP", "clusterIPs"):
+                if carried in spec:
+                    desired["spec"][carried] = spec[carried]
+            spec = desired["spec"]
+        body["spec"] = spec
+        body.pop("status", None)
+        self.client.replace(kind, body, md["namespace"])
+        log.info("%s/%s: updated %s", md["namespace"], md["labels"][INSTANCE_LABEL], desired["kind"])
+
+    def _status(self, instance: Obj, port: int, pod: Obj | None) -> None:
+        name = instance["metadata"]["name"]
+        now = self.clock()
+        old = instance.get("status") or {}
+        ready = _ready(pod)
+        scheduled = pod is not None and bool((pod.get("spec") or {}).get("nodeName"))
+        if ready:
+            phase, reason, message = "Ready", "PodReady", f"pod {name}-0 is ready"
+        elif old.get("phase") in ("Ready", "Degraded"):
+            phase, reason, message = "Degraded", "PodNotReady", f"pod {name}-0 is not ready"
+        elif scheduled:
+            phase, reason, message = "Provisioning", "PodNotReady", f"pod {name}-0 is starting"
+        else:
+            phase, reason, message = "Pending", "PodNotScheduled", f"pod {name}-0 is not scheduled yet"
+        self._write_status(instance, phase, "True" if ready else "False", reason, message, now, port)
+
+    def _write_status(
+        self, instance: Obj, phase: str, ready: str, reason: str, message: str, now: float, port: int | None
+    ) -> None:
+        ns, name = _key(instance)
+        md, spec = instance["metadata"], instance.get("spec") or {}
+        old = instance.get("status") or {}
+        previous: Obj = next((c for c in old.get("conditions") or [] if c.get("type") == "Ready"), {})
+        condition = {
+            "type": "Ready",
+            "status": ready,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": (
+                previous.get("lastTransitionTime") if previous.get("status") == ready else None
+            )
+            or _stamp(now),
+            "observedGeneration": md.get("generation", 1),
+        }
+        status: Obj = {
+            "phase": phase,
+            "conditions": [condition],
+            "observedGeneration": md.get("generation", 1),
+            "credentialsSecret": secret_name(name),
+            "database": database_of(instance),
+            "observedCanary": spec.get("canary"),
+        }
+        if port is not None:
+            status.update({"endpoint": f"{ENDPOINT_HOST}:{port}", "port": port})
+        last = _parse(old.get("lastReconcileTime"))
+        same = all(old.get(k) == v for k, v in status.items())
+        if same and last is not None and now - last < HEARTBEAT:
+            return
+        status["lastReconcileTime"] = _stamp(now)
+        self.client.patch(INSTANCES, name, {"status": status}, ns, sub="status")
+        if old.get("phase") != phase:
+            log.info("%s/%s: %s -> %s (%s)", ns, name, old.get("phase") or "-", phase, message)
+
+    def _report_error(self, instance: Obj, exc: ApiError) -> None:
+        old = (instance.get("status") or {}).get("phase")
+        phase = "Degraded" if old in ("Ready", "Degraded") else "Pending"
+        port = _claimed_port(instance)
+        try:
+            self._write_status(instance, phase, "False", "ReconcileError", str(exc), self.clock(), port)
+        except ApiError as again:
+            log.warning("%s/%s: cannot report the error either: %s", *_key(instance), again)
