@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup system demo test check lint bench lab-up lab-down clean constraints
+.PHONY: setup system demo local-run test check lint bench lab-up lab-down clean constraints
 
 setup: system $(STAMP)
 
@@ -21,8 +21,12 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 		|| { echo "setup: the venv is incomplete: delete .venv and run make setup again" >&2; exit 2; }
 	@touch $(STAMP)
 
-## demo: the main job on local engine instances; prints where the report is
+## demo: the main job on the embedded lab (four experiments + go/no-go); prints the report path
 demo: setup
+	bash experiments/run-all.sh
+
+## local-run: load + freeze + kill on plain local PostgreSQL servers, no Kubernetes
+local-run: setup
 	$(BIN)/python -m probes local-run
 
 ## check: lint, types and import layers; changes nothing

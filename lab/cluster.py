@@ -128,6 +128,11 @@ class Layout:
         return self.lab / "kubeconfig"
 
     @property
+    def policy(self) -> Path:
+        """The authorization policy (allow-all at first; edit it to deny, it is re-read on change)."""
+        return self.lab / "policy.yaml"
+
+    @property
     def tenants_file(self) -> Path:
         return self.lab / "tenants.json"
 
@@ -256,7 +261,15 @@ def _start_control_plane(layout: Layout, port: int, timeout: float) -> None:
         str(layout.api),
         "--logs",
         str(layout.logs),
+        "--policy",
+        str(layout.policy),
     ]
+    if not layout.policy.exists():
+        layout.policy.write_text(
+            "# Lab authorization policy, re-read on change. Example denial:\n"
+            "#   deny: [{verb: create, resource: pods/eviction, namespace: tenants}]\n"
+            "default: allow\ndeny: []\n"
+        )
     pid = _spawn(layout, "controlplane", argv, layout.root / "controlplane.log", out)
 
     def listening() -> bool:

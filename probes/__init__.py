@@ -1,0 +1,27 @@
+"""Fault injection and measurement: Chaos Toolkit activities, the fault log, RTO/RPO.
+
+``chaos discover --no-install probes`` lists the activities through :func:`discover`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["discover"]
+
+
+def discover(discover_system: bool = True) -> Any:
+    """The project's Chaos Toolkit activities (actions, probes) with their typed arguments."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from chaoslib.discovery.discover import discover_actions, discover_probes, initialize_discovery_result
+
+    try:
+        release = version("mssql-chaos-harness")
+    except PackageNotFoundError:
+        release = "unknown"
+    discovery = initialize_discovery_result("mssql-chaos-harness", release, "mssql")
+    discovery["activities"].extend(discover_actions("probes.k8s.actions"))
+    discovery["activities"].extend(discover_probes("probes.k8s.probes"))
+    discovery["activities"].extend(discover_actions("probes.k8s.evidence"))
+    return discovery

@@ -14,6 +14,7 @@ from lab.errors import LabError
 from loadgen.errors import LoadgenError
 from loadgen.tenants import redact
 from probes.errors import ProbeError
+from probes.finalize import finalize
 from probes.local_run import LocalRunPlan, run_local
 
 __all__ = ["main"]
@@ -38,11 +39,22 @@ def _parser() -> argparse.ArgumentParser:
     local.add_argument("--kill-at", type=float, default=defaults.kill_at)
     local.add_argument("--stability", type=float, default=defaults.stability)
     local.add_argument("--runs", type=Path, default=Path("runs"), help="folder for run folders")
+    fin = sub.add_parser("finalize", help="evidence, read-back and report for a finished run folder")
+    fin.add_argument("run_dir", type=Path)
+    fin.add_argument("--kubeconfig", default=None)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "finalize":
+        try:
+            report = finalize(args.run_dir, args.kubeconfig)
+        except (ProbeError, LoadgenError) as exc:
+            sys.stderr.write(f"probes: {redact(str(exc))}\n")
+            return 2
+        print(f"report: {report}")
+        return 0
     plan = LocalRunPlan(
         tenants=args.tenants,
         duration=args.duration,

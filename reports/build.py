@@ -23,6 +23,7 @@ from loadgen.journal import Write, journal_files, read_journal
 from probes.analysis import analyze
 from probes.faultlog import FAULT_LOG_NAME, read_faults
 from probes.model import Fault, Objective, RunAnalysis, TenantResult
+from probes.observations import read_observations
 from probes.readback import load_readback
 from reports.errors import ReportError
 from reports.markdown import render_report
@@ -202,6 +203,9 @@ def build(run_dir: Path, *, objective: Objective | None = None, stability: float
     )
     analysis = _widen(analysis, meta)
     extra = {"target": meta.target, **meta.passthrough}
+    observed = {o["name"]: o["value"] for o in read_observations(run_dir) if o.get("name") != "canary_set"}
+    if observed:
+        extra["control_plane"] = observed
 
     write_summary(run_dir / SUMMARY_NAME, analysis, extra)
     plots = _plots(run_dir, analysis, writes)

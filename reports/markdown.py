@@ -175,11 +175,31 @@ def _how_measured(analysis: RunAnalysis) -> list[str]:
     return ["## How measured", "", " ".join(sentences), ""]
 
 
-def _extra_section(extra: Mapping[str, Any]) -> list[str]:
-    rows = [[str(k), v if isinstance(v, str) else json.dumps(v, default=str)] for k, v in extra.items()]
+def _flat(prefix: str, value: Any) -> list[list[str]]:
+    if isinstance(value, Mapping):
+        return [row for k, v in value.items() for row in _flat(f"{prefix}.{k}" if prefix else str(k), v)]
+    return [[prefix, value if isinstance(value, str) else json.dumps(value, default=str)]]
+
+
+def _control_plane_section(observed: Mapping[str, Any]) -> list[str]:
+    rows = _flat("", observed)
     if not rows:
         return []
-    return ["## Run", "", *_table(["field", "value"], rows), ""]
+    return [
+        "## Control plane",
+        "",
+        "Seconds from the fault, seen through the Kubernetes API: reported beside the client-observed "
+        "RTO, not instead of it.",
+        "",
+        *_table(["measure", "value"], rows),
+        "",
+    ]
+
+
+def _extra_section(extra: Mapping[str, Any]) -> list[str]:
+    rows = _flat("", {k: v for k, v in extra.items() if k != "control_plane"})
+    section = ["## Run", "", *_table(["field", "value"], rows), ""] if rows else []
+    return section + _control_plane_section(extra.get("control_plane") or {})
 
 
 def render_report(

@@ -1,0 +1,45 @@
+"""Finish a run folder after the load stopped: evidence, read-back, report.
+
+Called by the load control at the end of ``chaos run`` (as ``python -m probes
+finalize RUN_DIR``, a separate process), and usable by hand on any run folder whose
+tenants can still be reached.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from loadgen.tenants import load_tenants
+from probes.errors import ProbeError
+from probes.readback import read_back, save_readback
+
+__all__ = ["finalize"]
+
+
+def finalize(run_dir: Path, kubeconfig: str | None = None, report: bool = True) -> Path:
+    """Snapshot the cluster (Kubernetes runs), read every row back, build the report."""
+    meta_path = run_dir / "run.json"
+    if not meta_path.exists():
+        raise ProbeError(f"{meta_path} is missing: pass a run folder written by a harness run")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("target") == "kubernetes":
+        from probes.k8s.evidence import capture_operator_logs, write_snapshots
+
+        write_snapshots(run_dir, "after", kubeconfig)
+        started = meta.get("started_at") or time.time()
+        capture_operator_logs(run_dir, since_seconds=int(time.time() - started) + 30, kubeconfig=kubeconfig)
+    tenants = load_tenants(run_dir / "tenants.json")
+    save_readback(run_dir / "readback.json", read_back(tenants, str(meta.get("run_id") or run_dir.name)))
+    if report:
+        done = subprocess.run(
+            [sys.executable, "-m", "reports", "build", str(run_dir)], check=False, stdout=subprocess.DEVNULL
+        )
+        if done.returncode != 0:
+            raise ProbeError(
+                f"building the report failed (exit {done.returncode}); the run data is in {run_dir}"
+            )
+    return run_dir / "report.md"

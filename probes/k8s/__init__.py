@@ -1,0 +1,1 @@
+"""The project's Chaos Toolkit activities for Kubernetes: actions (faults) and probes."""

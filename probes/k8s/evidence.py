@@ -1,0 +1,88 @@
+"""Evidence a reviewer asks for: ``kubectl get`` snapshots and the operator's logs.
+
+Snapshots go to ``<run>/evidence/<phase>/`` (``pods.txt``, ``crds.txt``, ``crs.txt``,
+``jobs.txt``, ``pvc.txt``), taken with the real ``kubectl`` against whatever cluster
+``KUBECONFIG`` names. Operator logs for the run window go to ``evidence/operator.log``.
+Secrets are never listed; a command that fails leaves its error in the file instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from loadgen.tenants import redact
+from probes.errors import ProbeError
+from probes.k8s import kube
+
+__all__ = ["capture_evidence"]
+
+Configuration = Mapping[str, Any] | None
+
+SNAPSHOTS = {
+    "pods": ["get", "pods", "-A", "-o", "wide"],
+    "crds": ["get", "crds"],
+    "crs": ["get", "mssqlinstances,mssqlbackuppolicies,mssqlbackups,mssqlrestores", "-A"],
+    "jobs": ["get", "jobs,cronjobs", "-A"],
+    "pvc": ["get", "pvc", "-A"],
+    "nodes": ["get", "nodes", "-o", "wide"],
+}
+
+
+def _kubectl(args: list[str], kubeconfig: str | None) -> str:
+    binary = shutil.which("kubectl")
+    if binary is None:
+        return "kubectl not found on PATH: install kubectl to capture this snapshot\n"
+    env = dict(os.environ)
+    if kubeconfig:
+        env["KUBECONFIG"] = kubeconfig
+    try:
+        done = subprocess.run(
+            [binary, *args], capture_output=True, text=True, timeout=30, env=env, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return f"kubectl {' '.join(args)}: timed out after 30 s\n"
+    if done.returncode:
+        return redact(done.stdout + f"\n# error: {done.stderr.strip()}\n")
+    return redact(done.stdout or done.stderr)  # "No resources found" comes on stderr
+
+
+def capture_evidence(phase: str = "before", configuration: Configuration = None) -> list[str]:
+    """Write ``kubectl get`` snapshots for ``phase`` (before / after); returns the files written."""
+    folder = kube.run_dir()
+    if folder is None:
+        raise ProbeError("capture_evidence needs the load control (HARNESS_RUN_DIR is not set)")
+    return [str(p) for p in write_snapshots(folder, phase, (configuration or {}).get("kubeconfig"))]
+
+
+def write_snapshots(run_dir: Path, phase: str, kubeconfig: str | None = None) -> list[Path]:
+    """The snapshots of :func:`capture_evidence`, into an explicit run folder."""
+    target = run_dir / "evidence" / phase
+    target.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, args in SNAPSHOTS.items():
+        path = target / f"{name}.txt"
+        path.write_text(_kubectl(args, kubeconfig))
+        written.append(path)
+    return written
+
+
+def capture_operator_logs(
+    run_dir: Path,
+    namespace: str = "mssql-operator",
+    selector: str = "app=mssql-operator",
+    since_seconds: int | None = None,
+    kubeconfig: str | None = None,
+) -> Path:
+    """Save the operator pods' logs (all containers, ``since_seconds`` back) to ``evidence/operator.log``."""
+    args = ["logs", "-n", namespace, "-l", selector, "--all-containers", "--prefix", "--tail=-1"]
+    if since_seconds:
+        args.append(f"--since={max(1, since_seconds)}s")
+    path = run_dir / "evidence" / "operator.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(_kubectl(args, kubeconfig))
+    return path

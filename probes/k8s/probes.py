@@ -1,0 +1,155 @@
+"""Chaos Toolkit probes: steady state, recovery, and the control plane's own times.
+
+``instances_ready`` and ``write_success_rate`` make the steady-state hypothesis (every
+tenant's MSSQLInstance Ready; at least 99% of the writes of the last 10 s acknowledged).
+``wait_for_recovery`` and ``wait_for_canary`` bound the wait after a fault and record
+the control-plane times (instance Ready again, operator reconciling again) beside the
+client-observed RTO, which is computed from the journal afterwards.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from loadgen.journal import read_journal
+from probes.errors import ProbeError
+from probes.faultlog import FAULT_LOG_NAME, read_faults
+from probes.k8s import kube
+from probes.observations import observe, read_observations
+
+__all__ = ["instances_ready", "write_success_rate", "wait_for_recovery", "wait_for_canary"]
+
+Configuration = Mapping[str, Any] | None
+Secrets = Mapping[str, Any] | None
+
+
+def _instances(namespace: str, configuration: Configuration, secrets: Secrets) -> list[dict[str, Any]]:
+    from loadgen.discovery import CrdCoordinates
+
+    coords = CrdCoordinates.from_configuration(configuration or {})
+    try:
+        items = kube.custom(secrets).list_namespaced_custom_object(
+            coords.group, coords.version, namespace, coords.plural
+        )["items"]
+    except Exception as exc:
+        raise kube.api_problem(exc, f"{coords.plural}.{coords.group} in {namespace}") from None
+    wanted = (configuration or {}).get("tenants")
+    names = (
+        [n.strip() for n in wanted.split(",")] if isinstance(wanted, str) else [str(n) for n in wanted or []]
+    )
+    names = [n for n in names if n]
+    return [i for i in items if not names or i["metadata"]["name"] in names]
+
+
+def _not_ready(namespace: str, configuration: Configuration, secrets: Secrets) -> list[str]:
+    from loadgen.discovery import CrdCoordinates, lookup
+
+    coords = CrdCoordinates.from_configuration(configuration or {})
+    items = _instances(namespace, configuration, secrets)
+    if not items:
+        raise ProbeError(f"no MSSQLInstance in namespace {namespace}")
+    return [i["metadata"]["name"] for i in items if str(lookup(i, coords.ready_path)) != "True"]
+
+
+def instances_ready(
+    namespace: str = "tenants", configuration: Configuration = None, secrets: Secrets = None
+) -> bool:
+    """True when every tenant's MSSQLInstance reports condition Ready=True."""
+    return not _not_ready(namespace, configuration, secrets)
+
+
+def write_success_rate(window_seconds: float = 10.0) -> float:
+    """Share of the write attempts that ended in the last ``window_seconds`` and were acknowledged.
+
+    0.0 when there were none: a load that writes nothing is not a healthy steady state.
+    """
+    folder = kube.run_dir()
+    if folder is None:
+        raise ProbeError("write_success_rate needs the load control (HARNESS_RUN_DIR is not set)")
+    writes, _ = read_journal(folder / "journal")
+    since = time.time() - window_seconds
+    recent = [w for w in writes if w.end >= since]
+    if not recent:
+        return 0.0
+    return sum(1 for w in recent if w.outcome == "ok") / len(recent)
+
+
+def _last_fault_at() -> float | None:
+    folder = kube.run_dir()
+    if folder is None:
+        return None
+    faults = read_faults(folder / FAULT_LOG_NAME)
+    return faults[-1].injected_at if faults else None
+
+
+def wait_for_recovery(
+    namespace: str = "tenants",
+    timeout: float = 120.0,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> dict[str, Any]:
+    """Wait until every instance is Ready and every tenant has an acknowledged write after the last fault.
+
+    Returns the seconds from the fault to each; raises ProbeError after ``timeout``
+    (set it to twice the RTO objective), naming what had not recovered.
+    """
+    fault_at = _last_fault_at() or time.time()
+    folder = kube.run_dir()
+    deadline = time.monotonic() + timeout
+    ready_at: float | None = None
+    missing: list[str] = []
+    not_ready: list[str] = []
+    while time.monotonic() < deadline:
+        not_ready = _not_ready(namespace, configuration, secrets)
+        if not not_ready and ready_at is None:
+            ready_at = time.time()
+        missing = []
+        if folder is not None:
+            writes, _ = read_journal(folder / "journal")
+            tenants = {w.tenant for w in writes}
+            acked = {w.tenant for w in writes if w.outcome == "ok" and w.end > fault_at}
+            missing = sorted(tenants - acked)
+        if not not_ready and not missing:
+            result = {
+                "instances_ready_seconds": round((ready_at or time.time()) - fault_at, 3),
+                "writes_acknowledged_seconds": round(time.time() - fault_at, 3),
+            }
+            observe("recovery", result)
+            return result
+        time.sleep(0.5)
+    observe("recovery", {"timeout": timeout, "not_ready": not_ready, "no_ack": missing})
+    raise ProbeError(
+        f"not recovered within {timeout:g}s: instances not Ready {not_ready or 'none'}, "
+        f"tenants without an acknowledged write since the fault {missing or 'none'}"
+    )
+
+
+def wait_for_canary(
+    tenant: str,
+    namespace: str = "tenants",
+    timeout: float = 120.0,
+    configuration: Configuration = None,
+    secrets: Secrets = None,
+) -> float:
+    """Wait until the operator echoes the last canary of ``tenant``; returns seconds since the last fault.
+
+    That is the operator's own recovery time: it is reconciling again.
+    """
+    folder = kube.run_dir()
+    canaries = [o["value"] for o in read_observations(folder) if o["name"] == "canary_set"] if folder else []
+    wanted = next((c["value"] for c in reversed(canaries) if c["tenant"] == tenant), None)
+    if wanted is None:
+        raise ProbeError(f"no canary was set on {tenant}: run set_canary first")
+    fault_at = _last_fault_at() or time.time()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for item in _instances(namespace, {**(configuration or {}), "tenants": [tenant]}, secrets):
+            if (item.get("status") or {}).get("observedCanary") == wanted:
+                seconds = round(time.time() - fault_at, 3)
+                observe("operator_reconciling_again_seconds", seconds)
+                return seconds
+        time.sleep(0.25)
+    observe("operator_reconciling_again_seconds", None)
+    raise ProbeError(f"the operator did not reconcile {tenant} within {timeout:g}s (canary not echoed)")

@@ -1,0 +1,387 @@
+"""Each experiment end to end: the real ``chaos run`` against a real lab, short durations.
+
+One lab (3 nodes, 2 tenants) serves the module. Every run must leave a complete run
+folder whose summary carries the measured RTO/RPO, the experiment and Chaos Toolkit's
+status. Durations are shortened through the experiments' own environment variables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from lab.kubeclient import KubeClient
+from lab.paths import lab_dir, project_root
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CHAOS = str(Path(sys.executable).with_name("chaos"))
+EXPERIMENTS = project_root() / "experiments"
+FAST = {
+    "HARNESS_OBSERVE_SECONDS": "4",
+    "HARNESS_STABILITY": "2",
+    "HARNESS_STEADY_WINDOW": "3",
+    "HARNESS_NODE_DOWN_SECONDS": "3",
+    "HARNESS_RECOVERY_TIMEOUT": "60",
+    "HARNESS_PDB_RETRY_INTERVAL": "1",
+}
+
+
+class Lab:
+    def __init__(self, home: Path, runs: Path) -> None:
+        self.home = home
+        self.runs = runs
+        self.env = {
+            **os.environ,
+            "HARNESS_LAB_DIR": str(home),
+            "KUBECONFIG": str(home / "kubeconfig"),
+            "HOME": str(home / "home"),
+            "HARNESS_RUNS_DIR": str(runs),
+            **FAST,
+        }
+        self.env.pop("HARNESS_TENANTS", None)
+
+    def lab(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "lab", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env,
+            check=False,
+        )
+
+    def chaos(
+        self, experiment: str, *extra: str, env: dict[str, str] | None = None, timeout: float = 240
+    ) -> tuple[subprocess.CompletedProcess[str], Path | None]:
+        before = set(self.runs.glob("*"))
+        done = subprocess.run(
+            [
+                CHAOS,
+                "--no-version-check",
+                "run",
+                "--var-file",
+                str(EXPERIMENTS / "lab.vars.json"),
+                *extra,
+                str(EXPERIMENTS / f"{experiment}.json"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**self.env, **(env or {})},
+            check=False,
+            cwd=self.home,
+        )
+        made = sorted(set(self.runs.glob("*")) - before)
+        return done, (made[-1] if made else None)
+
+    def client(self) -> KubeClient:
+        return KubeClient.from_kubeconfig(self.home / "kubeconfig")
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    home = Path(tempfile.mkdtemp(prefix="test-experiments-", dir=lab_dir()))
+    home.chmod(0o755)
+    (home / "home").mkdir()
+    the_lab = Lab(home, home / "runs")
+    try:
+        up = the_lab.lab("up", "--tenants", "2", "--nodes", "3")
+        assert up.returncode == 0, up.stderr
+        yield the_lab
+    finally:
+        the_lab.lab("down", "--wipe")
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _summary(run: Path | None) -> dict:
+    assert run is not None and (run / "summary.json").exists(), run
+    return json.loads((run / "summary.json").read_text())
+
+
+def _complete_run_folder(run: Path) -> None:
+    for name in (
+        "report.md",
+        "summary.json",
+        "metrics.prom",
+        "chaos-journal.json",
+        "readback.json",
+        "faults.jsonl",
+        "rto-rpo.png",
+        "evidence/operator.log",
+    ):
+        assert (run / name).exists(), name
+    for phase in ("before", "after"):
+        for snap in ("pods", "crds", "crs", "jobs", "pvc"):
+            assert (run / "evidence" / phase / f"{snap}.txt").stat().st_size > 0, (phase, snap)
+    assert "mssqlinstances.mssql.example.com" in (run / "evidence" / "before" / "crds.txt").read_text()
+    assert list((run / "journal").glob("*.jsonl"))
+
+
+def _result(summary: dict, tenant: str) -> dict:
+    (fault,) = summary["faults"]
+    return next(r for r in fault["results"] if r["tenant"] == tenant)
+
+
+@pytest.mark.parametrize(
+    ("experiment", "kind", "affected"),
+    [
+        ("pod-eviction", "pod-eviction", True),
+        ("node-drain", "node-drain", True),
+        ("operator-restart", "operator-restart", False),
+        ("node-restart", "node-restart", True),
+    ],
+)
+def test_experiment_end_to_end(lab: Lab, experiment: str, kind: str, affected: bool) -> None:
+    done, run = lab.chaos(experiment)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = _summary(run)
+    assert run is not None
+    _complete_run_folder(run)
+    assert summary["chaos_status"] == "completed"
+    assert summary["experiment"]["fault"] == kind
+    assert summary["verdict"] == "GO", summary["violations"]
+    (fault,) = summary["faults"]
+    assert fault["kind"] == kind
+    target = _result(summary, "tenant-0")
+    assert target["recovered"] and target["lost_acked_writes"] == 0
+    assert target["affected"] is affected
+    assert target["rto_seconds"] < 60
+    if experiment == "node-restart":
+        assert target["rto_seconds"] >= 2.5  # the node was down for 3 s
+    if experiment == "operator-restart":
+        observed = json.loads((run / "run.json").read_text())
+        assert observed["chaos_status"] == "completed"
+        assert "operator_reconciling_again_seconds" in (run / "report.md").read_text()
+    # Nothing left behind: nodes schedulable, no load process.
+    assert all(not n["spec"].get("unschedulable") for n in lab.client().list("nodes"))
+    assert not [p for p in psutil.process_iter(["cmdline"]) if str(run) in " ".join(p.info["cmdline"] or [])]
+
+
+def test_a_fault_past_the_objective_is_no_go(lab: Lab) -> None:
+    done, run = lab.chaos(
+        "node-restart", env={"HARNESS_RTO_OBJECTIVE": "2", "HARNESS_NODE_DOWN_SECONDS": "5"}
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = _summary(run)
+    assert summary["verdict"] == "NO-GO"
+    assert any("tenant-0" in v and "exceeds the 2s objective" in v for v in summary["violations"]), summary
+    assert _result(summary, "tenant-0")["rto_seconds"] > 2
+
+
+def test_sigint_during_a_drain_uncordons_and_stops_the_load(lab: Lab) -> None:
+    client = lab.client()
+    pdb = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "hold-tenant-0", "namespace": "tenants"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"mssql.example.com/instance": "tenant-0"}}},
+    }
+    client.create("poddisruptionbudgets", pdb, "tenants")
+    try:
+        before = set(lab.runs.glob("*"))
+        proc = subprocess.Popen(
+            [
+                CHAOS,
+                "--no-version-check",
+                "run",
+                "--var-file",
+                str(EXPERIMENTS / "lab.vars.json"),
+                str(EXPERIMENTS / "node-drain.json"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=lab.env,
+            cwd=lab.home,
+        )
+        deadline = time.monotonic() + 60
+        run = None
+        while time.monotonic() < deadline:
+            made = sorted(set(lab.runs.glob("*")) - before)
+            if made and (made[-1] / "cordoned.json").exists():
+                run = made[-1]
+                break
+            time.sleep(0.2)
+        assert run is not None, "the drain never started"
+        time.sleep(1.5)  # the budget refuses the eviction; the drain is retrying
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        client.delete("poddisruptionbudgets", "hold-tenant-0", "tenants")
+    assert proc.returncode != 0, output[-2000:]
+    assert all(not n["spec"].get("unschedulable") for n in client.list("nodes")), output[-2000:]
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["interrupted"] is True and meta["chaos_status"] == "interrupted"
+    assert (run / "summary.json").exists()
+    assert not [p for p in psutil.process_iter(["cmdline"]) if str(run) in " ".join(p.info["cmdline"] or [])]
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"HARNESS_TARGET_TENANT": "tenant-9"}, "unknown target tenant 'tenant-9'"),
+        ({"HARNESS_NAMESPACE": "kube-system"}, "not in allowed_namespaces"),
+        ({"HARNESS_TENANT_NAMES": "tenant-0,nope"}, "unknown tenant(s) ['nope']"),
+        ({"KUBECONFIG": "/nonexistent/kubeconfig"}, "kubeconfig"),
+    ],
+)
+def test_bad_configuration_injects_nothing(lab: Lab, env: dict[str, str], needle: str) -> None:
+    done, run = lab.chaos("pod-eviction", env=env)
+    assert done.returncode != 0
+    assert needle in done.stderr + done.stdout
+    assert run is None  # no run folder, so no fault log: nothing was injected
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_malformed_experiment_and_var_file(lab: Lab, tmp_path: Path) -> None:
+    before = set(lab.runs.glob("*"))
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"title": "x", "method": [')
+    done = subprocess.run(
+        [CHAOS, "--no-version-check", "run", str(broken)],
+        capture_output=True,
+        text=True,
+        env=lab.env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    bad_vars = tmp_path / "vars.json"
+    bad_vars.write_text("{not json")
+    done = subprocess.run(
+        [
+            CHAOS,
+            "--no-version-check",
+            "run",
+            "--var-file",
+            str(bad_vars),
+            str(EXPERIMENTS / "pod-eviction.json"),
+        ],
+        capture_output=True,
+        text=True,
+        env=lab.env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert f"var file {bad_vars} is not valid JSON" in done.stdout + done.stderr
+    assert set(lab.runs.glob("*")) == before  # refused before any load or fault
+
+
+def test_validate_and_discover() -> None:
+    for path in sorted(EXPERIMENTS.glob("*-*.json")):
+        done = subprocess.run(
+            [CHAOS, "--no-version-check", "validate", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, (path, done.stderr[-1000:])
+    out = Path(tempfile.mkdtemp()) / "discovery.json"
+    done = subprocess.run(
+        [
+            CHAOS,
+            "--no-version-check",
+            "discover",
+            "--no-system-info",
+            "--no-install",
+            "--discovery-path",
+            str(out),
+            "mssql-chaos-harness",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-1000:]
+    names = {a["name"] for a in json.loads(out.read_text())["activities"]}
+    assert {
+        "evict_tenant_pod",
+        "drain_tenant_node",
+        "uncordon_nodes",
+        "restart_node",
+        "restart_operator",
+        "instances_ready",
+        "write_success_rate",
+        "wait_for_recovery",
+        "wait_for_canary",
+    } <= names
+    shutil.rmtree(out.parent)
+
+
+def test_rbac_denial_fails_the_action_clearly_and_rollbacks_still_run(lab: Lab) -> None:
+    policy = lab.home / "policy.yaml"
+    original = policy.read_text()
+    policy.write_text(
+        "default: allow\ndeny:\n  - {verb: create, resource: pods/eviction, namespace: tenants}\n"
+    )
+    try:
+        done, run = lab.chaos("node-drain")
+    finally:
+        policy.write_text(original)
+    assert run is not None, done.stderr[-2000:]
+    journal = json.loads((run / "chaos-journal.json").read_text())
+    drain = next(r for r in journal["run"] if r["activity"]["name"] == "drain-target-tenant-node")
+    assert drain["status"] == "failed"
+    assert "access denied (403)" in drain["exception"][-1]
+    assert [r["status"] for r in journal["rollbacks"]] == ["succeeded"]
+    assert all(not n["spec"].get("unschedulable") for n in lab.client().list("nodes"))
+    assert (run / "summary.json").exists()
+
+
+def test_missing_crd_and_unreachable_api_inject_nothing(lab: Lab, tmp_path: Path) -> None:
+    no_crd = tmp_path / "no-crd.json"
+    no_crd.write_text(
+        json.dumps({"configuration": {"mssql_plural": "mssqlnothings", "allowed_namespaces": "tenants"}})
+    )
+    done, run = lab.chaos("pod-eviction", "--var-file", str(no_crd))
+    assert done.returncode != 0 and run is None
+    assert "not found (404): is the CRD installed" in done.stdout + done.stderr
+    from lab.api.kubeconfig import write_kubeconfig
+    from lab.engine import free_port
+
+    dead = write_kubeconfig(tmp_path / "dead-kubeconfig", f"http://127.0.0.1:{free_port()}")
+    done, run = lab.chaos("pod-eviction", env={"KUBECONFIG": str(dead)})
+    assert done.returncode != 0 and run is None
+    assert "cannot reach the Kubernetes API" in done.stdout + done.stderr
+
+
+def test_no_secret_in_any_run_folder_or_log(lab: Lab) -> None:
+    import base64
+
+    secrets = [
+        base64.b64decode(s["data"]["password"]).decode()
+        for s in lab.client().list("secrets", "tenants")
+        if "password" in (s.get("data") or {})
+    ]
+    assert len(secrets) == 2
+    assert list(lab.runs.glob("*")), "run after the experiments so there is something to search"
+    searched = 0
+    for path in [*lab.runs.rglob("*"), *lab.home.glob("*.log")]:
+        if path.is_file() and path.suffix != ".png":
+            data = path.read_bytes()
+            searched += 1
+            assert not any(secret.encode() in data for secret in secrets), path
+    assert searched > 20
+
+
+def test_a_var_file_key_the_experiment_does_not_declare_is_refused(lab: Lab, tmp_path: Path) -> None:
+    typo = tmp_path / "typo.json"
+    typo.write_text(json.dumps({"configuration": {"namspace": "prod"}}))
+    done, run = lab.chaos("pod-eviction", "--var-file", str(typo))
+    assert done.returncode != 0 and run is None
+    assert "sets ['namspace'], which the experiment does not declare" in done.stdout + done.stderr
