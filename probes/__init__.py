@@ -24,4 +24,5 @@ def discover(discover_system: bool = True) -> Any:
     discovery["activities"].extend(discover_actions("probes.k8s.actions"))
     discovery["activities"].extend(discover_probes("probes.k8s.probes"))
     discovery["activities"].extend(discover_actions("probes.k8s.evidence"))
+    discovery["activities"].extend(discover_probes("probes.k8s.preflight"))
     return discovery

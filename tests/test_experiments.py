@@ -120,6 +120,8 @@ def _complete_run_folder(run: Path) -> None:
         "faults.jsonl",
         "rto-rpo.png",
         "evidence/operator.log",
+        "rbac.json",
+        "preflight.json",
     ):
         assert (run / name).exists(), name
     for phase in ("before", "after"):
@@ -132,6 +134,9 @@ def _complete_run_folder(run: Path) -> None:
 def _result(summary: dict, tenant: str) -> dict:
     (fault,) = summary["faults"]
     return next(r for r in fault["results"] if r["tenant"] == tenant)
+
+
+GOOD_RUNS: list[Path] = []
 
 
 @pytest.mark.parametrize(
@@ -164,9 +169,39 @@ def test_experiment_end_to_end(lab: Lab, experiment: str, kind: str, affected: b
         observed = json.loads((run / "run.json").read_text())
         assert observed["chaos_status"] == "completed"
         assert "operator_reconciling_again_seconds" in (run / "report.md").read_text()
+    GOOD_RUNS.append(run)
     # Nothing left behind: nodes schedulable, no load process.
     assert all(not n["spec"].get("unschedulable") for n in lab.client().list("nodes"))
     assert not [p for p in psutil.process_iter(["cmdline"]) if str(run) in " ".join(p.info["cmdline"] or [])]
+
+
+def test_gonogo_over_the_four_experiments(lab: Lab, tmp_path: Path) -> None:
+    assert len(GOOD_RUNS) == 4
+    out = tmp_path / "07-metrics-go-no-go.md"
+    done = subprocess.run(
+        [sys.executable, "-m", "reports", "gonogo", *map(str, GOOD_RUNS), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=lab.env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    text = out.read_text()
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    for gate in (
+        "Failure-injection test (operator restart, pod eviction, node restart)",
+        "RBAC preflight passes (`kubectl auth can-i`) for operator service account",
+        "StorageClass for source/backup/target PVC is available and healthy",
+        "Image tags pinned (no floating tag in production)",
+        "Resource limits/requests set for MSSQL + operator + executor jobs",
+        "`MSSQLInstance` reconciles to `Ready`",
+        "`kubectl get` snapshots attached (pods, crds, crs, jobs, pvc)",
+    ):
+        assert "**PASS**" in rows[gate], rows[gate]
+    # Backups and restores are not exercised by these four: the verdict must not be GO.
+    assert "**Verdict: NO-GO**" in text
+    assert "NOT RUN" in rows["PITR restore request completes to target instance"]
 
 
 def test_a_fault_past_the_objective_is_no_go(lab: Lab) -> None:
