@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from lab.api.fields import clone, meta
+from lab.api.fields import meta
 from lab.api.resources import ResourceType
 from lab.api.routing import Target
 from lab.api.selectors import FieldSelector, LabelSelector
@@ -23,6 +23,32 @@ from lab.api.status import bad_request, not_found
 from lab.api.tables import negotiate, partial_metadata, to_table
 
 __all__ = ["get_object", "int_param", "json_response", "list_objects", "present"]
+
+
+class _EncodedCache:
+    """Each stored object serialised once per resourceVersion (lists re-send mostly unchanged objects).
+
+    Keyed by ``(uid, resourceVersion, apiVersion)``; emptied when it outgrows ``limit`` entries.
+    """
+
+    def __init__(self, limit: int = 50_000) -> None:
+        self.limit = limit
+        self._data: dict[tuple[str, str, str], bytes] = {}
+
+    def encode(self, obj: dict[str, Any]) -> bytes:
+        md = meta(obj)
+        key = (str(md.get("uid", "")), str(md.get("resourceVersion", "")), str(obj.get("apiVersion", "")))
+        if not key[0] or not key[1]:
+            return json.dumps(obj, separators=(",", ":")).encode()
+        found = self._data.get(key)
+        if found is None:
+            if len(self._data) >= self.limit:
+                self._data.clear()
+            found = self._data[key] = json.dumps(obj, separators=(",", ":")).encode()
+        return found
+
+
+_encoded = _EncodedCache()
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
@@ -111,7 +137,8 @@ def list_objects(request: web.Request, state: State, target: Target) -> web.Resp
                 base64.urlsafe_b64encode(json.dumps({"start": start}).encode()).decode().rstrip("=")
             )
             break
-        items.append(present(rt, clone(obj)))
+        # No copy: the response is serialised before this handler yields, like get_object.
+        items.append(present(rt, obj))
     wanted, version = negotiate(request.headers.get("Accept", ""))
     if wanted == "Table":
         table = to_table(rt, items, list_meta["resourceVersion"], _include(request), version)
@@ -126,6 +153,9 @@ def list_objects(request: web.Request, state: State, target: Target) -> web.Resp
                 "items": [partial_metadata(o, version) for o in items],
             }
         )
-    return json_response(
-        {"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": list_meta, "items": items}
+    head = json.dumps(
+        {"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": list_meta},
+        separators=(",", ":"),
     )
+    body = head[:-1].encode() + b',"items":[' + b",".join(_encoded.encode(o) for o in items) + b"]}"
+    return web.Response(body=body, content_type="application/json")

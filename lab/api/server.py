@@ -10,6 +10,7 @@ Every non-GET request syncs the write-ahead log before its answer is sent.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from typing import Any
 
@@ -167,6 +168,7 @@ def build_app(settings: Settings) -> web.Application:
     """The API server application over ``settings`` (opens and locks the data folder)."""
     state = State(settings)
     state.open()
+    gc.freeze()  # the loaded state is long-lived: keep it out of every full collection
     app = web.Application(middlewares=[_errors], client_max_size=settings.max_body_bytes)
     app[STATE] = state
     app[POLICY] = Policy(settings.policy_file)
