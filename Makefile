@@ -45,9 +45,10 @@ lint: setup
 test: check
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-## bench: harness vs pgbench on the same server, printed as ratios
+## bench: harness vs pgbench on the same server, and the lab's control plane, printed as ratios
 bench: setup
 	$(BIN)/python -m tests.benchmarks.bench_throughput
+	$(BIN)/python -m tests.benchmarks.bench_lab
 
 ## lab-up / lab-down: the embedded Kubernetes-compatible lab (kubeconfig in .lab/kubeconfig)
 lab-up: setup
