@@ -84,6 +84,13 @@ class Instance:
         }
 
 
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() not in (psutil.STATUS_STOPPED, psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
+        return False
+
+
 def free_port() -> int:
     """A loopback TCP port that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -427,7 +434,12 @@ class Engine:
         pid = self.pid(name)
         if pid is None:
             raise LabError(f"cannot freeze {name}: it is not running")
-        self._frozen[name] = processes.signal_tree(pid, signal.SIGSTOP)
+        stopped = processes.signal_tree(pid, signal.SIGSTOP)
+        self._frozen[name] = stopped
+        # Signals are delivered asynchronously: return only once every process is really stopped.
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and any(_running(p) for p in stopped):
+            time.sleep(0.002)
 
     def thaw(self, name: str) -> None:
         """SIGCONT everything :meth:`freeze` stopped (no-op if not frozen)."""
