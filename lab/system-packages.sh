@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the lab and the load need, only when something is missing:
-# PostgreSQL 15 (the stand-in engine, pgbench), psqlODBC and unixODBC (pyodbc's driver manager).
+# PostgreSQL 15 (the stand-in engine, pgbench), psqlODBC and unixODBC (pyodbc's driver manager),
+# and kubectl when none is installed.
 # Safe to run again; does nothing when all is present.
 set -euo pipefail
 
@@ -11,6 +12,9 @@ command -v odbcinst >/dev/null 2>&1 || missing+=(unixodbc)
 ls /usr/lib/*/odbc/psqlodbcw.so >/dev/null 2>&1 || missing+=(odbc-postgresql)
 [ -e /usr/include/sql.h ] || missing+=(unixodbc-dev)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+# kubectl drives the evidence snapshots and the RBAC preflight; Debian's client (1.20) works
+# with the lab when no newer kubectl is installed.
+command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
