@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job (make demo): the embedded lab, the four fault experiments under load with
+# The main job (make demo): the embedded lab, the fault and backup experiments under load with
 # `chaos run`, then the go/no-go document over their run folders. The lab is stopped at
 # the end, whatever happened. Every experiment runs even if an earlier one failed.
 #
@@ -19,7 +19,7 @@ lab=$("$PY" -c 'from lab.paths import lab_dir; print(lab_dir())')
 export KUBECONFIG="$lab/kubeconfig" HARNESS_RUNS_DIR="$out"
 
 failed=0
-for experiment in operator-restart pod-eviction node-drain node-restart; do
+for experiment in operator-restart pod-eviction node-drain node-restart pitr-restore backup-under-chaos; do
   echo "== chaos run experiments/$experiment.json"
   "$CHAOS" --no-version-check --log-file "$out/chaostoolkit-$experiment.log" run \
     --rollback-strategy always --var-file experiments/lab.vars.json \

@@ -47,9 +47,10 @@ class _Session:
     of four (Parse, Describe, Execute, Deallocate), as measured by ``make bench``.
     """
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, clock: ClockSample) -> None:
         self.conn = conn
         self.cursor = conn.cursor()
+        self.clock = clock  # journaled by the caller: worker threads never touch the journal
 
     def close(self) -> None:
         try:
@@ -175,6 +176,7 @@ class TenantWriter:
         if self._conn is None:
             try:
                 self._conn = self._call(self._connect, self.connect_timeout, None)
+                self.journal.clock(self._conn.clock)
             except CallTimeout:
                 return "fail", None, "ConnectTimeout"
             except pyodbc.Error as exc:
@@ -207,7 +209,12 @@ class TenantWriter:
                 self.abandoned += 1
 
     def _connect(self) -> _Session:
-        """Open a connection (worker thread), ensure the table, sample the clock skew."""
+        """Open a connection, ensure the table, sample the clock skew.
+
+        Runs in a worker thread, so it must not touch the journal: its lock belongs to
+        the event loop (gevent patches ``threading``), and taking it from another OS
+        thread can hang that user for good.
+        """
         conn = pyodbc.connect(self._conn_str, autocommit=True, timeout=max(1, round(self.connect_timeout)))
         try:
             if not self._table_ready:
@@ -217,15 +224,13 @@ class TenantWriter:
             before = time.time()
             server = float(conn.execute(self._sql.server_now).fetchone()[0])
             after = time.time()
-            self.journal.clock(
-                ClockSample(
-                    tenant=self.tenant.name, at=after, skew=server - (before + after) / 2, rtt=after - before
-                )
-            )
         except pyodbc.Error:
             _close(conn)
             raise
-        return _Session(conn)
+        sample = ClockSample(
+            tenant=self.tenant.name, at=after, skew=server - (before + after) / 2, rtt=after - before
+        )
+        return _Session(conn, sample)
 
     def __repr__(self) -> str:
         return redact(f"TenantWriter({self.tenant.describe()}, writer={self.writer}, seq={self.seq})")

@@ -25,4 +25,10 @@ def discover(discover_system: bool = True) -> Any:
     discovery["activities"].extend(discover_probes("probes.k8s.probes"))
     discovery["activities"].extend(discover_actions("probes.k8s.evidence"))
     discovery["activities"].extend(discover_probes("probes.k8s.preflight"))
+    from probes.k8s.backups import PROBES as BACKUP_PROBES
+
+    for activity in discover_actions("probes.k8s.backups"):
+        if activity["name"] in BACKUP_PROBES:
+            activity["type"] = "probe"
+        discovery["activities"].append(activity)
     return discovery

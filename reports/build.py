@@ -5,6 +5,9 @@ A run folder (``runs/<run-id>/``) holds ``run.json`` (written by the orchestrato
 ``stability_seconds``, ``started_at``, ``ended_at``, ``target``), the journal
 (``journal/*.jsonl``), ``faults.jsonl`` (missing: no faults) and ``readback.json``
 (missing: nothing was read back, so losses are unknown and the verdict is NO-GO).
+Backup and restore runs add ``pitr.json`` and ``integrity.json`` (written by
+``probes.k8s.backups``); they become the summary's ``pitr`` and ``integrity`` blocks,
+taking precedence over blocks of the same name in ``run.json``.
 
 ``build`` writes next to them: ``summary.json``, ``report.md``, ``timeline-<tenant>.png``
 per tenant, ``rto-rpo.png`` and ``metrics.prom``, and returns the report's path. It can
@@ -21,9 +24,11 @@ from typing import Any
 
 from loadgen.journal import Write, journal_files, read_journal
 from probes.analysis import analyze
+from probes.errors import ProbeError
 from probes.faultlog import FAULT_LOG_NAME, read_faults
 from probes.model import Fault, Objective, RunAnalysis, TenantResult
 from probes.observations import read_observations
+from probes.pitr import INTEGRITY_NAME, PITR_NAME, read_json_block
 from probes.readback import load_readback
 from reports.errors import ReportError
 from reports.markdown import render_report
@@ -39,6 +44,7 @@ __all__ = [
     "SUMMARY_NAME",
     "RunMeta",
     "build",
+    "read_backup_blocks",
     "read_run_meta",
     "timeline_name",
 ]
@@ -123,6 +129,19 @@ def read_run_meta(run_dir: Path) -> RunMeta:
     )
 
 
+def read_backup_blocks(run_dir: Path) -> dict[str, Any]:
+    """The ``pitr`` and ``integrity`` blocks from ``pitr.json`` / ``integrity.json`` (absent files: none)."""
+    blocks: dict[str, Any] = {}
+    for key, name in (("pitr", PITR_NAME), ("integrity", INTEGRITY_NAME)):
+        try:
+            doc = read_json_block(Path(run_dir) / name)
+        except ProbeError as exc:
+            raise ReportError(str(exc)) from None
+        if doc is not None:
+            blocks[key] = doc
+    return blocks
+
+
 def timeline_name(tenant: str) -> str:
     """``timeline-<tenant>.png``, with characters unsafe in file names replaced by ``_``."""
     return f"timeline-{re.sub(r'[^A-Za-z0-9._-]', '_', tenant)}.png"
@@ -202,7 +221,7 @@ def build(run_dir: Path, *, objective: Objective | None = None, stability: float
         stability=meta.stability_seconds if stability is None else stability,
     )
     analysis = _widen(analysis, meta)
-    extra = {"target": meta.target, **meta.passthrough}
+    extra = {"target": meta.target, **meta.passthrough, **read_backup_blocks(run_dir)}
     observed = {o["name"]: o["value"] for o in read_observations(run_dir) if o.get("name") != "canary_set"}
     if observed:
         extra["control_plane"] = observed

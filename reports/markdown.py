@@ -178,6 +178,8 @@ def _how_measured(analysis: RunAnalysis) -> list[str]:
 def _flat(prefix: str, value: Any) -> list[list[str]]:
     if isinstance(value, Mapping):
         return [row for k, v in value.items() for row in _flat(f"{prefix}.{k}" if prefix else str(k), v)]
+    if isinstance(value, list) and len(value) > 3:
+        return [[prefix, f"{len(value)} entries (see summary.json)"]]
     return [[prefix, value if isinstance(value, str) else json.dumps(value, default=str)]]
 
 

@@ -175,7 +175,11 @@ def test_the_statefulset_has_the_contract_shape() -> None:
     }
     assert env["LAB_DB_NAME"] == {"name": "LAB_DB_NAME", "value": "shop"}
     assert (
-        container["volumeMounts"] == [{"name": "data", "mountPath": DATA_MOUNT}]
+        container["volumeMounts"]
+        == [
+            {"name": "data", "mountPath": DATA_MOUNT},
+            {"name": "backups", "mountPath": "/var/opt/mssql/backup"},
+        ]
         and DATA_MOUNT == "/var/opt/mssql"
     )
     assert container["resources"]["limits"] and container["resources"]["requests"]
@@ -263,9 +267,15 @@ def test_operator_reconciles_an_instance(api: KubeClient, kubelet: FakeKubelet, 
 
     # a spec change reaches the StatefulSet (and so the pod), the port and password stay
     api.patch(INSTANCES, "tenant-0", {"spec": {"nodeSelector": {"lab.mssql.io/node": "lab-node-2"}}}, ns)
-    operator.reconcile_all()
-    sts = api.get("statefulsets", "tenant-0", ns)
-    assert sts["spec"]["template"]["spec"]["nodeSelector"] == {"lab.mssql.io/node": "lab-node-2"}
+
+    def selector_reached() -> Any:
+        # Level-triggered: a pass that lost a write race (409 with the StatefulSet controller)
+        # is repaired by the next pass, as in the operator's loop.
+        operator.reconcile_all()
+        template = api.get("statefulsets", "tenant-0", ns)["spec"]["template"]["spec"]
+        return template.get("nodeSelector") == {"lab.mssql.io/node": "lab-node-2"}
+
+    wait_for("nodeSelector on the StatefulSet", selector_reached)
     moved = wait_for(
         "pod moved to lab-node-2",
         lambda: (
@@ -294,7 +304,14 @@ def test_operator_reconciles_an_instance(api: KubeClient, kubelet: FakeKubelet, 
         ("watch", k.group if not isinstance(k, str) else "", k.plural if not isinstance(k, str) else k)
         for k, _ in WATCHES
     )
-    assert used == cluster_role_rules()
+    granted = cluster_role_rules()
+    assert used <= granted, used - granted
+    # What this flow does not exercise belongs to backups and restores (tests/test_backups.py).
+    protection = {"mssqlbackups", "mssqlbackuppolicies", "mssqlrestores", "jobs"}
+    unused = granted - used
+    assert all(
+        r.split("/")[0] in protection or (v, r) == ("create", "mssqlinstances") for v, _, r in unused
+    ), unused
 
 
 def test_ports_are_unique_and_an_explicit_port_is_kept(api: KubeClient, ns: str) -> None:

@@ -10,9 +10,17 @@ with the pod's environment:
   directory is ``<folder>/data`` (as SQL Server keeps ``/var/opt/mssql/data``),
   initialised on first start. Without that mount the pod's scratch folder is used (data
   then lives as long as the pod, like a container's own filesystem);
+* ``LAB_MOUNTS`` with a folder at ``/var/opt/mssql/backup`` (the ``<instance>-backups``
+  claim): WAL archiving on (``wal_level=replica``, ``archive_mode=on``, every completed
+  segment copied to ``<folder>/wal/``, ``archive_timeout=0``); ``full/`` and ``log/``
+  are made there for the executor. Without that mount the server does not archive.
+  Durability stays the default (``fsync``, ``synchronous_commit``);
 * ``MSSQL_SA_PASSWORD`` (required), ``LAB_DB_USER`` (default ``harness``) and
   ``LAB_DB_NAME`` (default ``harness``): at every start the role is created (or its
-  password set) and the database created owned by it, idempotently.
+  password set) and the database created owned by it, idempotently. The role also
+  gets ``REPLICATION`` (``pg_basebackup`` needs it) and ``EXECUTE`` on
+  ``pg_switch_wal()`` in database ``postgres`` (a log backup closes the current
+  segment); it is not a superuser.
 
 PostgreSQL runs as the ``postgres`` user when we are root, dies with this process
 (``PR_SET_PDEATHSIG``), and the lock files a killed server left (``postmaster.pid``, the socket's
@@ -42,9 +50,10 @@ from lab.engine import init_data_dir, server_run_kwargs
 from lab.errors import LabError
 from lab.paths import pg_bindir, server_user
 
-__all__ = ["lock_is_stale", "main", "setup_sql"]
+__all__ = ["archive_settings", "lock_is_stale", "main", "setup_sql"]
 
 MOUNT_PATH = "/var/opt/mssql"
+BACKUP_PATH = "/var/opt/mssql/backup"
 _PR_SET_PDEATHSIG = 1
 _SOCKET_PATH_MAX = 100
 
@@ -68,12 +77,42 @@ def setup_sql(user: str, password: str, database: str) -> str:
             f"\\set lab_db {_psql_literal(database)}",
             "SELECT format('CREATE ROLE %I LOGIN', :'lab_user') "
             "WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'lab_user') \\gexec",
-            "SELECT format('ALTER ROLE %I LOGIN PASSWORD %L', :'lab_user', :'lab_password') \\gexec",
+            "SELECT format('ALTER ROLE %I LOGIN REPLICATION PASSWORD %L', "
+            ":'lab_user', :'lab_password') \\gexec",
+            "SELECT format('GRANT EXECUTE ON FUNCTION pg_switch_wal() TO %I', :'lab_user') \\gexec",
             "SELECT format('CREATE DATABASE %I OWNER %I', :'lab_db', :'lab_user') "
             "WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'lab_db') \\gexec",
             "",
         ]
     )
+
+
+def archive_settings(store: Path) -> list[str]:
+    """``postgres -c`` arguments that archive every WAL segment into ``<store>/wal``.
+
+    The copy goes through a temporary name and a rename, so a segment in ``wal/`` is
+    always complete.
+    """
+    wal = store / "wal"
+    command = f"cp %p {wal}/%f.part && mv -f {wal}/%f.part {wal}/%f"
+    return [
+        "-c",
+        "wal_level=replica",
+        "-c",
+        "archive_mode=on",
+        "-c",
+        "archive_timeout=0",
+        "-c",
+        f"archive_command={command}",
+    ]
+
+
+def _prepare_store(store: Path) -> None:
+    store.chmod(0o755)
+    _own(store, 0o755)
+    for sub in ("wal", "full", "log", "restores"):
+        (store / sub).mkdir(exist_ok=True)
+        _own(store / sub, 0o755)
 
 
 def _own(path: Path, mode: int) -> None:
@@ -212,6 +251,7 @@ def main() -> int:
     home = Path(mounts[MOUNT_PATH]) if MOUNT_PATH in mounts else Path(env.get("LAB_SCRATCH", ".")) / "mssql"
     if MOUNT_PATH not in mounts:
         _say(f"no volume mounted at {MOUNT_PATH}: data lives in {home} and goes with the pod")
+    store = Path(mounts[BACKUP_PATH]) if BACKUP_PATH in mounts else None
     postmaster: subprocess.Popen[bytes] | None = None
     stopping = False
 
@@ -226,6 +266,11 @@ def main() -> int:
     try:
         data, sockets = _prepare(home)
         _clear_stale_locks(data, sockets)
+        archiving: list[str] = []
+        if store is not None:
+            _prepare_store(store)
+            archiving = archive_settings(store)
+            _say(f"archiving WAL into {store / 'wal'}")
         postmaster = subprocess.Popen(
             [
                 str(pg_bindir() / "postgres"),
@@ -237,6 +282,7 @@ def main() -> int:
                 str(sockets),
                 "-c",
                 "listen_addresses=127.0.0.1",
+                *archiving,
             ],
             stdin=subprocess.DEVNULL,
             cwd=data,

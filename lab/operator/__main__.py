@@ -3,7 +3,8 @@
 The API server comes from ``--server``, else ``KUBERNETES_SERVICE_HOST`` and
 ``KUBERNETES_SERVICE_PORT`` (plain HTTP in the lab; a service-account token is sent
 when one is mounted), else ``--kubeconfig``. A pass runs every ``--interval``
-seconds (default 1) and at once when an MSSQLInstance or one of its pods changes
+seconds (default 1) and at once when an MSSQLInstance, one of its pods, an
+MSSQLBackup, MSSQLBackupPolicy, MSSQLRestore or one of the operator's Jobs changes
 (watches). Logs go to stderr, one line per change; passwords never appear.
 ``--once`` runs a single pass and exits (0, or 1 if the pass failed).
 """
@@ -22,13 +23,21 @@ from types import FrameType
 from lab.controllers.loop import Loop, Watcher
 from lab.errors import LabError
 from lab.kubeclient import ApiError, Kind, KubeClient
-from lab.operator.objects import INSTANCES
+from lab.operator.objects import INSTANCES, MANAGED_BY
+from lab.operator.protection import BACKUPS, POLICIES, RESTORES
 from lab.operator.reconcile import Reconciler
 
 __all__ = ["WATCHES", "client_from", "main"]
 
 TOKEN_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
-WATCHES: tuple[tuple[Kind | str, str | None], ...] = ((INSTANCES, None), ("pods", "app=mssql"))
+WATCHES: tuple[tuple[Kind | str, str | None], ...] = (
+    (INSTANCES, None),
+    ("pods", "app=mssql"),
+    (BACKUPS, None),
+    (POLICIES, None),
+    (RESTORES, None),
+    (Kind("batch", "v1", "jobs"), ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())),
+)
 
 log = logging.getLogger("lab.operator")
 

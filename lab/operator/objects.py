@@ -11,7 +11,12 @@ controller ownerReference, labelled ``app: mssql``, ``mssql.example.com/instance
   ``mssql``, env ``MSSQL_SA_PASSWORD``/``LAB_DB_USER`` from the Secret and
   ``LAB_DB_NAME``, the ``sqlcmd -Q "SELECT 1"`` readiness probe every second, claim
   template ``data`` mounted at ``/var/opt/mssql`` (claims are retained when the set
-  goes, Kubernetes' default, so data outlives the instance object).
+  goes, Kubernetes' default, so data outlives the instance object), and the volume
+  ``backups`` (PVC ``<name>-backups``, the lab's object store for backups and the WAL
+  archive) mounted at ``/var/opt/mssql/backup``. While the instance carries the
+  annotation ``mssql.example.com/restoring`` (a restore is replacing its data) the set
+  has 0 replicas.
+* PVC ``<name>-backups`` (made by the operator, outlives the instance like the data).
 
 Only the mutable parts of a StatefulSet (replicas, template) are compared and
 updated; the hash of what the operator wants is kept in the annotation
@@ -31,6 +36,7 @@ from lab.kubeclient import Kind
 
 __all__ = [
     "API_VERSION",
+    "BACKUP_MOUNT",
     "DATA_MOUNT",
     "DB_USER",
     "ENGINE_IMAGE",
@@ -40,8 +46,12 @@ __all__ = [
     "MANAGED_BY",
     "PORT_ANNOTATION",
     "READINESS_PROBE",
+    "RESTORING_ANNOTATION",
     "SPEC_HASH_ANNOTATION",
+    "backups_claim",
+    "claim_spec_of",
     "database_of",
+    "desired_backups_claim",
     "desired_secret",
     "desired_service",
     "desired_statefulset",
@@ -60,6 +70,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 INSTANCES = Kind(GROUP, VERSION, "mssqlinstances")
 ENGINE_IMAGE = "mssql-lab/engine:15"
 DATA_MOUNT = "/var/opt/mssql"
+BACKUP_MOUNT = "/var/opt/mssql/backup"
 DB_USER = "harness"
 DEFAULT_DATABASE = "harness"
 DEFAULT_SIZE = "1Gi"
@@ -67,6 +78,7 @@ INSTANCE_LABEL = f"{GROUP}/instance"
 PORT_ANNOTATION = f"{GROUP}/port"
 SPEC_HASH_ANNOTATION = f"{GROUP}/spec-hash"
 VERSION_ANNOTATION = f"{GROUP}/version"
+RESTORING_ANNOTATION = f"{GROUP}/restoring"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "mssql-lab-operator"}
 READINESS_PROBE: Obj = {
     "exec": {"command": ["/opt/mssql-tools18/bin/sqlcmd", "-Q", "SELECT 1"]},
@@ -88,6 +100,10 @@ def managed_labels(name: str) -> dict[str, str]:
 
 def secret_name(name: str) -> str:
     return f"{name}-credentials"
+
+
+def backups_claim(name: str) -> str:
+    return f"{name}-backups"
 
 
 def database_of(instance: Obj) -> str:
@@ -173,28 +189,30 @@ def _pod_template(instance: Obj, port: int) -> Obj:
         ],
         "readinessProbe": copy.deepcopy(READINESS_PROBE),
         "resources": copy.deepcopy(spec.get("resources") or DEFAULT_RESOURCES),
-        "volumeMounts": [{"name": "data", "mountPath": DATA_MOUNT}],
+        "volumeMounts": [
+            {"name": "data", "mountPath": DATA_MOUNT},
+            {"name": "backups", "mountPath": BACKUP_MOUNT},
+        ],
     }
     template_meta: Obj = {"labels": selector_labels(name)}
     if spec.get("version"):
         template_meta["annotations"] = {VERSION_ANNOTATION: str(spec["version"])}
-    pod_spec: Obj = {"containers": [container], "terminationGracePeriodSeconds": 30}
+    pod_spec: Obj = {
+        "containers": [container],
+        "terminationGracePeriodSeconds": 30,
+        "volumes": [{"name": "backups", "persistentVolumeClaim": {"claimName": backups_claim(name)}}],
+    }
     if spec.get("nodeSelector"):
         pod_spec["nodeSelector"] = dict(spec["nodeSelector"])
     return {"metadata": template_meta, "spec": pod_spec}
 
 
 def desired_statefulset(instance: Obj, port: int) -> Obj:
-    md, spec = instance["metadata"], instance.get("spec") or {}
+    md = instance["metadata"]
     name = md["name"]
-    storage = spec.get("storage") or {}
-    claim_spec: Obj = {
-        "accessModes": ["ReadWriteOnce"],
-        "resources": {"requests": {"storage": str(storage.get("size") or DEFAULT_SIZE)}},
-    }
-    if storage.get("storageClassName"):
-        claim_spec["storageClassName"] = storage["storageClassName"]
-    mutable = {"replicas": 1, "template": _pod_template(instance, port)}
+    claim_spec = claim_spec_of(instance)
+    restoring = bool((md.get("annotations") or {}).get(RESTORING_ANNOTATION))
+    mutable = {"replicas": 0 if restoring else 1, "template": _pod_template(instance, port)}
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -209,4 +227,29 @@ def desired_statefulset(instance: Obj, port: int) -> Obj:
                 {"metadata": {"name": "data", "labels": selector_labels(name)}, "spec": claim_spec}
             ],
         },
+    }
+
+
+def claim_spec_of(instance: Obj) -> Obj:
+    """The data claim's spec (size and class from ``spec.storage``)."""
+    storage = (instance.get("spec") or {}).get("storage") or {}
+    claim_spec: Obj = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": str(storage.get("size") or DEFAULT_SIZE)}},
+    }
+    if storage.get("storageClassName"):
+        claim_spec["storageClassName"] = storage["storageClassName"]
+    return claim_spec
+
+
+def desired_backups_claim(instance: Obj) -> Obj:
+    """PVC ``<name>-backups``: not owned by the instance, so backups outlive it."""
+    name = instance["metadata"]["name"]
+    meta = _meta(instance, backups_claim(name))
+    meta.pop("ownerReferences")
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": meta,
+        "spec": claim_spec_of(instance),
     }

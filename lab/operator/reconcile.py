@@ -17,6 +17,11 @@ then for each instance:
    ``database``, ``credentialsSecret``, ``observedGeneration``, ``lastReconcileTime``
    and ``observedCanary`` (the echo of ``spec.canary``).
 
+4. the claim ``<name>-backups`` (the instance's backup store), created when missing.
+
+After the instances, :class:`lab.operator.protection.DataProtection` reconciles
+backups, backup policies and restores.
+
 An API error on one instance becomes ``Ready=False`` with reason ``ReconcileError``
 and its message (for instance an RBAC denial) and does not stop the others.
 """
@@ -38,13 +43,16 @@ from lab.operator.objects import (
     MANAGED_BY,
     PORT_ANNOTATION,
     SPEC_HASH_ANNOTATION,
+    backups_claim,
     database_of,
+    desired_backups_claim,
     desired_secret,
     desired_service,
     desired_statefulset,
     new_password,
     secret_name,
 )
+from lab.operator.protection import DataProtection
 
 __all__ = ["ENDPOINT_HOST", "HEARTBEAT", "PORT_RANGE", "Reconciler", "allocate_port"]
 
@@ -119,6 +127,7 @@ class Reconciler:
         self.client = client
         self.clock = clock
         self.passes = 0
+        self.protection = DataProtection(client, ENDPOINT_HOST, clock)
 
     # -- the pass --------------------------------------------------------------------------
 
@@ -126,9 +135,11 @@ class Reconciler:
         instances = self.client.list(INSTANCES)
         self.passes += 1
         if not instances:
+            self.protection.reconcile_all([], {})
             return
         pods = {_key(p): p for p in self.client.list("pods", labels="app=mssql")}
         secrets = {_key(s) for s in self.client.list("secrets", labels=_MANAGED)}
+        claims = {_key(c) for c in self.client.list("persistentvolumeclaims", labels=_MANAGED)}
         services = {_key(s): s for s in self.client.list("services", labels=_MANAGED)}
         sets = {_key(s): s for s in self.client.list("statefulsets", labels=_MANAGED)}
         taken = {p for p in (_claimed_port(i) for i in instances) if p is not None}
@@ -137,11 +148,14 @@ class Reconciler:
                 continue
             try:
                 self.reconcile(instance, pods, secrets, services, sets, taken)
+                if (_key(instance)[0], backups_claim(_key(instance)[1])) not in claims:
+                    self._create("persistentvolumeclaims", desired_backups_claim(instance), _key(instance)[0])
             except ApiError as exc:
                 if exc.code == 0:
                     raise
                 log.warning("%s/%s: %s", *_key(instance), exc)
                 self._report_error(instance, exc)
+        self.protection.reconcile_all(instances, pods)
 
     def reconcile(
         self,

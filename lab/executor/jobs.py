@@ -1,13 +1,4 @@
-"""``python -m lab.executor``: the program of the ``mssql-lab/executor`` image (job pods).
-
-Commands (the container's ``args``):
-
-* ``sleep N`` - wait N seconds (a float), then exit 0; SIGTERM ends the wait with 143;
-* ``exit N`` - exit with status N (0-255) at once.
-
-Each command prints one line saying what it does, so ``kubectl logs`` shows it. An
-unknown command or a bad number is one line on stderr and exit status 2.
-"""
+"""The executor's test commands: ``sleep N`` and ``exit N`` (see :mod:`lab.executor`)."""
 
 from __future__ import annotations
 
@@ -16,9 +7,12 @@ import sys
 import threading
 from types import FrameType
 
-__all__ = ["main"]
+__all__ = ["USAGE", "simple"]
 
-USAGE = "usage: python -m lab.executor sleep SECONDS | exit CODE"
+USAGE = (
+    "usage: python -m lab.executor sleep SECONDS | exit CODE | backup-full|backup-log --id ID [--store DIR]"
+    " | restore --name N --target-time T [--store DIR] [--home DIR] | verify INSTANCE BACKUP_ID [-n NS]"
+)
 
 
 def _number(text: str, kind: type[int] | type[float]) -> float | None:
@@ -47,8 +41,8 @@ def _sleep(seconds: float) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
+def simple(args: list[str]) -> int:
+    """Run ``sleep``/``exit``; 2 with a usage line for anything else."""
     if len(args) == 2 and args[0] == "sleep":
         seconds = _number(args[1], float)
         if seconds is not None:
@@ -60,7 +54,3 @@ def main(argv: list[str] | None = None) -> int:
             return int(code)
     print(f"executor: cannot run {' '.join(args) or 'nothing'!r}: {USAGE}", file=sys.stderr, flush=True)
     return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

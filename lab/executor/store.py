@@ -1,0 +1,172 @@
+"""The backup store of one instance (its ``<instance>-backups`` volume) and what is in it.
+
+Layout (the contract with the harness)::
+
+    full/<backupId>/              pg_basebackup output (plain format, WAL included),
+                                  backup_manifest and harness-backup.json
+    full/.<backupId>.partial/     a full backup being taken (removed on retry)
+    wal/<segment>                 WAL archived by the server (archive_command)
+    log/<backupId>.json           one file per log backup
+    restores/<restoreName>.json   the outcome of a restore from this store
+
+``harness-backup.json`` holds ``id, type, start, end, coveredFrom, coveredTo,
+start_lsn, end_lsn, checksum``; a log file ``id, type, start, end, coveredFrom,
+coveredTo, last_segment, segments, checksum``. Times are RFC 3339 UTC with
+microseconds. A checksum is ``sha256:<hex>`` over the files' relative paths and
+contents in path order (``harness-backup.json`` itself excluded), so a changed,
+added or removed file changes it. Files are written to a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lab.errors import LabError
+
+__all__ = [
+    "META",
+    "BackupStore",
+    "checksum_of",
+    "format_ts",
+    "parse_ts",
+    "verify",
+    "write_json",
+]
+
+META = "harness-backup.json"
+_CHUNK = 1 << 20
+
+
+def format_ts(moment: float) -> str:
+    """RFC 3339 UTC with microseconds: ``2026-11-27T00:01:02.123456Z``."""
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_ts(text: str) -> float:
+    """Epoch seconds of an RFC 3339 time (``Z`` or an offset; fraction optional)."""
+    value = text.strip().replace("Z", "+00:00").replace("z", "+00:00")
+    if " " in value and "T" not in value:
+        value = value.replace(" ", "T", 1)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise LabError(f"{text!r} is not an RFC 3339 time") from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(
+        (p for p in root.rglob("*") if p.is_file() and p.relative_to(root).as_posix() != META),
+        key=lambda p: p.relative_to(root).as_posix(),
+    )
+
+
+def checksum_of(root: Path, files: list[Path] | None = None) -> str:
+    """``sha256:<hex>`` over ``files`` (default: every file under ``root`` but the metadata)."""
+    digest = hashlib.sha256()
+    for path in files if files is not None else _files(root):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        with path.open("rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+        digest.update(b"\0")
+    return "sha256:" + digest.hexdigest()
+
+
+def write_json(path: Path, value: dict[str, Any]) -> None:
+    """Write ``value`` atomically (temporary file, fsync, rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w") as handle:
+        json.dump(value, handle, indent=1, sort_keys=True)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+
+
+class BackupStore:
+    """Read access to one instance's store folder (the executor also writes it)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def wal(self) -> Path:
+        return self.root / "wal"
+
+    def full_dir(self, backup_id: str) -> Path:
+        return self.root / "full" / backup_id
+
+    def log_file(self, backup_id: str) -> Path:
+        return self.root / "log" / f"{backup_id}.json"
+
+    def restore_file(self, name: str) -> Path:
+        return self.root / "restores" / f"{name}.json"
+
+    def full(self, backup_id: str) -> dict[str, Any] | None:
+        return _load(self.full_dir(backup_id) / META)
+
+    def log(self, backup_id: str) -> dict[str, Any] | None:
+        return _load(self.log_file(backup_id))
+
+    def result(self, backup_id: str) -> dict[str, Any] | None:
+        """The metadata of a finished backup of either type, or None."""
+        return self.full(backup_id) or self.log(backup_id)
+
+    def restore_result(self, name: str) -> dict[str, Any] | None:
+        return _load(self.restore_file(name))
+
+    def fulls(self) -> list[dict[str, Any]]:
+        """Finished full backups, oldest end first."""
+        folder = self.root / "full"
+        found = [_load(d / META) for d in folder.iterdir() if d.is_dir()] if folder.is_dir() else []
+        return sorted((m for m in found if m), key=lambda m: parse_ts(m["end"]))
+
+    def logs(self) -> list[dict[str, Any]]:
+        """Finished log backups, oldest coveredTo first."""
+        folder = self.root / "log"
+        found = [_load(f) for f in folder.glob("*.json")] if folder.is_dir() else []
+        return sorted((m for m in found if m), key=lambda m: parse_ts(m["coveredTo"]))
+
+    def segments(self) -> list[str]:
+        """Archived WAL segment names, in order."""
+        if not self.wal.is_dir():
+            return []
+        return sorted(p.name for p in self.wal.iterdir() if len(p.name) == 24 and p.is_file())
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def verify(store: BackupStore, backup_id: str) -> tuple[bool, str]:
+    """Recompute a backup's checksum: ``(ok, message)``."""
+    meta = store.full(backup_id)
+    if meta is not None:
+        actual = checksum_of(store.full_dir(backup_id))
+    else:
+        meta = store.log(backup_id)
+        if meta is None:
+            return False, f"backup {backup_id} is not in {store.root}"
+        files = [store.wal / s for s in meta.get("segments") or []]
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            return False, f"backup {backup_id}: WAL segment {missing[0]} is missing"
+        actual = checksum_of(store.wal, files)
+    if actual != meta.get("checksum"):
+        return (
+            False,
+            f"backup {backup_id}: checksum mismatch (recorded {meta.get('checksum')}, found {actual})",
+        )
+    return True, f"backup {backup_id}: checksum {actual} verified"
