@@ -45,10 +45,11 @@ lint: setup
 test: check
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-## bench: harness vs pgbench on the same server, and the lab's control plane, printed as ratios
+## bench: harness vs pgbench, the lab's control plane, backup/restore vs the RTO objective
 bench: setup
 	$(BIN)/python -m tests.benchmarks.bench_throughput
 	$(BIN)/python -m tests.benchmarks.bench_lab
+	$(BIN)/python -m tests.benchmarks.bench_backup
 
 ## lab-up / lab-down: the embedded Kubernetes-compatible lab (kubeconfig in .lab/kubeconfig)
 lab-up: setup
