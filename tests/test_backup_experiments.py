@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -152,23 +150,9 @@ def test_backup_under_chaos_end_to_end(lab: Lab) -> None:
     GOOD_RUNS.append(run)
 
 
-def _gonogo(lab: Lab, runs: list[Path], out: Path) -> dict[str, str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "reports", "gonogo", *map(str, runs), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=lab.env,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    text = out.read_text()
-    return {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
-
-
 def test_gonogo_passes_the_backup_and_restore_gates(lab: Lab, tmp_path: Path) -> None:
     assert len(GOOD_RUNS) == 2
-    rows = _gonogo(lab, GOOD_RUNS, tmp_path / "07-metrics-go-no-go.md")
+    rows = lab.gonogo(GOOD_RUNS, tmp_path / "07-metrics-go-no-go.md")
     for gate in (
         "`MSSQLBackupPolicy` reconciles to `Ready`",
         "Manual `full` and `log` backup CRs complete successfully",
@@ -199,7 +183,7 @@ def test_a_refused_restore_fails_the_restore_gate_with_the_reason(lab: Lab, tmp_
     failed = {r["activity"]["name"] for r in journal["run"] if r["status"] == "failed"}
     assert {"restore-to-target-time", "validate-restored-data"} <= failed
     assert not _exists(lab, "absent-target")
-    rows = _gonogo(lab, [run], tmp_path / "gonogo.md")
+    rows = lab.gonogo([run], tmp_path / "gonogo.md")
     assert "**FAIL**" in rows["PITR restore request completes to target instance"]
     assert "createTarget" in rows["PITR restore request completes to target instance"]
     assert "**FAIL**" in rows["Data validation confirms target matches expected targetTime window"]

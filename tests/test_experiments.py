@@ -89,6 +89,22 @@ class Lab:
     def client(self) -> KubeClient:
         return KubeClient.from_kubeconfig(self.home / "kubeconfig")
 
+    def gonogo(self, runs: list[Path], out: Path) -> dict[str, str]:
+        """``python -m reports gonogo`` over ``runs``; its table rows keyed by gate text."""
+        done = subprocess.run(
+            [sys.executable, "-m", "reports", "gonogo", *map(str, runs), "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=self.env,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        lines = out.read_text().splitlines()
+        rows = {line.split(" | ")[0].strip("| "): line for line in lines if line.startswith("| ")}
+        rows["__verdict__"] = next(line for line in lines if line.startswith("**Verdict"))
+        return rows
+
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
@@ -177,18 +193,7 @@ def test_experiment_end_to_end(lab: Lab, experiment: str, kind: str, affected: b
 
 def test_gonogo_over_the_four_experiments(lab: Lab, tmp_path: Path) -> None:
     assert len(GOOD_RUNS) == 4
-    out = tmp_path / "07-metrics-go-no-go.md"
-    done = subprocess.run(
-        [sys.executable, "-m", "reports", "gonogo", *map(str, GOOD_RUNS), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=lab.env,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    text = out.read_text()
-    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    rows = lab.gonogo(GOOD_RUNS, tmp_path / "07-metrics-go-no-go.md")
     for gate in (
         "Failure-injection test (operator restart, pod eviction, node restart)",
         "RBAC preflight passes (`kubectl auth can-i`) for operator service account",
@@ -200,7 +205,7 @@ def test_gonogo_over_the_four_experiments(lab: Lab, tmp_path: Path) -> None:
     ):
         assert "**PASS**" in rows[gate], rows[gate]
     # Backups and restores are not exercised by these four: the verdict must not be GO.
-    assert "**Verdict: NO-GO**" in text
+    assert rows["__verdict__"] == "**Verdict: NO-GO**"
     assert "NOT RUN" in rows["PITR restore request completes to target instance"]
 
 
