@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from loadgen.discovery import CrdCoordinates, discover_tenants, write_tenants_file
+from loadgen.discovery import CrdCoordinates, discover_tenants, name_list, write_tenants_file
 from loadgen.errors import LoadgenError
 from loadgen.runner import LoadRun, default_run_id, preflight
 from loadgen.tenants import load_tenants, redact
@@ -59,14 +59,6 @@ def _interrupt(message: str) -> Exception:
     return InterruptExecution(redact(message))
 
 
-def _names(value: Any) -> list[str]:
-    if not value:
-        return []
-    if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    return [str(v) for v in value]
-
-
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "experiment"
 
@@ -74,7 +66,7 @@ def _slug(text: str) -> str:
 def check_namespace(configuration: Mapping[str, Any]) -> str:
     """The tenants' namespace, refused when outside a configured ``allowed_namespaces``."""
     namespace = str(configuration.get("namespace") or "default")
-    allowed = _names(configuration.get("allowed_namespaces"))
+    allowed = name_list(configuration.get("allowed_namespaces"))
     if allowed and namespace not in allowed:
         raise LoadgenError(
             f"namespace {namespace!r} is not in allowed_namespaces {allowed}: "
@@ -88,7 +80,7 @@ def _tenants_file(run_dir: Path, configuration: Mapping[str, Any]) -> tuple[Path
     target = run_dir / "tenants.json"
     if given:
         tenants = load_tenants(Path(str(given)))
-        wanted = _names(configuration.get("tenants"))
+        wanted = name_list(configuration.get("tenants"))
         unknown = [n for n in wanted if n not in {t.name for t in tenants}]
         if unknown:
             raise LoadgenError(f"unknown tenant(s) {unknown} in tenants file {given}")
@@ -98,7 +90,7 @@ def _tenants_file(run_dir: Path, configuration: Mapping[str, Any]) -> tuple[Path
     entries, secrets_dir = discover_tenants(
         check_namespace(configuration),
         CrdCoordinates.from_configuration(configuration),
-        names=_names(configuration.get("tenants")) or None,
+        names=name_list(configuration.get("tenants")) or None,
         label_selector=str(configuration.get("tenant_selector") or ""),
         dialect=str(configuration.get("dialect") or "postgresql"),
         driver=str(configuration.get("odbc_driver") or ""),

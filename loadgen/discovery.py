@@ -21,7 +21,7 @@ from typing import Any
 
 from loadgen.errors import LoadgenError
 
-__all__ = ["CrdCoordinates", "discover_tenants", "write_tenants_file"]
+__all__ = ["CrdCoordinates", "discover_tenants", "write_tenants_file", "name_list", "lookup"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,16 @@ class CrdCoordinates:
         return cls(
             **{field: str(configuration[key]) for key, field in keys.items() if configuration.get(key)}
         )
+
+
+def name_list(value: Any) -> list[str]:
+    """A configuration value listing names: ``"a, b"`` or ``["a", "b"]``; empty entries dropped.
+
+    Environment variables and var files give comma-separated strings, JSON gives lists;
+    an unset value (``""`` or None) is the empty list, never ``[""]``.
+    """
+    items = value.split(",") if isinstance(value, str) else list(value or [])
+    return [name for name in (str(item).strip() for item in items) if name]
 
 
 def lookup(obj: Mapping[str, Any], path: str) -> Any:

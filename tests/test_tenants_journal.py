@@ -119,3 +119,19 @@ def test_an_interrupted_write_is_journaled_as_unknown(tmp_path: Path) -> None:
         writer.write_once()
     writes, _ = read_journal(tmp_path / "j")
     assert [(w.writer, w.seq, w.outcome, w.error) for w in writes] == [(4, 1, "info", "Interrupted")]
+
+
+@pytest.mark.parametrize(
+    ("value", "names"),
+    [
+        ("", []),
+        (None, []),
+        (" a, ,b ", ["a", "b"]),
+        (["x", "", " y"], ["x", "y"]),
+        ("tenant-0", ["tenant-0"]),
+    ],
+)
+def test_name_lists_from_configuration(value: object, names: list[str]) -> None:
+    from loadgen.discovery import name_list
+
+    assert name_list(value) == names

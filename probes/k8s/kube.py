@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from loadgen.discovery import name_list
 from probes.errors import ProbeError
 from probes.faultlog import FAULT_LOG_NAME, mark_ended, record_fault
 from probes.model import Fault
@@ -66,9 +67,7 @@ def run_dir() -> Path | None:
 
 def check_namespace(namespace: str, configuration: Mapping[str, Any] | None) -> None:
     """Refuse a namespace outside ``allowed_namespaces`` (the blast-radius guard)."""
-    raw = (configuration or {}).get("allowed_namespaces")
-    allowed = [n.strip() for n in raw.split(",")] if isinstance(raw, str) else [str(n) for n in raw or []]
-    allowed = [n for n in allowed if n]
+    allowed = name_list((configuration or {}).get("allowed_namespaces"))
     if allowed and namespace not in allowed:
         raise ProbeError(
             f"namespace {namespace!r} is not in allowed_namespaces {allowed}: nothing was injected"

@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from loadgen.discovery import CrdCoordinates, lookup, name_list
 from loadgen.journal import read_journal
 from probes.errors import ProbeError
 from probes.faultlog import FAULT_LOG_NAME, read_faults
@@ -26,8 +27,6 @@ Secrets = Mapping[str, Any] | None
 
 
 def _instances(namespace: str, configuration: Configuration, secrets: Secrets) -> list[dict[str, Any]]:
-    from loadgen.discovery import CrdCoordinates
-
     coords = CrdCoordinates.from_configuration(configuration or {})
     try:
         items = kube.custom(secrets).list_namespaced_custom_object(
@@ -35,17 +34,11 @@ def _instances(namespace: str, configuration: Configuration, secrets: Secrets) -
         )["items"]
     except Exception as exc:
         raise kube.api_problem(exc, f"{coords.plural}.{coords.group} in {namespace}") from None
-    wanted = (configuration or {}).get("tenants")
-    names = (
-        [n.strip() for n in wanted.split(",")] if isinstance(wanted, str) else [str(n) for n in wanted or []]
-    )
-    names = [n for n in names if n]
+    names = name_list((configuration or {}).get("tenants"))
     return [i for i in items if not names or i["metadata"]["name"] in names]
 
 
 def _not_ready(namespace: str, configuration: Configuration, secrets: Secrets) -> list[str]:
-    from loadgen.discovery import CrdCoordinates, lookup
-
     coords = CrdCoordinates.from_configuration(configuration or {})
     items = _instances(namespace, configuration, secrets)
     if not items:
