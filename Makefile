@@ -32,14 +32,14 @@ local-run: setup
 ## check: lint, types and import layers; changes nothing
 check: setup
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check lab loadgen probes reports tests
+	$(BIN)/ruff format --check common lab loadgen orchestration probes reports tests
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 ## lint: fix what can be fixed automatically
 lint: setup
 	$(BIN)/ruff check --fix .
-	$(BIN)/ruff format lab loadgen probes reports tests
+	$(BIN)/ruff format common lab loadgen orchestration probes reports tests
 
 ## test: check, then the whole suite (integration tests start their own servers)
 test: check

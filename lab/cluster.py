@@ -36,6 +36,7 @@ from typing import Any
 import psutil
 import yaml
 
+from common.crd import CrdCoordinates
 from lab import processes
 from lab.api.kubeconfig import write_kubeconfig
 from lab.errors import LabError
@@ -60,7 +61,7 @@ __all__ = [
 NODE_PREFIX = "lab-node-"
 TENANT_NAMESPACE = "tenants"
 OPERATOR_MANIFEST = Path(__file__).resolve().parent / "crds" / "operator.yaml"
-INSTANCES = Kind("mssql.example.com", "v1alpha1", "mssqlinstances")
+INSTANCES = Kind(CrdCoordinates.group, CrdCoordinates.version, CrdCoordinates.plural)  # the defaults
 ODBC_DRIVER = "PostgreSQL Unicode"
 _KINDS: dict[tuple[str, str], Kind] = {
     ("v1", "Namespace"): Kind("", "v1", "namespaces", namespaced=False),

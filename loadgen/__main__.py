@@ -2,7 +2,12 @@
 
 ``check --tenants-file F`` connects to every tenant once (driver, address, password,
 table) and says which one is wrong and how to fix it. ``run`` does the same checks,
-then runs Locust headless. Errors: one line on stderr, exit code 2.
+then runs Locust headless.
+
+Exit codes (``run``): 0 the load ran its duration (failed writes during a fault are
+data, not an error); 2 bad input or an unreachable tenant, one line on stderr, nothing
+started; 3 the load process died or ended badly (one line naming how; the journal up
+to that moment is kept); 130 interrupted (Ctrl-C), after stopping the load.
 """
 
 from __future__ import annotations
@@ -15,7 +20,12 @@ from loadgen.errors import LoadgenError
 from loadgen.runner import LoadRun, default_run_id, preflight
 from loadgen.tenants import load_tenants, redact
 
-__all__ = ["main"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "EXIT_LOAD_DIED", "EXIT_OK", "main"]
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+EXIT_LOAD_DIED = 3
+EXIT_INTERRUPTED = 130
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,14 +74,20 @@ def main(argv: list[str] | None = None) -> int:
         )
         load.start()
         try:
-            code = load.wait()
+            load.wait()
         except KeyboardInterrupt:
-            code = load.stop() or 130
+            load.stop()
+            print(f"journal: {run_dir / 'journal'}")
+            return EXIT_INTERRUPTED
         print(f"journal: {run_dir / 'journal'}")
-        return code
+        problem = load.problem()
+        if problem is not None:
+            sys.stderr.write(f"loadgen: {redact(problem)}\n")
+            return EXIT_LOAD_DIED
+        return EXIT_OK
     except LoadgenError as exc:
         sys.stderr.write(f"loadgen: {redact(str(exc))}\n")
-        return 2
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@ resource; ``endpoint_path`` (``host:port``), ``secret_path`` (a Secret with
 ``username`` and ``password`` keys) and ``database_path`` say where each value lives.
 Passwords are written to private files (mode 0600) in a private folder outside the
 run folder, and the tenants file refers to them by path only.
+
+``CrdCoordinates`` and ``name_list`` are defined in :mod:`common` (shared with the lab
+and the probes) and stay importable from here.
 """
 
 from __future__ import annotations
@@ -15,44 +18,14 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.config import name_list
+from common.crd import CrdCoordinates
 from loadgen.errors import LoadgenError
 
 __all__ = ["CrdCoordinates", "discover_tenants", "write_tenants_file", "name_list", "lookup"]
-
-
-@dataclass(frozen=True)
-class CrdCoordinates:
-    """Where MSSQLInstance objects live and where their fields are."""
-
-    group: str = "mssql.example.com"
-    version: str = "v1alpha1"
-    plural: str = "mssqlinstances"
-    endpoint_path: str = "status.endpoint"
-    secret_path: str = "status.credentialsSecret"  # noqa: S105 - a field path, not a secret
-    database_path: str = "status.database"
-    ready_path: str = "status.conditions[type=Ready].status"
-
-    @classmethod
-    def from_configuration(cls, configuration: Mapping[str, Any]) -> CrdCoordinates:
-        keys = {f"mssql_{k}": k for k in ("group", "version", "plural")}
-        keys.update({k: k for k in ("endpoint_path", "secret_path", "database_path", "ready_path")})
-        return cls(
-            **{field: str(configuration[key]) for key, field in keys.items() if configuration.get(key)}
-        )
-
-
-def name_list(value: Any) -> list[str]:
-    """A configuration value listing names: ``"a, b"`` or ``["a", "b"]``; empty entries dropped.
-
-    Environment variables and var files give comma-separated strings, JSON gives lists;
-    an unset value (``""`` or None) is the empty list, never ``[""]``.
-    """
-    items = value.split(",") if isinstance(value, str) else list(value or [])
-    return [name for name in (str(item).strip() for item in items) if name]
 
 
 def lookup(obj: Mapping[str, Any], path: str) -> Any:

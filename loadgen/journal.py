@@ -22,7 +22,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Literal
 
-__all__ = ["ClockSample", "JournalWriter", "Write", "journal_files", "read_journal"]
+__all__ = [
+    "ClockSample",
+    "JournalTail",
+    "JournalWriter",
+    "Write",
+    "journal_files",
+    "journal_run_ids",
+    "read_journal",
+]
 
 Outcome = Literal["ok", "fail", "info"]
 OUTCOMES: tuple[Outcome, ...] = ("ok", "fail", "info")
@@ -105,15 +113,69 @@ def _records(paths: Iterable[Path]) -> Iterator[dict[str, object]]:
                     continue
 
 
+def _decode(rec: dict[str, object], writes: list[Write], clocks: list[ClockSample]) -> None:
+    kind = rec.pop("kind", None)
+    if kind == "write":
+        writes.append(Write(**rec))  # type: ignore[arg-type]
+    elif kind == "clock":
+        clocks.append(ClockSample(**rec))  # type: ignore[arg-type]
+
+
 def read_journal(folder: str | Path) -> tuple[list[Write], list[ClockSample]]:
     """All write attempts (sorted by start time) and clock samples under ``folder``."""
     writes: list[Write] = []
     clocks: list[ClockSample] = []
     for rec in _records(journal_files(folder)):
-        kind = rec.pop("kind", None)
-        if kind == "write":
-            writes.append(Write(**rec))  # type: ignore[arg-type]
-        elif kind == "clock":
-            clocks.append(ClockSample(**rec))  # type: ignore[arg-type]
+        _decode(rec, writes, clocks)
     writes.sort(key=lambda w: (w.start, w.tenant, w.writer, w.seq))
     return writes, clocks
+
+
+def journal_run_ids(folder: str | Path) -> dict[str, list[Path]]:
+    """The run ids named by the ``meta`` lines under ``folder``, each with the files naming it.
+
+    A journal written by another run (a reused folder, a wrong ``--run-id``) would make
+    every acknowledged write look lost, because the read-back selects rows by run id.
+    """
+    found: dict[str, list[Path]] = {}
+    for path in journal_files(folder):
+        for rec in _records([path]):
+            if rec.get("kind") == "meta":
+                found.setdefault(str(rec.get("run_id")), []).append(path)
+    return found
+
+
+class JournalTail:
+    """Reads only what was appended to a journal folder since the last :meth:`poll`.
+
+    Probes that watch a live run call ``poll`` every fraction of a second; re-reading the
+    whole journal each time would cost O(run length) per call. Each file's offset is
+    kept; a torn last line is left for the next poll. New files (a new load process)
+    are picked up as they appear. Not thread-safe: one tail per reader.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self._offsets: dict[Path, int] = {}
+
+    def poll(self) -> tuple[list[Write], list[ClockSample]]:
+        """The records appended since the previous call (the first call reads everything)."""
+        writes: list[Write] = []
+        clocks: list[ClockSample] = []
+        for path in journal_files(self.folder):
+            offset = self._offsets.get(path, 0)
+            with path.open("rb") as handle:
+                handle.seek(offset)
+                chunk = handle.read()
+            end = chunk.rfind(b"\n")
+            if end < 0:
+                continue
+            self._offsets[path] = offset + end + 1
+            for line in chunk[: end + 1].decode("utf-8", errors="replace").splitlines():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(rec, dict):
+                    _decode(rec, writes, clocks)
+        return writes, clocks

@@ -165,9 +165,9 @@ class TenantUser(User):
         )
 
     def wait_time(self) -> float:
-        """Constant rate while healthy, capped exponential backoff after failures."""
-        if self.writer.failures or self.writer.abandoned >= self.writer.max_abandoned:
-            self._next = time.monotonic() + max(self.writer.backoff(), 0.05)
+        """Constant rate while healthy; the writer's short, jittered backoff after failures."""
+        if self.writer.failures or self.writer.blocked():
+            self._next = time.monotonic() + self.writer.backoff()
             return self._next - time.monotonic()
         self._next = max(self._next + self._interval, time.monotonic() - self._interval)
         return max(0.0, self._next - time.monotonic())

@@ -11,20 +11,29 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyodbc
 
 from loadgen.dialects import dialect
 from loadgen.errors import LoadgenError
-from loadgen.journal import read_journal
+from loadgen.journal import JournalTail
 from loadgen.tenants import Tenant, redact
 
-__all__ = ["LOCUSTFILE", "LoadRun", "default_run_id", "preflight"]
+__all__ = ["LOCUSTFILE", "LoadRun", "active_load", "default_run_id", "preflight"]
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+
+_active: list[LoadRun] = []
+
+
+def active_load() -> LoadRun | None:
+    """The load this process started most recently, if any (probes ask it whether it lives)."""
+    return _active[-1] if _active else None
 
 
 def default_run_id() -> str:
@@ -72,6 +81,11 @@ class LoadRun:
     ``users`` defaults to one per tenant; ``rate`` is writes per second per tenant
     (0 = as fast as possible). Output goes to ``run_dir``: ``journal/``, ``metrics/``,
     ``locust.log``.
+
+    The process is watched from the moment it starts: if it exits before anyone asked
+    it to stop, :attr:`died_at` says when (a dead load must never pass for a quiet
+    one). Failed writes are data, not errors, so Locust runs with
+    ``--exit-code-on-error 0``: any non-zero exit means the load itself broke.
     """
 
     tenants_file: Path
@@ -85,6 +99,10 @@ class LoadRun:
     connect_timeout: float = 0.5
     extra_args: list[str] = field(default_factory=list)
     _proc: subprocess.Popen[bytes] | None = None
+    started_at: float | None = None
+    stop_requested_at: float | None = None
+    ended_at: float | None = None
+    died_at: float | None = None
 
     def command(self) -> list[str]:
         argv = [
@@ -113,6 +131,8 @@ class LoadRun:
             "--only-summary",
             "--stop-timeout",
             "5",
+            "--exit-code-on-error",
+            "0",
             "--loglevel",
             "WARNING",
         ]
@@ -141,6 +161,22 @@ class LoadRun:
             )
         finally:
             log.close()
+        self.started_at = time.time()
+        _active.append(self)
+        threading.Thread(target=self._watch, name=f"load-watch-{self._proc.pid}", daemon=True).start()
+
+    def _watch(self) -> None:
+        assert self._proc is not None
+        code = self._proc.wait()
+        self.ended_at = time.time()
+        if self.stop_requested_at is None and not self._finished_by_itself(code):
+            self.died_at = self.ended_at
+
+    def _finished_by_itself(self, code: int) -> bool:
+        """A run with a ``duration`` that ended cleanly around its end did not die."""
+        if self.duration is None or code != 0 or self.started_at is None:
+            return False
+        return time.time() >= self.started_at + self.duration - 1.0
 
     @property
     def pid(self) -> int | None:
@@ -149,20 +185,66 @@ class LoadRun:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def wait_acks(self, tenants: list[str], timeout: float = 30.0) -> None:
-        """Block until every tenant has an acknowledged write in the journal."""
-        deadline = time.monotonic() + timeout
+    def problem(self) -> str | None:
+        """Why the load cannot be trusted right now (died, or ended badly), else None."""
+        code = self.returncode()
+        if self._proc is None or code is None:
+            return None
+        where = f"see {self.run_dir}/locust.log"
+        if self.died_at is not None or (
+            self.stop_requested_at is None and not self._finished_by_itself(code)
+        ):
+            return f"the load process (pid {self.pid}) died with {_describe_exit(code)}: {where}"
+        if code != 0:
+            return f"the load process (pid {self.pid}) ended with {_describe_exit(code)}: {where}"
+        return None
+
+    def life(self) -> dict[str, Any]:
+        """What ``run.json`` records about the load: when it ran, how it ended, whether it died."""
+        return {
+            "pid": self.pid,
+            "write_rate": self.rate,
+            "users": self.users,
+            "processes": self.processes,
+            "started_at": self.started_at,
+            "stop_requested_at": self.stop_requested_at,
+            "ended_at": self.ended_at,
+            "exit_code": self.returncode(),
+            "died_at": self.died_at,
+        }
+
+    def wait_acks(self, tenants: list[str], stability: float = 0.0, timeout: float = 30.0) -> None:
+        """Block until every tenant has been acknowledging writes for ``stability`` seconds.
+
+        A steady state checked before that would pass on a load that has barely started
+        (or on a few stale acks). ``timeout`` counts on top of ``stability``.
+        """
+        tail = JournalTail(self.run_dir / "journal")
+        first: dict[str, float] = {}
+        last: dict[str, float] = {}
+        fresh = max(1.0, 2.0 / self.rate) if self.rate > 0 else 1.0
+        deadline = time.monotonic() + timeout + stability
         while time.monotonic() < deadline:
             if not self.running():
                 raise LoadgenError(
-                    f"load process exited early (code {self.returncode()}): see {self.run_dir}/locust.log"
+                    f"load process exited early ({_describe_exit(self.returncode())}): "
+                    f"see {self.run_dir}/locust.log"
                 )
-            writes, _ = read_journal(self.run_dir / "journal")
-            if set(tenants) <= {w.tenant for w in writes if w.outcome == "ok"}:
+            writes, _ = tail.poll()
+            for w in writes:
+                if w.outcome == "ok":
+                    first.setdefault(w.tenant, w.end)
+                    last[w.tenant] = max(last.get(w.tenant, w.end), w.end)
+                elif w.tenant in first and w.end >= first[w.tenant]:
+                    first[w.tenant] = w.end  # a failure restarts the tenant's stable stretch
+            now = time.time()
+            if all(t in first and now - first[t] >= stability and now - last[t] <= fresh for t in tenants):
                 return
             time.sleep(0.1)
+        waiting = sorted(t for t in tenants if t not in first or time.time() - first[t] < stability)
         raise LoadgenError(
-            f"no acknowledged write from every tenant within {timeout:g}s: see {self.run_dir}/locust.log"
+            f"tenants {waiting} did not acknowledge writes steadily for {stability:g}s within "
+            f"{timeout + stability:g}s: see {self.run_dir}/locust.log"
         )
 
     def wait(self, timeout: float | None = None) -> int:
@@ -177,6 +259,11 @@ class LoadRun:
         """SIGTERM (Locust stops users and writes its summary), SIGKILL after ``grace`` seconds."""
         if self._proc is None:
             return None
+        code = self._proc.poll()
+        if code is not None and self.stop_requested_at is None and not self._finished_by_itself(code):
+            self.died_at = self.died_at or self.ended_at or time.time()  # it was already gone
+        if self.stop_requested_at is None:
+            self.stop_requested_at = time.time()
         if self._proc.poll() is None:
             os.killpg(self._proc.pid, signal.SIGTERM)
             try:
@@ -184,4 +271,17 @@ class LoadRun:
             except subprocess.TimeoutExpired:
                 os.killpg(self._proc.pid, signal.SIGKILL)
                 self._proc.wait()
+        if self in _active:
+            _active.remove(self)
         return self._proc.returncode
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "no exit code yet"
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"

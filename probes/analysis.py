@@ -22,9 +22,21 @@ Definitions (per tenant; an *ack* is a write with outcome ``ok``, timed at its `
   Each lost ack is blamed on the first fault injected at or after its end (after the last
   fault: the last fault); ``rpo_seconds = F - earliest blamed lost ack``, at least 0.
   A tenant whose read-back failed has every RPO figure ``None``: unknown, not zero.
+  The loss window is reported on both sides of the fault: earliest and latest lost
+  ack relative to it.
+- **Misclassified**: writes journaled ``fail`` whose row is in the read-back. ``fail``
+  means "cannot have happened", so the classification was wrong and the counts built
+  on it cannot be trusted.
+- **Measurement gaps** (needs the load's :class:`~probes.model.LoadLife`): a stretch
+  longer than :func:`gap_limit` in which a tenant has no journal record (records cover
+  ``[start, end]`` of each attempt), up to the moment the load was asked to stop, that
+  does not begin inside one of the tenant's outage windows (from shortly before a fault
+  to that tenant's recovery). The harness cannot tell what happened then.
 - **Verdict**: ``NO-GO`` on any violation (not recovered, RTO over the objective, lost
-  acks beyond the RPO objective, unexpected rows, a read-back that failed, a tenant that
-  wrote nothing), else ``GO``. A run without faults can be ``GO``.
+  acks beyond the RPO objective, unexpected rows, misclassified writes, a read-back
+  that failed, a tenant that wrote nothing, a measurement gap, a load process that died
+  or exited non-zero, a fault whose injection never completed, an experiment that did
+  not complete, a failed activity), else ``GO``. A run without faults can be ``GO``.
 
 Tenants found in the journal but missing from ``tenants`` are analysed too (appended,
 sorted), so no journaled write is ignored.
@@ -34,6 +46,7 @@ from __future__ import annotations
 
 import itertools
 import statistics
+import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,11 +58,14 @@ from probes.model import (
     Objective,
     ReadBack,
     RunAnalysis,
+    RunContext,
     TenantResult,
     TenantTotals,
 )
 
-__all__ = ["LOST_KEYS_KEPT", "analyze"]
+__all__ = ["LOST_KEYS_KEPT", "analyze", "gap_limit"]
+
+GOOD_CHAOS_STATUSES = ("completed",)
 
 LOST_KEYS_KEPT = 1000
 """At most this many lost keys are listed per tenant (the count is always complete)."""
@@ -152,6 +168,7 @@ class _Rpo:
     unexpected: int | None
     recovered_unknown: int | None
     error: str | None
+    misclassified: int | None = None
 
 
 def _rpo(writes: Sequence[Write], readback: ReadBack | None) -> _Rpo:
@@ -162,16 +179,20 @@ def _rpo(writes: Sequence[Write], readback: ReadBack | None) -> _Rpo:
     present = readback.rows
     acked: dict[tuple[int, int], Write] = {}
     unknown: set[tuple[int, int]] = set()
+    failed: set[tuple[int, int]] = set()
     for w in writes:
         if w.outcome == "ok":
             acked.setdefault(w.key, w)
         elif w.outcome == "info":
             unknown.add(w.key)
+        else:
+            failed.add(w.key)
     attempted = {w.key for w in writes}
     lost = sorted((w for k, w in acked.items() if k not in present), key=lambda w: (w.end, w.key))
     unexpected = sum(1 for k in present if k not in attempted)
     recovered_unknown = sum(1 for k in unknown - acked.keys() if k in present)
-    return _Rpo(lost, unexpected, recovered_unknown, None)
+    misclassified = sum(1 for k in failed - acked.keys() - unknown if k in present)
+    return _Rpo(lost, unexpected, recovered_unknown, None, misclassified)
 
 
 def _blame(lost: Sequence[Write], faults: Sequence[Fault]) -> list[list[Write]]:
@@ -227,12 +248,15 @@ def _tenant_result(
     slow = max_gap is not None and max_gap > max(1.0, 3.0 * baseline)
 
     ok, fail, info = tl.count(f_at, next_at)
+    window: tuple[float | None, float | None] = (None, None)
     if rpo.lost is None:
         lost_count: int | None = None
         rpo_seconds: float | None = None
     else:
         lost_count = len(blamed)
         rpo_seconds = max(0.0, f_at - min(w.end for w in blamed)) if blamed else 0.0
+        if blamed:
+            window = (min(w.end for w in blamed) - f_at, max(w.end for w in blamed) - f_at)
     return TenantResult(
         tenant=tenant,
         affected=failed_before_recovery or slow,
@@ -248,6 +272,8 @@ def _tenant_result(
         first_failure_at=first_failure_at,
         recovered_at=recovered_at,
         note=note,
+        loss_window_from_seconds=window[0],
+        loss_window_to_seconds=window[1],
     )
 
 
@@ -266,6 +292,7 @@ def _totals(tenant: str, writes: Sequence[Write], clocks: Sequence[ClockSample],
         clock_skew_seconds=statistics.median(skews) if skews else None,
         lost_keys=sorted(w.key for w in rpo.lost)[:LOST_KEYS_KEPT] if rpo.lost else [],
         readback_error=rpo.error,
+        misclassified=rpo.misclassified,
     )
 
 
@@ -277,10 +304,16 @@ def _pair_violations(fault: Fault, r: TenantResult, objective: Objective) -> lis
     elif r.rto_seconds is not None and r.rto_seconds > objective.rto_seconds:
         out.append(f"{who}: RTO {r.rto_seconds:.1f}s exceeds the {objective.rto_seconds:g}s objective")
     if r.lost_acked_writes and r.rpo_seconds is not None:
+        span = ""
+        if r.loss_window_from_seconds is not None and r.loss_window_to_seconds is not None:
+            span = (
+                f", acknowledged from {r.loss_window_from_seconds:+.1f}s to "
+                f"{r.loss_window_to_seconds:+.1f}s around the fault"
+            )
         if objective.rpo_seconds <= 0:
             out.append(
                 f"{who}: {r.lost_acked_writes} acknowledged write(s) lost "
-                f"(loss window {r.rpo_seconds:.1f}s); the objective is no data loss"
+                f"(loss window {r.rpo_seconds:.1f}s{span}); the objective is no data loss"
             )
         elif r.rpo_seconds > objective.rpo_seconds:
             out.append(
@@ -296,6 +329,16 @@ def _tenant_violations(t: TenantTotals, any_fault: bool) -> list[str]:
         out.append(f"{t.tenant}: cannot tell whether acknowledged writes were lost: {t.readback_error}")
     if t.unexpected:
         out.append(f"{t.tenant}: {t.unexpected} row(s) present that were never written")
+    if t.misclassified:
+        out.append(
+            f"{t.tenant}: {t.misclassified} write(s) journaled as failed (cannot have happened) "
+            "were found in the database: the outcome classification is wrong, so the counts cannot be trusted"
+        )
+    for lo, hi in t.measurement_gaps:
+        out.append(
+            f"{t.tenant}: measurement gap: no journal record for {hi - lo:.1f}s "
+            f"({_clock(lo)} to {_clock(hi)} UTC) that no fault explains: cannot tell what happened then"
+        )
     if not any_fault:
         if t.attempts == 0:
             out.append(f"{t.tenant}: {NO_WRITES}")
@@ -303,6 +346,84 @@ def _tenant_violations(t: TenantTotals, any_fault: bool) -> list[str]:
             out.append(f"{t.tenant}: none of {t.attempts} write(s) was acknowledged")
         if t.lost:
             out.append(f"{t.tenant}: {t.lost} acknowledged write(s) lost with no fault injected")
+    return out
+
+
+def gap_limit(write_rate: float | None) -> float:
+    """Longest stretch a tenant may go without a journal record: 3 write intervals, at least 2 s.
+
+    While a server is down each attempt still ends within the write or connect timeout
+    (0.5 s) plus a short backoff, so a healthy load journals far more often than this.
+    """
+    if not write_rate or write_rate <= 0:
+        return 2.0
+    return max(2.0, 3.0 / write_rate)
+
+
+def _clock(epoch: float) -> str:
+    """``HH:MM:SS.s`` (UTC) for messages a person reads."""
+    return time.strftime("%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 10)}"
+
+
+def _coverage_gaps(writes: Sequence[Write], until: float | None, limit: float) -> list[tuple[float, float]]:
+    """Stretches longer than ``limit`` that no attempt's ``[start, end]`` covers, up to ``until``."""
+    gaps: list[tuple[float, float]] = []
+    covered: float | None = None
+    for w in sorted(writes, key=lambda w: w.start):
+        if covered is not None and w.start - covered > limit:
+            gaps.append((covered, w.start))
+        covered = w.end if covered is None else max(covered, w.end)
+    if covered is not None and until is not None and until - covered > limit:
+        gaps.append((covered, until))
+    return gaps
+
+
+def _explained(gap: tuple[float, float], outages: Sequence[tuple[float, float | None]], limit: float) -> bool:
+    """A gap that begins inside an outage window (shortly before a fault up to recovery)."""
+    lo, _hi = gap
+    return any(f_at - limit <= lo and (end is None or lo < end) for f_at, end in outages)
+
+
+def _measurement_gaps(
+    writes: Sequence[Write], results: Sequence[TenantResult], faults: Sequence[Fault], context: RunContext
+) -> list[tuple[float, float]]:
+    load = context.load
+    if load is None or not writes:
+        return []
+    limit = gap_limit(context.write_rate)
+    until = load.stop_requested_at or load.died_at or load.ended_at
+    outages = [(f.injected_at, r.recovered_at) for f, r in zip(faults, results, strict=True)]
+    return [g for g in _coverage_gaps(writes, until, limit) if not _explained(g, outages, limit)]
+
+
+def _run_violations(faults: Sequence[Fault], context: RunContext) -> list[str]:
+    """What the orchestrator and the fault log say went wrong, beside the numbers."""
+    out: list[str] = []
+    status = context.chaos_status
+    if status is not None and status not in GOOD_CHAOS_STATUSES:
+        if status == "running":
+            out.append("the run never finished (status 'running'): its orchestrator stopped before the end")
+        else:
+            out.append(f"the experiment ended {status!r}, not 'completed': its result cannot be trusted")
+    out += list(context.failed_activities)
+    for fault in faults:
+        if fault.ended_at is None:
+            out.append(
+                f"{fault.name}: the injection never completed (refused, failed or interrupted): "
+                "cannot tell whether the fault happened"
+            )
+    load = context.load
+    if load is not None:
+        if load.died_at is not None:
+            code = "" if load.exit_code is None else f" (exit status {load.exit_code})"
+            out.append(
+                f"the load process died at {_clock(load.died_at)} UTC{code}, before the run asked it "
+                "to stop: writes after that were not measured"
+            )
+        elif load.exit_code not in (None, 0):
+            out.append(
+                f"the load process ended with exit status {load.exit_code}: the journal may be incomplete"
+            )
     return out
 
 
@@ -315,8 +436,14 @@ def analyze(
     tenants: list[str],
     objective: Objective = Objective(),  # noqa: B008 - frozen dataclass, safe as a default
     stability: float = 5.0,
+    context: RunContext | None = None,
 ) -> RunAnalysis:
-    """Judge one run: per (fault, tenant) RTO/RPO, per-tenant totals, the verdict and why."""
+    """Judge one run: per (fault, tenant) RTO/RPO, per-tenant totals, the verdict and why.
+
+    ``context`` (the load's life, Chaos Toolkit's status) adds the checks that need
+    more than the journal; without it only the journal, faults and read-back count.
+    """
+    context = context or RunContext()
     names = list(dict.fromkeys(tenants))
     names += sorted({w.tenant for w in writes} - set(names))
     per_tenant: dict[str, list[Write]] = {t: [] for t in names}
@@ -329,7 +456,7 @@ def analyze(
     blamed = {t: _blame(rpos[t].lost or [], ordered) for t in names}
 
     fault_results: list[FaultResult] = []
-    violations: list[str] = []
+    violations: list[str] = _run_violations(ordered, context)
     for i, fault in enumerate(ordered):
         next_at = ordered[i + 1].injected_at if i + 1 < len(ordered) else None
         results = [
@@ -349,6 +476,9 @@ def analyze(
             violations += _pair_violations(fault, r, objective)
 
     totals = [_totals(t, per_tenant[t], clocks, rpos[t]) for t in names]
+    for t in totals:
+        mine = [next(r for r in fr.results if r.tenant == t.tenant) for fr in fault_results]
+        t.measurement_gaps = _measurement_gaps(per_tenant[t.tenant], mine, ordered, context)
     for t in totals:
         violations += _tenant_violations(t, bool(ordered))
 

@@ -26,7 +26,8 @@ def finalize(run_dir: Path, kubeconfig: str | None = None, report: bool = True) 
     if not meta_path.exists():
         raise ProbeError(f"{meta_path} is missing: pass a run folder written by a harness run")
     meta = json.loads(meta_path.read_text())
-    if meta.get("target") == "kubernetes":
+    target = meta.get("target")
+    if target == "kubernetes" or (isinstance(target, dict) and target.get("kind") in ("lab", "cluster")):
         from probes.k8s.evidence import capture_operator_logs, write_snapshots
 
         write_snapshots(run_dir, "after", kubeconfig)

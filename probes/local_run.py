@@ -87,7 +87,7 @@ def run_local(plan: LocalRunPlan, runs: Path, engine_root: Path | None = None, r
         started_at = time.time()
         load.start()
         try:
-            load.wait_acks(names)
+            load.wait_acks(names, stability=min(plan.stability, 2.0))
             zero = time.monotonic()
             schedule = sorted(
                 (at, kind, index)
@@ -114,7 +114,13 @@ def run_local(plan: LocalRunPlan, runs: Path, engine_root: Path | None = None, r
         json.dumps(
             {
                 "run_id": run_id,
-                "target": "local-engine",
+                "target": {
+                    "kind": "local",
+                    "api_server": None,
+                    "kubernetes_version": None,
+                    "nodes": None,
+                    "operator_image": None,
+                },
                 "tenants": names,
                 "objective": {"rto_seconds": plan.rto_objective, "rpo_seconds": 0.0},
                 "stability_seconds": plan.stability,
@@ -122,6 +128,7 @@ def run_local(plan: LocalRunPlan, runs: Path, engine_root: Path | None = None, r
                 "ended_at": ended_at,
                 "write_rate": plan.rate,
                 "attempts": len(writes),
+                "load": load.life(),
             },
             indent=2,
         )

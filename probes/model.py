@@ -10,7 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Fault", "FaultResult", "Objective", "ReadBack", "RunAnalysis", "TenantResult", "TenantTotals"]
+__all__ = [
+    "Fault",
+    "FaultResult",
+    "LoadLife",
+    "Objective",
+    "ReadBack",
+    "RunAnalysis",
+    "RunContext",
+    "TenantResult",
+    "TenantTotals",
+]
 
 
 @dataclass(frozen=True)
@@ -52,9 +62,47 @@ class ReadBack:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class LoadLife:
+    """How the load process lived, as its supervisor saw it (``run.json``'s ``load`` block).
+
+    ``died_at`` is set when it exited before anyone asked it to stop; ``exit_code`` is
+    its exit status (negative: killed by that signal). The journal can only be
+    complete up to ``stop_requested_at``; records must cover every tenant until then.
+    """
+
+    started_at: float | None = None
+    stop_requested_at: float | None = None
+    ended_at: float | None = None
+    exit_code: int | None = None
+    died_at: float | None = None
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What the orchestrator knows about the run beside the journal.
+
+    ``chaos_status`` is Chaos Toolkit's (``completed``, ``failed``, ``aborted``,
+    ``interrupted``; ``running`` when the orchestrator never finished; None outside
+    Chaos Toolkit). ``failed_activities`` are ``"name: reason"`` of method activities
+    and rollbacks that failed. ``write_rate`` is the offered writes per second per
+    tenant, which sets how long a tenant may go without journal records.
+    """
+
+    chaos_status: str | None = None
+    failed_activities: tuple[str, ...] = ()
+    load: LoadLife | None = None
+    write_rate: float | None = None
+
+
 @dataclass
 class TenantResult:
-    """How one tenant lived through one fault."""
+    """How one tenant lived through one fault.
+
+    ``loss_window_from_seconds`` / ``loss_window_to_seconds`` are the earliest and latest
+    lost acknowledged writes relative to the fault (negative: before it); ``rpo_seconds``
+    is how far before the fault the loss reaches (0 when it starts after it).
+    """
 
     tenant: str
     affected: bool
@@ -70,6 +118,8 @@ class TenantResult:
     first_failure_at: float | None = None
     recovered_at: float | None = None
     note: str | None = None
+    loss_window_from_seconds: float | None = None
+    loss_window_to_seconds: float | None = None
 
 
 @dataclass
@@ -80,7 +130,12 @@ class FaultResult:
 
 @dataclass
 class TenantTotals:
-    """Whole-run counts for one tenant, from the journal and the read-back."""
+    """Whole-run counts for one tenant, from the journal and the read-back.
+
+    ``misclassified`` counts writes journaled ``fail`` ("cannot have happened") whose row
+    was found anyway; ``measurement_gaps`` are ``(from, to)`` stretches with no journal
+    record that no fault explains: the harness cannot tell what happened then.
+    """
 
     tenant: str
     attempts: int
@@ -93,6 +148,8 @@ class TenantTotals:
     clock_skew_seconds: float | None
     lost_keys: list[tuple[int, int]] = field(default_factory=list)
     readback_error: str | None = None
+    misclassified: int | None = None
+    measurement_gaps: list[tuple[float, float]] = field(default_factory=list)
 
 
 @dataclass

@@ -32,11 +32,11 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+from common import times
 from loadgen.journal import Write
 from probes.errors import ProbeError
 
@@ -68,23 +68,19 @@ TS_TOLERANCE = 1e-5
 
 
 def parse_time(text: str) -> float:
-    """RFC 3339 (``Z`` or an offset; microseconds allowed) -> epoch seconds; ProbeError if not one."""
-    value = str(text).strip()
-    if value.endswith(("Z", "z")):
-        value = value[:-1] + "+00:00"
+    """RFC 3339 (``Z``, an offset or none for UTC; microseconds allowed) -> epoch seconds.
+
+    ProbeError if it is not one. Text only: a CR field or target time is never a number.
+    """
     try:
-        moment = datetime.fromisoformat(value)
+        return times.require_time(str(text))
     except ValueError:
         raise ProbeError(f"{text!r} is not an RFC 3339 time (e.g. 2026-11-27T00:01:02.123456Z)") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 def format_time(epoch: float) -> str:
     """Epoch seconds -> RFC 3339 UTC with microseconds, ``2026-11-27T00:01:02.123456Z``."""
-    moment = datetime.fromtimestamp(epoch, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+    return times.format_time(epoch, digits=6)
 
 
 # --------------------------------------------------------------------------- validation

@@ -71,8 +71,7 @@ def _parser() -> argparse.ArgumentParser:
         "--checklist",
         type=Path,
         metavar="PATH",
-        help="the checklist (default: ../shared/reference/production-gates-checklist.md from the "
-        "project root if it exists, else reports/checklist.md)",
+        help="the checklist (default: the project's reports/checklist.md)",
     )
     return parser
 

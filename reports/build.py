@@ -22,11 +22,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from loadgen.journal import Write, journal_files, read_journal
+from loadgen.journal import Write, journal_files, journal_run_ids, read_journal
 from probes.analysis import analyze
+from probes.chaosjournal import failed_activities
 from probes.errors import ProbeError
 from probes.faultlog import FAULT_LOG_NAME, read_faults
-from probes.model import Fault, Objective, RunAnalysis, TenantResult
+from probes.model import Fault, LoadLife, Objective, RunAnalysis, RunContext, TenantResult
 from probes.observations import read_observations
 from probes.pitr import INTEGRITY_NAME, PITR_NAME, read_json_block
 from probes.readback import load_readback
@@ -71,10 +72,12 @@ class RunMeta:
     ended_at: float | None
     target: Any
     passthrough: dict[str, Any] = field(default_factory=dict)
+    context: RunContext = field(default_factory=RunContext)
 
 
 #: run.json keys copied as they are into summary.json (set by the Chaos Toolkit control).
-PASSTHROUGH_KEYS = ("experiment", "chaos_status", "interrupted", "pitr", "integrity")
+PASSTHROUGH_KEYS = ("experiment", "chaos_status", "interrupted", "pitr", "integrity", "load")
+CHAOS_JOURNAL_NAME = "chaos-journal.json"
 
 
 def _number(doc: dict[str, Any], key: str, default: float, path: Path) -> float:
@@ -118,6 +121,7 @@ def read_run_meta(run_dir: Path) -> RunMeta:
         rpo_seconds=_number(objective_doc, "rpo_seconds", default.rpo_seconds, path),
     )
     return RunMeta(
+        context=_context(doc, Path(run_dir), path),
         run_id=str(doc.get("run_id") or Path(run_dir).resolve().name),
         tenants=list(tenants),
         objective=objective,
@@ -127,6 +131,58 @@ def read_run_meta(run_dir: Path) -> RunMeta:
         target=doc.get("target"),
         passthrough={k: doc[k] for k in PASSTHROUGH_KEYS if k in doc},
     )
+
+
+def _load_life(value: Any, path: Path) -> LoadLife | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ReportError(f"{path}: 'load' must be an object (the load's life); fix run.json")
+    code = value.get("exit_code")
+    return LoadLife(
+        started_at=parse_time(value.get("started_at")),
+        stop_requested_at=parse_time(value.get("stop_requested_at")),
+        ended_at=parse_time(value.get("ended_at")),
+        exit_code=code if isinstance(code, int) and not isinstance(code, bool) else None,
+        died_at=parse_time(value.get("died_at")),
+    )
+
+
+def _context(doc: dict[str, Any], run_dir: Path, path: Path) -> RunContext:
+    """Chaos Toolkit's status, failed activities, harness errors and the load's life."""
+    status = doc.get("chaos_status")
+    failed = [f"{name} failed: {why}" for name, why in failed_activities(_chaos_journal(run_dir))]
+    failed += [f"harness control failed: {e}" for e in doc.get("harness_errors") or []]
+    rate = doc.get("write_rate")
+    return RunContext(
+        chaos_status=str(status) if status else None,
+        failed_activities=tuple(failed),
+        load=_load_life(doc.get("load"), path),
+        write_rate=float(rate) if isinstance(rate, int | float) and not isinstance(rate, bool) else None,
+    )
+
+
+def _chaos_journal(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / CHAOS_JOURNAL_NAME
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportError(f"{path} cannot be read as JSON ({exc}); fix or remove it") from None
+    return doc if isinstance(doc, dict) else None
+
+
+def check_run_ids(run_dir: Path, run_id: str) -> None:
+    """Refuse a journal written by another run: the read-back selects rows by run id."""
+    found = journal_run_ids(Path(run_dir) / JOURNAL_DIR)
+    others = {rid: paths for rid, paths in found.items() if rid != run_id}
+    if others:
+        rid, paths = next(iter(sorted(others.items())))
+        raise ReportError(
+            f"run.json names run {run_id!r} but {Path(run_dir) / JOURNAL_DIR / paths[0].name} was written "
+            f"by run {rid!r}: the journal belongs to another run; pass that run's folder or move the file out"
+        )
 
 
 def read_backup_blocks(run_dir: Path) -> dict[str, Any]:
@@ -208,6 +264,7 @@ def build(run_dir: Path, *, objective: Objective | None = None, stability: float
         raise ReportError(
             f"{journal} cannot be read ({exc}); remove or fix the broken journal file"
         ) from None
+    check_run_ids(run_dir, meta.run_id)
     faults = read_faults(run_dir / FAULT_LOG_NAME)
     readbacks = load_readback(run_dir / READBACK_NAME)
     analysis = analyze(
@@ -219,6 +276,7 @@ def build(run_dir: Path, *, objective: Objective | None = None, stability: float
         meta.tenants,
         objective=objective or meta.objective,
         stability=meta.stability_seconds if stability is None else stability,
+        context=meta.context,
     )
     analysis = _widen(analysis, meta)
     extra = {"target": meta.target, **meta.passthrough, **read_backup_blocks(run_dir)}

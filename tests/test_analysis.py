@@ -7,8 +7,17 @@ from collections.abc import Callable
 import pytest
 
 from loadgen.journal import ClockSample, Write
-from probes.analysis import analyze
-from probes.model import Fault, Objective, ReadBack, RunAnalysis, TenantResult, TenantTotals
+from probes.analysis import analyze, gap_limit
+from probes.model import (
+    Fault,
+    LoadLife,
+    Objective,
+    ReadBack,
+    RunAnalysis,
+    RunContext,
+    TenantResult,
+    TenantTotals,
+)
 
 RATE = 20.0  # writes per second per writer
 STEP = 1.0 / RATE
@@ -86,7 +95,7 @@ def totals(a: RunAnalysis, tenant: str) -> TenantTotals:
     return next(t for t in a.totals if t.tenant == tenant)
 
 
-KILL = Fault(name="pod-kill", kind="pod-kill", injected_at=100.0, target="tenant-1")
+KILL = Fault(name="pod-kill", kind="pod-kill", injected_at=100.0, target="tenant-1", ended_at=100.0)
 
 
 def test_no_fault_is_go_with_whole_run_totals() -> None:
@@ -249,8 +258,8 @@ def test_info_writes_that_appear_are_recovered_not_lost() -> None:
 
 
 def test_lost_acks_attributed_across_two_faults_with_loss_window() -> None:
-    f1 = Fault(name="pod-kill", kind="pod-kill", injected_at=100.0)
-    f2 = Fault(name="node-drain", kind="node-drain", injected_at=200.0)
+    f1 = Fault(name="pod-kill", kind="pod-kill", injected_at=100.0, ended_at=100.0)
+    f2 = Fault(name="node-drain", kind="node-drain", injected_at=200.0, ended_at=200.0)
     j = Journal()
     writes = j.run("tenant-1", 90.0, 250.0)
     lost = [
@@ -399,3 +408,128 @@ def test_lost_keys_list_is_capped_but_count_is_not() -> None:
     assert len(t.lost_keys) == 1000
     assert t.lost_keys == sorted(t.lost_keys)
     assert a.violations == ["tenant-1: 2400 acknowledged write(s) lost with no fault injected"]
+
+
+# -- what a verdict may rest on: liveness, gaps, the run's own status ------------------------
+
+
+def ctx(
+    stop: float | None = None,
+    died: float | None = None,
+    exit_code: int | None = 0,
+    status: str | None = "completed",
+    failed: tuple[str, ...] = (),
+) -> RunContext:
+    load = LoadLife(
+        started_at=0.0, stop_requested_at=stop, ended_at=stop or died, exit_code=exit_code, died_at=died
+    )
+    return RunContext(chaos_status=status, failed_activities=failed, load=load, write_rate=RATE)
+
+
+def analysed(j: Journal, faults: list[Fault], tenants: list[str], context: RunContext) -> RunAnalysis:
+    readbacks = {t: all_present(j.writes, t) for t in tenants}
+    return analyze(
+        "run-1", sorted(j.writes, key=lambda w: w.start), [], faults, readbacks, tenants, context=context
+    )
+
+
+def test_a_load_that_died_after_recovery_is_no_go_with_a_measurement_gap() -> None:
+    # The reproduction: the fault, a recovery, then the load killed while the run went on.
+    j = Journal()
+    j.run("tenant-1", 90.0, 100.0)
+    j.run("tenant-1", 100.0, 101.0, "fail")
+    j.run("tenant-1", 101.0, 110.0)  # recovered at 101, stable for 9 s, then nothing
+    a = analysed(j, [KILL], ["tenant-1"], ctx(stop=120.0, died=110.02, exit_code=-9))
+    assert result(a, 0, "tenant-1").recovered
+    assert a.verdict == "NO-GO"
+    assert any("the load process died" in v and "exit status -9" in v for v in a.violations), a.violations
+    (gap,) = totals(a, "tenant-1").measurement_gaps
+    assert gap[1] == 120.0 and gap[0] == pytest.approx(110.0 - STEP + LATENCY)
+    assert any("measurement gap" in v and "cannot tell" in v for v in a.violations)
+
+
+def test_a_silent_stretch_outside_any_fault_is_a_measurement_gap_even_when_the_load_lived() -> None:
+    j = Journal()
+    j.run("tenant-1", 0.0, 40.0)
+    j.run("tenant-1", 50.0, 60.0)  # 10 s with no record and no fault
+    a = analysed(j, [], ["tenant-1"], ctx(stop=60.0))
+    assert totals(a, "tenant-1").measurement_gaps == [(pytest.approx(40.0 - STEP + LATENCY), 50.0)]
+    assert a.verdict == "NO-GO"
+
+
+def test_a_silent_stretch_inside_an_outage_is_explained_by_the_fault() -> None:
+    # A frozen server: calls hang and nothing is journaled until it comes back.
+    j = Journal()
+    j.run("tenant-1", 90.0, 100.0)
+    j.one("tenant-1", 100.0, 108.0, "info")  # one call hung through the outage
+    j.run("tenant-1", 112.0, 130.0)  # and nothing else for 4 s
+    a = analysed(j, [KILL], ["tenant-1"], ctx(stop=130.0))
+    assert totals(a, "tenant-1").measurement_gaps == []
+    assert a.verdict == "GO", a.violations
+
+
+def test_a_trailing_gap_shorter_than_the_limit_is_not_a_gap() -> None:
+    j = Journal()
+    j.run("tenant-1", 0.0, 30.0)
+    a = analysed(j, [], ["tenant-1"], ctx(stop=31.5))
+    assert totals(a, "tenant-1").measurement_gaps == []
+    assert a.verdict == "GO"
+    assert gap_limit(RATE) == 2.0 and gap_limit(0.5) == 6.0 and gap_limit(None) == 2.0
+
+
+@pytest.mark.parametrize("status", ["failed", "aborted", "interrupted", "running"])
+def test_an_experiment_that_did_not_complete_is_no_go(status: str) -> None:
+    j = Journal()
+    j.run("tenant-1", 90.0, 130.0)
+    a = analysed(j, [KILL], ["tenant-1"], ctx(stop=130.0, status=status))
+    assert a.verdict == "NO-GO"
+    assert any(repr(status) in v for v in a.violations), a.violations
+
+
+def test_a_fault_whose_injection_never_ended_is_no_go() -> None:
+    j = Journal()
+    j.run("tenant-1", 90.0, 130.0)
+    refused = Fault(name="evict tenant-1", kind="pod-eviction", injected_at=100.0, target="tenant-1")
+    a = analysed(j, [refused], ["tenant-1"], ctx(stop=130.0, failed=("method activity 'evict' failed: 403",)))
+    assert a.verdict == "NO-GO"
+    assert any("evict tenant-1: the injection never completed" in v for v in a.violations), a.violations
+    assert "method activity 'evict' failed: 403" in a.violations
+
+
+def test_a_load_that_exited_non_zero_after_the_stop_is_no_go() -> None:
+    j = Journal()
+    j.run("tenant-1", 0.0, 30.0)
+    a = analysed(j, [], ["tenant-1"], ctx(stop=30.0, exit_code=1))
+    assert a.verdict == "NO-GO"
+    assert any("exit status 1" in v for v in a.violations)
+
+
+def test_a_failed_write_found_in_the_database_is_misclassified() -> None:
+    j = Journal()
+    j.run("tenant-1", 0.0, 10.0)
+    wrong = j.one("tenant-1", 10.0, 10.01, "fail")
+    rb = all_present(j.writes, "tenant-1")
+    rb.rows[wrong.key] = 10.005
+    a = run(j, [], ["tenant-1"], readbacks={"tenant-1": rb})
+    assert totals(a, "tenant-1").misclassified == 1
+    assert totals(a, "tenant-1").unexpected == 0
+    assert a.verdict == "NO-GO"
+    assert any("journaled as failed" in v for v in a.violations)
+
+
+def test_the_loss_window_spans_both_sides_of_the_fault() -> None:
+    j = Journal()
+    before = j.run("tenant-1", 90.0, 100.0)
+    j.run("tenant-1", 100.0, 101.0, "fail")
+    after = j.run("tenant-1", 101.0, 120.0)
+    lost = {before[-20].key, after[10].key}
+    rb = all_present(j.writes, "tenant-1")
+    for key in lost:
+        del rb.rows[key]
+    a = run(j, [KILL], ["tenant-1"], readbacks={"tenant-1": rb})
+    r = result(a, 0, "tenant-1")
+    assert r.lost_acked_writes == 2
+    assert r.loss_window_from_seconds == pytest.approx(before[-20].end - 100.0)
+    assert r.loss_window_to_seconds == pytest.approx(after[10].end - 100.0)
+    assert r.rpo_seconds == pytest.approx(100.0 - before[-20].end)
+    assert any("around the fault" in v for v in a.violations)

@@ -77,7 +77,9 @@ def test_local_run_writes_the_whole_run_folder(tmp_path: Path) -> None:
     kill = {r["tenant"]: r for r in summary["faults"][1]["results"]}
     assert kill["tenant-2"]["affected"] and kill["tenant-2"]["lost_acked_writes"] == 0
     text = report.read_text()
-    assert "GO" in text and "rto-rpo.png" in text
+    assert text.splitlines()[0].endswith(": GO") and "rto-rpo.png" in text
+    assert "**Verdict: GO**" in text and "NO-GO" not in text
+    assert summary["target"]["kind"] == "local"
     # No secret leaves the lab: the passwords are nowhere in the run folder or the output.
     assert len(secrets) == 3
     for path in run.rglob("*"):

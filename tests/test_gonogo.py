@@ -7,6 +7,7 @@ snapshots, ``rbac.json`` and ``preflight.json``, so every gate's inputs are chos
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -17,12 +18,17 @@ import pytest
 from PIL import Image
 
 from reports.__main__ import main
+from reports.checklist import LINE_GATES, gate_id_for
 from reports.combined import combined_rto_plot
+from reports.gates import GATES
 from reports.gonogo import (
     FAIL,
+    GATE_IDS,
+    LAB_ONLY,
     MANUAL,
     NOT_RUN,
     PASS,
+    UNMAPPED,
     GateResult,
     GoNoGo,
     default_checklist_path,
@@ -43,6 +49,22 @@ mssqlbackups.mssql.example.com          2024-01-01T00:00:00Z
 mssqlinstances.mssql.example.com        2024-01-01T00:00:00Z
 mssqlrestores.mssql.example.com         2024-01-01T00:00:00Z
 """
+
+# Where a run ran (``summary["target"]``): only a real cluster is production evidence.
+CLUSTER = {
+    "kind": "cluster",
+    "api_server": "https://api.prod.example.com:6443",
+    "kubernetes_version": "v1.29.4",
+    "nodes": 5,
+    "operator_image": "registry.example.com/mssql-operator@sha256:abc",
+}
+LAB = {
+    "kind": "lab",
+    "api_server": "https://127.0.0.1:36443",
+    "kubernetes_version": "v1.29.0-mssql-lab",
+    "nodes": 3,
+    "operator_image": "mssql-lab/operator",
+}
 
 # Gate lines of the checklist, by a short name.
 CRDS_GATE = "CRDs installed and version-locked in cluster"
@@ -65,6 +87,7 @@ SNAPSHOTS = "`kubectl get` snapshots attached (pods, crds, crs, jobs, pvc)"
 LOGS = "Operator logs for backup + restore windows attached"
 OUTPUTS = "Source/target data validation outputs attached"
 ONE_CLICK = "One-click restore with auto target provisioning"
+DOCUMENT = "`tests/07-metrics-go-no-go.md` updated for current run"
 
 
 # --------------------------------------------------------------------------- run folders
@@ -104,8 +127,10 @@ def _summary(
     doc: dict[str, Any] = {
         "schema": 1,
         "run_id": run_id,
+        "generated_at_epoch": T0 + hours * 3600 + 30,
         "started_at_epoch": T0,
         "ended_at_epoch": T0 + hours * 3600,
+        "target": CLUSTER,
         "objective": {"rto_seconds": 60.0, "rpo_seconds": 0.0},
         "stability_seconds": 5.0,
         "tenants": TENANTS,
@@ -117,6 +142,7 @@ def _summary(
                 "kind": kind,
                 "tenant": "t-1",
                 "injected_at_epoch": T0 + 60,
+                "ended_at_epoch": T0 + 61,
                 "results": results,
             }
         ],
@@ -238,6 +264,30 @@ def _why(text: str) -> str:
     return text.split("## Why No-Go", 1)[1].split("\n## ", 1)[0]
 
 
+def _edit_summary(run: Path, **changes: Any) -> None:
+    """Change top-level summary keys of a written run; a value of ``...`` removes the key."""
+    path = run / "summary.json"
+    doc = json.loads(path.read_text())
+    for key, value in changes.items():
+        if value is ...:
+            doc.pop(key, None)
+        else:
+            doc[key] = value
+    path.write_text(json.dumps(doc))
+
+
+def _go_checklist(root: Path) -> Path:
+    """A checklist whose mandatory gates the three passing fault runs all pass."""
+    checklist = root / "checklist.md"
+    checklist.write_text(
+        "# Gates\n\n## 1) Tests\n"
+        f"- [ ] {CRDS_GATE}\n- [ ] {READY}\n- [ ] {FI}\n- [ ] {RTO}\n"
+        f"## Pre-Go-Live technical gates\n- [ ] {RBAC}\n- [x] {IMAGES}\n"
+        "## 4) Planned next improvements\n- [ ] Something nobody checks yet\n"
+    )
+    return checklist
+
+
 # --------------------------------------------------------------------------- verdicts
 
 
@@ -319,7 +369,8 @@ def test_a_lost_acknowledged_write_is_no_go(tmp_path: Path) -> None:
     assert any("2 acknowledged write(s) lost" in e for e in gates[CONCURRENCY].evidence)
     assert "2 acknowledged write(s) lost" in _why(text)
     assert (
-        "| run-operator-restart | operator-restart under load (operator-restart) | 3 | 8.00 s | 2 |" in text
+        "| run-operator-restart | cluster, https://api.prod.example.com:6443, Kubernetes v1.29.4, 5 nodes "
+        "| operator-restart under load (operator-restart) | 3 | 8.00 s | 2 |" in text
     )
 
 
@@ -498,18 +549,224 @@ def test_a_no_go_lab_run_fails_the_concurrency_gate(tmp_path: Path) -> None:
 
 
 def test_go_when_every_mandatory_gate_passes(tmp_path: Path) -> None:
-    checklist = tmp_path / "checklist.md"
-    checklist.write_text(
-        "# Gates\n\n## 1) Tests\n"
-        f"- [ ] {CRDS_GATE}\n- [ ] {READY}\n- [ ] {FI}\n- [ ] {RTO}\n"
-        f"## Pre-Go-Live technical gates\n- [ ] {RBAC}\n- [x] {IMAGES}\n"
-        "## 4) Planned next improvements\n- [ ] Something nobody checks yet\n"
-    )
-    result, text = _judge(tmp_path, _passing_fault_runs(tmp_path), checklist)
+    result, text = _judge(tmp_path, _passing_fault_runs(tmp_path), _go_checklist(tmp_path))
     assert result.verdict == "GO"
     assert "**Verdict: GO**" in text
     assert "## Why No-Go" not in text
+    assert "| PASS (lab only) |" not in text and "cannot make this document GO" not in text
     assert _gates(result)["Something nobody checks yet"].result == MANUAL
+
+
+# --------------------------------------------------------------------------- lab evidence
+
+
+@pytest.mark.parametrize(
+    ("target", "shown"),
+    [
+        (
+            LAB,
+            "lab, https://127.0.0.1:36443, Kubernetes v1.29.0-mssql-lab, 3 nodes (not production evidence)",
+        ),
+        (
+            {"kind": "local", "api_server": None, "kubernetes_version": None, "nodes": None},
+            "local, API server",
+        ),
+        ("kubernetes", "not recorded (older summary: 'kubernetes') (not production evidence)"),
+        (..., "not recorded (not production evidence)"),
+        ({**CLUSTER, "kind": "Cluster"}, "Cluster, https://api.prod.example.com:6443"),
+    ],
+    ids=["lab", "local", "old-string", "missing", "not-exactly-cluster"],
+)
+def test_gates_passed_only_off_a_cluster_read_lab_only_and_block_go(
+    tmp_path: Path, target: Any, shown: str
+) -> None:
+    runs = _passing_fault_runs(tmp_path)
+    for run in runs:
+        _edit_summary(run, target=target)
+    result, text = _judge(tmp_path, runs, _go_checklist(tmp_path))
+    gates = _gates(result)
+
+    assert result.verdict == "NO-GO"
+    for gate in (CRDS_GATE, READY, FI, RTO, RBAC, IMAGES):
+        assert gates[gate].result == LAB_ONLY == "PASS (lab only)", gate
+        assert "not on a real cluster" in gates[gate].evidence[0]
+        assert "no run on a real cluster" in gates[gate].evidence[0]
+    head, why = text.split("## Why No-Go", 1)
+    assert text.count("cannot make this document GO") == 1
+    assert "Evidence from the embedded lab (PostgreSQL standing in for SQL Server)" in head
+    assert "`failure-injection`" in head
+    assert "- **PASS (lab only)** `failure-injection`: Tests: " + FI in why
+    assert "0 failed, 6 lab only, 0 not run, 0 manual." in why
+    assert "| FAIL |" not in text and "**FAIL**" not in text
+    assert shown in text.split("## Runs", 1)[1]
+
+
+def test_a_gate_the_cluster_runs_cannot_prove_alone_is_lab_only(tmp_path: Path) -> None:
+    runs = _passing_fault_runs(tmp_path)
+    _edit_summary(runs[2], target=LAB)  # node-restart ran only in the lab
+    gates = _gates(_judge(tmp_path, runs)[0])
+
+    fi = gates[FI]
+    assert fi.result == LAB_ONLY
+    assert "[run-node-restart](../runs/run-node-restart/) (lab)" in fi.evidence[0]
+    assert "the cluster runs alone give NOT RUN" in fi.evidence[0]
+    for proven_on_the_cluster in (READY, RTO, RBAC, IMAGES, CRDS_GATE):
+        assert gates[proven_on_the_cluster].result == PASS, proven_on_the_cluster
+    assert gates[DOCUMENT].result == FAIL  # and the runs are not one deployment
+
+
+def test_a_failure_in_the_lab_is_still_a_fail(tmp_path: Path) -> None:
+    runs = _passing_fault_runs(tmp_path)
+    (runs[1] / "summary.json").write_text(
+        json.dumps(_summary("run-pod-eviction", "pod-eviction", rto=75.0, violations=["RTO 75.0s"]))
+    )
+    for run in runs:
+        _edit_summary(run, target=LAB)
+    result, text = _judge(tmp_path, runs)
+    gates = _gates(result)
+
+    assert gates[FI].result == FAIL
+    assert gates[RTO].result == FAIL
+    assert gates[READY].result == LAB_ONLY
+    why = _why(text)
+    assert why.index("**FAIL**") < why.index("**PASS (lab only)**") < why.index("**NOT RUN**")
+
+
+# --------------------------------------------------------------------------- gate ids
+
+
+def test_every_checklist_line_maps_to_exactly_one_gate_id_and_every_id_is_used() -> None:
+    lines = [line[len("- [ ] ") :] for line in BUNDLED.read_text().splitlines() if line.startswith("- [ ]")]
+    ids = [gate_id_for(line) for line in lines]
+    assert len(lines) == 26
+    assert None not in ids
+    assert len(set(ids)) == len(ids)  # no two lines share a gate
+    assert set(ids) == set(GATE_IDS) == set(GATES)
+    assert [i.gate_id for i in parse_checklist(BUNDLED.read_text()).items] == ids
+    assert len(LINE_GATES) == len(lines)  # no mapping for a line the checklist no longer has
+
+
+def test_gate_ids_are_shown_in_the_document(tmp_path: Path) -> None:
+    result, text = _judge(tmp_path, _passing_fault_runs(tmp_path))
+    assert "| gate | id | result | evidence |" in text
+    assert "| `MSSQLInstance` reconciles to `Ready` | `instance-ready` | **PASS** |" in text
+    assert f"- **MANUAL** `helm-deploy`: Validated and tested now: {HELM}: " in _why(text)
+    assert _gates(result)[FI].gate_id == "failure-injection"
+
+
+def test_lines_are_matched_by_their_whole_normalised_text_never_by_words(tmp_path: Path) -> None:
+    checklist = tmp_path / "checklist.md"
+    checklist.write_text(
+        "# Gates\n## Tests\n"
+        "- [ ]   `mssqlinstance`   reconciles to `READY`\n"
+        "- [ ] RTO dashboard reviewed by the on-call team\n"
+        "- [ ] Operator logs shipped to the SIEM\n"
+    )
+    result, text = _judge(tmp_path, _passing_fault_runs(tmp_path), checklist)
+    ready, rto, logs = result.gates
+
+    assert (ready.gate_id, ready.result) == ("instance-ready", PASS)
+    for unmapped in (rto, logs):
+        assert unmapped.gate_id is None
+        assert unmapped.result == MANUAL
+        assert unmapped.evidence == [UNMAPPED] == ["no automated check for this line (unmapped)"]
+        assert f"- **MANUAL** unmapped: Tests: {unmapped.item.text}: {UNMAPPED}" in _why(text)
+    head = text.split("**Verdict", 1)[0]
+    assert "RTO dashboard reviewed by the on-call team; Operator logs shipped to the SIEM" in head
+
+
+# --------------------------------------------------------------------------- this document's gate
+
+
+def test_the_document_gate_passes_for_finished_runs_on_one_target(tmp_path: Path) -> None:
+    gate = _gates(_judge(tmp_path, _passing_fault_runs(tmp_path))[0])[DOCUMENT]
+    assert gate.gate_id == "document-updated"
+    assert gate.result == PASS
+    assert "judges 3 finished run(s)" in gate.evidence[0]
+    assert "all on one target: cluster, https://api.prod.example.com:6443" in gate.evidence[0]
+
+
+@pytest.mark.parametrize(
+    ("change", "text"),
+    [
+        ({"chaos_status": "running"}, "chaos status running in summary.json"),
+        ({"chaos_status": "unknown"}, "chaos status unknown in summary.json"),
+        ({"chaos_status": ...}, "chaos status not recorded in summary.json"),
+        ({"generated_at_epoch": T0 + 0.2 * 3600 - 10}, "before the run's data ended"),
+        ({"generated_at_epoch": ...}, "does not record when it was generated"),
+        ({"ended_at_epoch": ...}, "does not record when the run's data ended"),
+        ({"target": {**CLUSTER, "api_server": "https://staging:6443"}}, "different targets"),
+    ],
+    ids=["running", "unknown", "no-status", "stale", "no-generated", "no-end", "mixed-targets"],
+)
+def test_the_document_gate_fails_for_unfinished_stale_or_mixed_runs(
+    tmp_path: Path, change: dict[str, Any], text: str
+) -> None:
+    runs = _passing_fault_runs(tmp_path)
+    _edit_summary(runs[1], **change)
+    result, doc = _judge(tmp_path, runs)
+    gate = _gates(result)[DOCUMENT]
+    assert result.verdict == "NO-GO"
+    assert gate.result == FAIL
+    assert any(text in e and "run-pod-eviction" in e for e in gate.evidence), gate.evidence
+    assert text in _why(doc)
+
+
+def test_the_document_gate_is_lab_only_for_lab_runs(tmp_path: Path) -> None:
+    runs = _passing_fault_runs(tmp_path)
+    for run in runs:
+        _edit_summary(run, target=LAB)
+    gate = _gates(_judge(tmp_path, runs)[0])[DOCUMENT]
+    assert gate.result == LAB_ONLY
+    assert any("all on one target: lab, https://127.0.0.1:36443" in e for e in gate.evidence)
+
+
+# --------------------------------------------------------------------------- runs that did not complete
+
+
+@pytest.mark.parametrize("kind", ["pod-eviction", "pitr-restore"])
+def test_a_fault_whose_injection_never_completed_fails_its_gate_even_if_the_summary_says_go(
+    tmp_path: Path, kind: str
+) -> None:
+    runs = _passing_fault_runs(tmp_path)
+    if kind == "pitr-restore":
+        runs.append(_k8s(tmp_path, kind, pitr=_pitr()))
+    run = next(r for r in runs if r.name == f"run-{kind}")
+    summary = json.loads((run / "summary.json").read_text())
+    summary["faults"][0].update(ended_at=None, ended_at_epoch=None)
+    assert summary["verdict"] == "GO"
+    (run / "summary.json").write_text(json.dumps(summary))
+    result, _ = _judge(tmp_path, runs)
+    gate = _gates(result)[FI if kind == "pod-eviction" else RESTORE]
+    assert gate.result == FAIL
+    assert any(f"fault {kind} 1: injection never completed" in e for e in gate.evidence), gate.evidence
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"chaos_status": "aborted"}, {"chaos_status": "failed"}, {"interrupted": True}],
+    ids=["summary-aborted", "summary-failed", "interrupted-flag"],
+)
+def test_a_summary_status_of_an_experiment_that_did_not_complete_fails_even_with_a_completed_journal(
+    tmp_path: Path, change: dict[str, Any]
+) -> None:
+    runs = _passing_fault_runs(tmp_path)
+    _edit_summary(runs[1], **change)  # the journal still says completed, the verdict GO
+    result, _ = _judge(tmp_path, runs)
+    fi = _gates(result)[FI]
+    status = change.get("chaos_status", "interrupted")
+    assert result.verdict == "NO-GO"
+    assert fi.result == FAIL
+    assert any("pod-eviction: FAIL" in e and f"chaos experiment {status}" in e for e in fi.evidence)
+
+
+def test_a_local_run_with_an_unfinished_fault_fails_concurrency(tmp_path: Path) -> None:
+    summary = _summary("local", "kill", experiment=False)
+    summary["faults"][0]["ended_at_epoch"] = None
+    run = _write(tmp_path, "local", summary, evidence=False)
+    gate = _gates(_judge(tmp_path, [run])[0])[CONCURRENCY]
+    assert gate.result == FAIL
+    assert any("fault kill 1: injection never completed" in e for e in gate.evidence)
 
 
 # --------------------------------------------------------------------------- checklist
@@ -531,7 +788,8 @@ def test_every_checklist_line_appears_and_new_lines_are_manual(tmp_path: Path) -
         assert f"| {line} |" in text, line
     new = _gates(result)["Penetration test signed off"]
     assert new.result == MANUAL
-    assert new.evidence == ["no automated check"]
+    assert new.evidence == [UNMAPPED]
+    assert new.gate_id is None
     assert new.item.mandatory
     assert "Penetration test signed off" in _why(text)
     assert "## Security review (mandatory)" in text
@@ -555,12 +813,41 @@ def test_parse_checklist_sections_and_rules() -> None:
     assert len(parsed.rules) == 2
 
 
-def test_bundled_checklist_is_a_verbatim_copy() -> None:
-    shared = PROJECT.parent / "shared" / "reference" / "production-gates-checklist.md"
-    if not shared.is_file():
-        pytest.skip("the shared checklist is not next to this checkout")
-    assert BUNDLED.read_text() == shared.read_text()
-    assert default_checklist_path() == shared
+def test_the_default_checklist_is_the_projects_own_even_with_one_next_to_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checklist lying outside the project (here: next to a copy of it) is never picked up."""
+    module = sys.modules[default_checklist_path.__module__]
+    source = Path(str(module.__file__))
+    copy = tmp_path / "project" / "reports" / source.name
+    copy.parent.mkdir(parents=True)
+    copy.write_text(source.read_text())
+    (copy.parent / "checklist.md").write_text(BUNDLED.read_text())
+    outside = tmp_path / "shared" / "reference" / "production-gates-checklist.md"
+    outside.parent.mkdir(parents=True)
+    outside.write_text("# Another checklist\n## Gates\n- [ ] Anything at all\n")
+    spec = importlib.util.spec_from_file_location("copied_checklist_module", copy)
+    assert spec is not None and spec.loader is not None
+    copied = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, copied)
+    spec.loader.exec_module(copied)
+
+    assert copied.default_checklist_path().resolve() == (copy.parent / "checklist.md").resolve()
+    assert default_checklist_path() == BUNDLED
+
+
+def test_cli_uses_the_bundled_checklist_unless_told_otherwise(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = _passing_fault_runs(tmp_path)
+    out = tmp_path / "doc.md"
+    assert main(["gonogo", *map(str, runs), "--out", str(out)]) == 0
+    line = next(x for x in out.read_text().splitlines() if x.startswith("- Checklist: "))
+    assert line.endswith("/reports/checklist.md`")
+    other = _go_checklist(tmp_path)
+    assert main(["gonogo", *map(str, runs), "--out", str(out), "--checklist", str(other)]) == 0
+    assert "- Checklist: `checklist.md`" in out.read_text()
+    assert capsys.readouterr().out.splitlines()[-1] == f"GO {out}"
 
 
 # --------------------------------------------------------------------------- document, plot, CLI

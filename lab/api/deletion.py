@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab.api.fields import as_dict, as_int, as_list, as_str, dig, format_time, meta
+from lab.api.reads import bool_param
 from lab.api.resources import CRD_KEY, ResourceType
 from lab.api.state import SYSTEM_NAMESPACES, State
 from lab.api.status import bad_request, conflict, forbidden, not_found, success
@@ -38,14 +39,6 @@ class DeleteOptions:
     uid: str | None = None
     resource_version: str | None = None
     dry_run: bool = False
-
-
-def _bool(value: str) -> bool:
-    if value.lower() in ("true", "1", "t"):
-        return True
-    if value.lower() in ("false", "0", "f", ""):
-        return False
-    raise bad_request(f"invalid boolean value {value!r}")
 
 
 def parse_options(query: Any, body: Any) -> DeleteOptions:
@@ -66,7 +59,7 @@ def parse_options(query: Any, body: Any) -> DeleteOptions:
     propagation = query.get("propagationPolicy", body.get("propagationPolicy"))
     orphan = body.get("orphanDependents")
     if "orphanDependents" in query:
-        orphan = _bool(query["orphanDependents"])
+        orphan = bool_param(query, "orphanDependents")
     if propagation is None and isinstance(orphan, bool):
         propagation = "Orphan" if orphan else "Background"
     if propagation not in (None, "Orphan", "Background", "Foreground"):

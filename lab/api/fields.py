@@ -3,14 +3,14 @@
 Objects are plain JSON dicts written by any client, so every read of a nested field
 goes through :func:`dig` and the typed helpers, which return a default instead of
 raising when a field is missing or has the wrong type. Timestamps are RFC 3339 UTC
-with a ``Z`` and whole seconds, like ``metav1.Time``.
+with a ``Z`` and whole seconds, like ``metav1.Time`` (:mod:`common.times`).
 """
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
 from typing import Any
+
+from common.times import format_time, parse_time
 
 __all__ = [
     "as_dict",
@@ -89,28 +89,8 @@ def meta(obj: dict[str, Any]) -> dict[str, Any]:
     return as_dict(obj.get("metadata"))
 
 
-def format_time(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def now_rfc3339() -> str:
-    return format_time(time.time())
-
-
-def parse_time(value: Any) -> float | None:
-    """Epoch seconds of an RFC 3339 timestamp, or None if it is not one."""
-    if not isinstance(value, str) or not value:
-        return None
-    text = value.strip()
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
+    return format_time()
 
 
 def human_duration(seconds: float) -> str:

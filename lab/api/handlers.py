@@ -16,7 +16,7 @@ from lab.api.authz import Attributes, Policy
 from lab.api.disruption import evict
 from lab.api.fields import dig, meta
 from lab.api.logs import pod_log
-from lab.api.reads import get_object, json_response, list_objects, present, selection
+from lab.api.reads import bool_param, get_object, json_response, list_objects, present, selection
 from lab.api.routing import Target
 from lab.api.state import State
 from lab.api.status import bad_request, method_not_allowed
@@ -26,18 +26,7 @@ from lab.api.watch import watch
 
 __all__ = ["handle_resource"]
 
-_TRUE = ("true", "1", "t")
-_FALSE = ("false", "0", "f", "")
 SSAR_KEY = "selfsubjectaccessreviews.authorization.k8s.io"
-
-
-def _flag(query: Any, name: str) -> bool:
-    value = str(query.get(name, "")).lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise bad_request(f"invalid value for {name}: {query.get(name)!r}")
 
 
 def _verb(method: str, target: Target, watching: bool) -> str:
@@ -62,7 +51,7 @@ async def handle_resource(
 ) -> web.StreamResponse:
     method, query = request.method, request.query
     rt, ns, name, sub = target.rt, target.namespace or "", target.name, target.subresource
-    watching = target.watch_prefix or (method == "GET" and _flag(query, "watch"))
+    watching = target.watch_prefix or (method == "GET" and bool_param(query, "watch"))
     policy.check(Attributes(_verb(method, target, watching), rt.group, rt.plural, sub or "", ns, name or ""))
     dry_run = bool(query.get("dryRun"))
     if rt.key == SSAR_KEY:

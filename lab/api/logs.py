@@ -17,7 +17,7 @@ from pathlib import Path
 from aiohttp import web
 
 from lab.api.fields import as_list, as_str, dig
-from lab.api.reads import int_param
+from lab.api.reads import bool_param, int_param
 from lab.api.routing import Target
 from lab.api.state import State
 from lab.api.status import bad_request, not_found
@@ -58,7 +58,7 @@ async def pod_log(request: web.Request, state: State, target: Target) -> web.Str
         )
     tail = int_param(request.query, "tailLines")
     limit = int_param(request.query, "limitBytes")
-    follow = request.query.get("follow", "").lower() in ("true", "1")
+    follow = bool_param(request.query, "follow")
     logs_dir = state.settings.resolved_logs_dir()
     path = log_path(logs_dir, namespace, name, container) if logs_dir is not None else None
     data = b""

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from common.config import boolean
 from lab.api.fields import meta
 from lab.api.resources import ResourceType
 from lab.api.routing import Target
@@ -22,7 +23,7 @@ from lab.api.state import State
 from lab.api.status import bad_request, not_found
 from lab.api.tables import negotiate, partial_metadata, to_table
 
-__all__ = ["get_object", "int_param", "json_response", "list_objects", "present"]
+__all__ = ["bool_param", "get_object", "int_param", "json_response", "list_objects", "present"]
 
 
 class _EncodedCache:
@@ -65,6 +66,14 @@ def int_param(query: Any, name: str, default: int | None = None) -> int | None:
         return int(raw)
     except ValueError as exc:
         raise bad_request(f"{name} must be an integer, got {raw[:40]!r}") from exc
+
+
+def bool_param(query: Any, name: str, default: bool = False) -> bool:
+    """A boolean query parameter (absent or empty: ``default``); 400 when it is not a boolean."""
+    try:
+        return boolean(query.get(name), default=default, name=name)
+    except ValueError as exc:
+        raise bad_request(str(exc)) from None
 
 
 def present(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:

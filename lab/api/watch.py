@@ -23,7 +23,7 @@ from aiohttp import web
 
 from lab.api.fields import meta
 from lab.api.history import Event
-from lab.api.reads import int_param, present, selection
+from lab.api.reads import bool_param, int_param, present, selection
 from lab.api.routing import Target
 from lab.api.state import State
 from lab.api.status import bad_request, status_body
@@ -88,7 +88,7 @@ async def watch(request: web.Request, state: State, target: Target) -> web.Strea
     history = state.store.history
     sub = history.subscribe(rt.key)
     initial: list[tuple[str, dict[str, Any]]] | None
-    send_initial = request.query.get("sendInitialEvents") == "true"
+    send_initial = bool_param(request.query, "sendInitialEvents")
     if rv_param in ("", "0") or send_initial:
         initial = [("ADDED", o) for o in state.store.scan(rt.key, target.namespace) if matches(o)]
     else:

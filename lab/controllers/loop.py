@@ -20,9 +20,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from common.times import format_time, parse_time
 from lab.kubeclient import KINDS, ApiError, Kind, KubeClient
 
 __all__ = [
@@ -175,25 +175,6 @@ class Watcher:
 
 
 # -- object helpers --------------------------------------------------------------------
-
-
-def format_time(stamp: float | None = None) -> str:
-    """RFC 3339 UTC, second resolution, the way Kubernetes writes metav1.Time."""
-    moment = time.time() if stamp is None else stamp
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(value: Any) -> float | None:
-    """Epoch seconds of an RFC 3339 time (``Z`` or offset, fractions allowed); None if absent or bad."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 def controller_ref(owner: Obj) -> Obj:

@@ -22,10 +22,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from common.times import format_time, require_time
 from lab.errors import LabError
 
 __all__ = [
@@ -44,21 +44,15 @@ _CHUNK = 1 << 20
 
 def format_ts(moment: float) -> str:
     """RFC 3339 UTC with microseconds: ``2026-11-27T00:01:02.123456Z``."""
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return format_time(moment, digits=6)
 
 
 def parse_ts(text: str) -> float:
-    """Epoch seconds of an RFC 3339 time (``Z`` or an offset; fraction optional)."""
-    value = text.strip().replace("Z", "+00:00").replace("z", "+00:00")
-    if " " in value and "T" not in value:
-        value = value.replace(" ", "T", 1)
+    """Epoch seconds of an RFC 3339 time (``Z``, an offset or none for UTC; fraction optional)."""
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise LabError(f"{text!r} is not an RFC 3339 time") from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+        return require_time(str(text))
+    except ValueError:
+        raise LabError(f"{text!r} is not an RFC 3339 time") from None
 
 
 def _files(root: Path) -> list[Path]:

@@ -11,20 +11,18 @@ the kubelet reports Ready=False (reason KubeletNotReady).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import platform
 import threading
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import psutil
 
+from common.times import format_time, parse_time
 from lab.kubeclient import ApiError, KubeClient
 from lab.kubelet.config import KubeletConfig
-from lab.kubelet.status import rfc3339
 
 __all__ = ["KUBELET_VERSION", "NodeAgent", "node_object"]
 
@@ -32,10 +30,6 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 KUBELET_VERSION = "v1.30.0-lab"
 LEASE_SECONDS = 4
-
-
-def _micro(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def node_object(cfg: KubeletConfig) -> Obj:
@@ -138,12 +132,9 @@ class NodeAgent(threading.Thread):
             )
             self._ready_since = time.time()
             if ready is not None and ready.get("status") == "True":
-                since = ready.get("lastTransitionTime")
-                if isinstance(since, str):
-                    with contextlib.suppress(ValueError):
-                        self._ready_since = (
-                            datetime.strptime(since, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-                        )
+                since = parse_time(ready.get("lastTransitionTime"))
+                if since is not None:
+                    self._ready_since = since
             labels = {**((existing.get("metadata") or {}).get("labels") or {}), **self.cfg.labels}
             self.client.patch("nodes", self.cfg.node, {"metadata": {"labels": labels}})
             status = dict(body["status"])
@@ -163,8 +154,8 @@ class NodeAgent(threading.Thread):
         now = time.time()
         if not ready:
             self._ready_since = None
-        since = rfc3339(self._ready_since or now)
-        beat = rfc3339(now)
+        since = format_time(self._ready_since or now)
+        beat = format_time(now)
         conditions = [
             {
                 "type": t,
@@ -193,7 +184,7 @@ class NodeAgent(threading.Thread):
         return conditions
 
     def _renew_lease(self) -> None:
-        now = _micro(time.time())
+        now = format_time(digits=6)
         try:
             self.client.patch("leases", self.cfg.node, {"spec": {"renewTime": now}}, "kube-node-lease")
         except ApiError as exc:

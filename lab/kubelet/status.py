@@ -12,8 +12,10 @@ does not change; condition types the kubelet does not own are kept as they are.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
+
+from common.times import format_time as rfc3339
+from common.times import parse_time as parse_rfc3339
 
 __all__ = [
     "OWNED_CONDITIONS",
@@ -28,21 +30,6 @@ __all__ = [
 Obj = dict[str, Any]
 TERMINAL = ("Succeeded", "Failed")
 OWNED_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready", "PodScheduled")
-
-
-def rfc3339(ts: float) -> str:
-    """``metav1.Time``: UTC, whole seconds, ``Z``."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_rfc3339(text: Any) -> float | None:
-    """UTC epoch seconds of a ``metav1.Time`` string, None if it is not one."""
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        return None
 
 
 @dataclass

@@ -32,11 +32,13 @@ import secrets
 import string
 from typing import Any
 
+from common.crd import CrdCoordinates
 from lab.kubeclient import Kind
 
 __all__ = [
     "API_VERSION",
     "BACKUP_MOUNT",
+    "CRD",
     "DATA_MOUNT",
     "DB_USER",
     "ENGINE_IMAGE",
@@ -64,10 +66,11 @@ __all__ = [
 
 Obj = dict[str, Any]
 
-GROUP = "mssql.example.com"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-INSTANCES = Kind(GROUP, VERSION, "mssqlinstances")
+CRD = CrdCoordinates()  # the lab serves the reference CRDs, so their default coordinates
+GROUP = CRD.group
+VERSION = CRD.version
+API_VERSION = CRD.api_version
+INSTANCES = Kind(GROUP, VERSION, CRD.plural)
 ENGINE_IMAGE = "mssql-lab/engine:15"
 DATA_MOUNT = "/var/opt/mssql"
 BACKUP_MOUNT = "/var/opt/mssql/backup"

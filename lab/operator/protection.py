@@ -46,6 +46,7 @@ from lab.executor.store import BackupStore, format_ts, parse_ts
 from lab.kubeclient import ApiError, Kind, KubeClient
 from lab.operator.jobs import backup_job, data_claim, desired_data_claim, restore_job
 from lab.operator.objects import (
+    CRD,
     GROUP,
     INSTANCES,
     MANAGED_BY,
@@ -61,9 +62,9 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 Key = tuple[str, str]
 
-BACKUPS = Kind(GROUP, VERSION, "mssqlbackups")
-POLICIES = Kind(GROUP, VERSION, "mssqlbackuppolicies")
-RESTORES = Kind(GROUP, VERSION, "mssqlrestores")
+BACKUPS = Kind(GROUP, VERSION, CRD.backup_plural)
+POLICIES = Kind(GROUP, VERSION, CRD.backup_policy_plural)
+RESTORES = Kind(GROUP, VERSION, CRD.restore_plural)
 POLICY_LABEL = f"{GROUP}/policy"
 _MANAGED = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
 _DONE = ("Completed", "Failed")

@@ -28,7 +28,6 @@ and its message (for instance an RBAC denial) and does not stop the others.
 
 from __future__ import annotations
 
-import calendar
 import logging
 import os
 import socket
@@ -36,6 +35,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from common.times import format_time, parse_time
 from lab.kubeclient import ApiError, KubeClient
 from lab.operator.objects import (
     INSTANCE_LABEL,
@@ -65,19 +65,6 @@ HEARTBEAT = 2.0
 PORT_RANGE = (20000, 32000)
 ENDPOINT_HOST = os.environ.get("MSSQL_ENDPOINT_HOST", "127.0.0.1")
 _MANAGED = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
-
-
-def _stamp(moment: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
-
-
-def _parse(value: Any) -> float | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return float(calendar.timegm(time.strptime(value, "%Y-%m-%dT%H:%M:%SZ")))
-    except ValueError:
-        return None
 
 
 def _bindable(port: int) -> bool:
@@ -269,7 +256,7 @@ class Reconciler:
             "lastTransitionTime": (
                 previous.get("lastTransitionTime") if previous.get("status") == ready else None
             )
-            or _stamp(now),
+            or format_time(now),
             "observedGeneration": md.get("generation", 1),
         }
         status: Obj = {
@@ -282,11 +269,11 @@ class Reconciler:
         }
         if port is not None:
             status.update({"endpoint": f"{ENDPOINT_HOST}:{port}", "port": port})
-        last = _parse(old.get("lastReconcileTime"))
+        last = parse_time(old.get("lastReconcileTime"))
         same = all(old.get(k) == v for k, v in status.items())
         if same and last is not None and now - last < HEARTBEAT:
             return
-        status["lastReconcileTime"] = _stamp(now)
+        status["lastReconcileTime"] = format_time(now)
         self.client.patch(INSTANCES, name, {"status": status}, ns, sub="status")
         if old.get("phase") != phase:
             log.info("%s/%s: %s -> %s (%s)", ns, name, old.get("phase") or "-", phase, message)

@@ -18,6 +18,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from common.config import ConfigurationError, boolean
+from common.crd import CrdCoordinates
+from common.times import format_time
 from probes.errors import ProbeError
 from probes.k8s import kube
 from probes.observations import observe
@@ -98,7 +101,7 @@ def evict_tenant_pod(
     PodDisruptionBudget refusals are retried every ``retry_interval`` seconds until
     ``timeout``. Returns the pod, its node and how many refusals there were.
     """
-    kube.check_namespace(namespace, configuration)
+    kube.check_namespace(namespace, configuration, secrets)
     pod = kube.tenant_pod(tenant, namespace, configuration, secrets)
     fault = kube.record(
         f"evict {tenant}", "pod-eviction", tenant, pod=pod.metadata.name, node=pod.spec.node_name
@@ -149,11 +152,12 @@ def drain_tenant_node(
     PDB refusals are retried. The node stays cordoned: ``uncordon_nodes`` belongs in
     the rollbacks. If the drain fails or is interrupted, the node is uncordoned first.
     """
-    kube.check_namespace(namespace, configuration)
+    kube.check_namespace(namespace, configuration, secrets)
     if not node:
         if not tenant:
             raise ProbeError("drain_tenant_node needs a tenant or a node")
         node = kube.tenant_pod(tenant, namespace, configuration, secrets).spec.node_name
+    kube.check_node_namespaces(node, configuration, secrets)
     fault = kube.record(f"drain {node}", "node-drain", tenant or None, node=node)
     deadline = time.monotonic() + timeout
     try:
@@ -205,13 +209,18 @@ def restart_node(
     ``node_restart_command`` with ``{node}`` substituted, e.g. a cloud CLI reboot).
     """
     config = dict(configuration or {})
-    if str(config.get("allow_node_restart", "false")).lower() not in ("true", "1", "yes"):
+    try:
+        allowed = boolean(config.get("allow_node_restart"), default=False, name="allow_node_restart")
+    except ConfigurationError as exc:
+        raise ProbeError(f"node restart refused: {exc}") from None
+    if not allowed:
         raise ProbeError(
             "node restart refused: set allow_node_restart to true in the configuration to allow it"
         )
-    kube.check_namespace(namespace, configuration)
+    kube.check_namespace(namespace, configuration, secrets)
     if not node:
         node = kube.tenant_pod(tenant, namespace, configuration, secrets).spec.node_name
+    kube.check_node_namespaces(node, configuration, secrets)
     strategy = str(config.get("node_restart_strategy") or "lab")
     if strategy == "lab":
         argv = [sys.executable, "-m", "lab", "restart-node", node, "--down", f"{down_seconds:g}"]
@@ -239,9 +248,12 @@ def restart_operator(
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> dict[str, Any]:
-    """Kill the operator: delete its pods (``mode=delete``) or ``rollout restart`` its Deployment."""
-    from datetime import UTC, datetime
+    """Kill the operator: delete its pods (``mode=delete``) or ``rollout restart`` its Deployment.
 
+    The operator's namespace goes through the blast-radius guard like any other: on a
+    cluster it must be listed in ``allowed_namespaces``.
+    """
+    kube.check_namespace(namespace, configuration, secrets)
     fault = kube.record(f"operator {mode}", "operator-restart", None, namespace=namespace, mode=mode)
     try:
         if mode == "delete":
@@ -252,7 +264,7 @@ def restart_operator(
                 kube.core(secrets).delete_namespaced_pod(pod.metadata.name, namespace, grace_period_seconds=0)
             names = [p.metadata.name for p in pods]
         elif mode == "rollout":
-            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            stamp = format_time()
             patch = {
                 "spec": {
                     "template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": stamp}}}
@@ -274,16 +286,15 @@ def set_canary(
     tenant: str, namespace: str = "tenants", configuration: Configuration = None, secrets: Secrets = None
 ) -> str:
     """Change ``spec.canary`` of ``tenant``'s MSSQLInstance; the operator must echo it in status."""
-    config = dict(configuration or {})
+    kube.check_namespace(namespace, configuration, secrets)
+    try:
+        coords = CrdCoordinates.from_configuration(configuration)
+    except ConfigurationError as exc:
+        raise ProbeError(str(exc)) from None
     value = f"canary-{time.time():.3f}"
     try:
         kube.custom(secrets).patch_namespaced_custom_object(
-            str(config.get("mssql_group") or "mssql.example.com"),
-            str(config.get("mssql_version") or "v1alpha1"),
-            namespace,
-            str(config.get("mssql_plural") or "mssqlinstances"),
-            tenant,
-            {"spec": {"canary": value}},
+            coords.group, coords.version, namespace, coords.plural, tenant, {"spec": {"canary": value}}
         )
     except Exception as exc:
         raise kube.api_problem(exc, f"canary change on {namespace}/{tenant}") from None

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.config import boolean
+from common.crd import CrdCoordinates
 from loadgen.journal import read_journal
 from probes.errors import ProbeError
 from probes.k8s import kube
@@ -83,35 +85,17 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "mssql-chaos-harness"}
 # --------------------------------------------------------------------------- CR access
 
 
-@dataclass(frozen=True)
-class _Coords:
-    group: str = "mssql.example.com"
-    version: str = "v1alpha1"
-    instances: str = "mssqlinstances"
-    backups: str = "mssqlbackups"
-    policies: str = "mssqlbackuppolicies"
-    restores: str = "mssqlrestores"
-    policy_ready_path: str = "status.conditions[type=Ready].status"
-
-    @classmethod
-    def of(cls, configuration: Configuration) -> _Coords:
-        config = configuration or {}
-        keys = {
-            "mssql_group": "group",
-            "mssql_version": "version",
-            "mssql_plural": "instances",
-            "backup_plural": "backups",
-            "backup_policy_plural": "policies",
-            "restore_plural": "restores",
-            "policy_ready_path": "policy_ready_path",
-        }
-        return cls(**{field: str(config[key]) for key, field in keys.items() if config.get(key)})
+def _coordinates(configuration: Configuration) -> CrdCoordinates:
+    try:
+        return CrdCoordinates.from_configuration(configuration)
+    except ValueError as exc:
+        raise ProbeError(str(exc)) from None
 
 
 class _Cr:
     """Get/create/patch/delete/list one kind of custom resource, with one-line errors."""
 
-    def __init__(self, coords: _Coords, plural: str, kind: str, secrets: Secrets) -> None:
+    def __init__(self, coords: CrdCoordinates, plural: str, kind: str, secrets: Secrets) -> None:
         self.coords, self.plural, self.kind, self.secrets = coords, plural, kind, secrets
         self._client: Any = None
 
@@ -165,12 +149,12 @@ class _Cr:
 
 
 def _crs(configuration: Configuration, secrets: Secrets) -> dict[str, _Cr]:
-    c = _Coords.of(configuration)
+    c = _coordinates(configuration)
     return {
-        "instance": _Cr(c, c.instances, "MSSQLInstance", secrets),
-        "backup": _Cr(c, c.backups, "MSSQLBackup", secrets),
-        "policy": _Cr(c, c.policies, "MSSQLBackupPolicy", secrets),
-        "restore": _Cr(c, c.restores, "MSSQLRestore", secrets),
+        "instance": _Cr(c, c.plural, "MSSQLInstance", secrets),
+        "backup": _Cr(c, c.backup_plural, "MSSQLBackup", secrets),
+        "policy": _Cr(c, c.backup_policy_plural, "MSSQLBackupPolicy", secrets),
+        "restore": _Cr(c, c.restore_plural, "MSSQLRestore", secrets),
     }
 
 
@@ -191,11 +175,12 @@ def _stamp() -> str:
     )
 
 
-def _flag(value: Any) -> bool:
-    """A boolean argument that may arrive as a string from an environment variable."""
-    if isinstance(value, str):
-        return value.strip().lower() not in ("", "false", "0", "no", "off")
-    return bool(value)
+def _flag(value: Any, name: str) -> bool:
+    """A boolean argument that may arrive as a string from an environment variable (unset: false)."""
+    try:
+        return boolean(value, default=False, name=name)
+    except ValueError as exc:
+        raise ProbeError(str(exc)) from None
 
 
 def _status(obj: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -389,7 +374,7 @@ def request_backup(
     created = backups.create(namespace, body)
     requested = {**_backup_result(created, False, None), "requested_at": time.time()}
     _record_backup(requested, pending=True)
-    if not _flag(wait):
+    if not _flag(wait, "wait"):
         return requested
     return wait_for_backup(name, namespace, timeout, configuration=configuration, secrets=secrets)
 
@@ -579,7 +564,13 @@ def request_restore(
     when = target_time or _marked_time()
     parse_time(when)
     result = _restore(
-        source, target, namespace, when, _flag(create_target), timeout, _crs(configuration, secrets)
+        source,
+        target,
+        namespace,
+        when,
+        _flag(create_target, "create_target"),
+        timeout,
+        _crs(configuration, secrets),
     )
     update_pitr(kube.run_dir(), "restore", result)
     observe("restore_duration_seconds", result["duration_seconds"] if result["ok"] else None)
@@ -641,11 +632,12 @@ class _Connected:
 
 def _instance_tenant(name: str, namespace: str, configuration: Configuration, timeout: float) -> _Connected:
     """Find ``name``'s endpoint and credentials (as the load discovers tenants), waiting until it has them."""
-    from loadgen.discovery import CrdCoordinates, discover_tenants, write_tenants_file
+    from loadgen.discovery import discover_tenants, write_tenants_file
     from loadgen.errors import LoadgenError
     from loadgen.tenants import load_tenants
 
     config = dict(configuration or {})
+    coordinates = _coordinates(config)
     deadline = time.monotonic() + timeout
     folder = Path(tempfile.mkdtemp(prefix="harness-pitr-"))
     os.chmod(folder, 0o700)
@@ -653,7 +645,7 @@ def _instance_tenant(name: str, namespace: str, configuration: Configuration, ti
         try:
             entries, _ = discover_tenants(
                 namespace,
-                CrdCoordinates.from_configuration(config),
+                coordinates,
                 names=[name],
                 dialect=str(config.get("dialect") or "postgresql"),
                 driver=str(config.get("odbc_driver") or ""),
@@ -695,9 +687,9 @@ def _query(tenant: Any, sql: str, params: tuple[Any, ...], timeout: float) -> li
 def _wait_ready(
     name: str, namespace: str, timeout: float, configuration: Configuration, secrets: Secrets
 ) -> None:
-    from loadgen.discovery import CrdCoordinates, lookup
+    from loadgen.discovery import lookup
 
-    coords = CrdCoordinates.from_configuration(configuration or {})
+    coords = _coordinates(configuration)
     instances = _crs(configuration, secrets)["instance"]
     obj, _ = _poll(
         lambda: instances.get(namespace, name), lambda o: str(lookup(o, coords.ready_path)) == "True", timeout
@@ -957,7 +949,7 @@ def verify_backups(
     details = [f"checksums ({how}): {'; '.join(notes)}"]
     smoke_ok = True
     smoke_doc: dict[str, Any] = {}
-    if _flag(smoke):
+    if _flag(smoke, "smoke"):
         smoke_ok, text, smoke_doc = _smoke(
             instance,
             namespace,
@@ -973,7 +965,7 @@ def verify_backups(
         "detail": "; ".join(details),
         "instance": instance,
         "checksums": {"ok": checks_ok, "how": how, "notes": notes},
-        "smoke": {"ok": smoke_ok, **smoke_doc} if _flag(smoke) else None,
+        "smoke": {"ok": smoke_ok, **smoke_doc} if _flag(smoke, "smoke") else None,
     }
     run = kube.run_dir()
     if run is not None:

@@ -13,8 +13,10 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-from loadgen.discovery import name_list
+from common.config import ConfigurationError, boolean, name_list
+from lab.api.discovery import KUBE_VERSION
 from probes.errors import ProbeError
 from probes.faultlog import FAULT_LOG_NAME, mark_ended, record_fault
 from probes.model import Fault
@@ -29,15 +31,25 @@ __all__ = [
     "record",
     "ended",
     "check_namespace",
+    "check_node_namespaces",
     "api_problem",
+    "api_server_url",
+    "is_embedded_lab",
 ]
 
 DEFAULT_POD_SELECTOR = "mssql.example.com/instance={tenant}"
 
 
 def api_client(secrets: Mapping[str, Any] | None = None) -> Any:
+    """A client for the configured API server; ProbeError when KUBECONFIG names no file."""
     from chaosk8s import create_k8s_api_client
 
+    named = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    if named and not any(Path(p).is_file() for p in named):
+        raise ProbeError(
+            f"KUBECONFIG names {os.pathsep.join(named)}, which does not exist: "
+            "set KUBECONFIG to your cluster's kubeconfig file"
+        )
     return create_k8s_api_client(dict(secrets or {}))
 
 
@@ -65,17 +77,100 @@ def run_dir() -> Path | None:
     return Path(value) if value else None
 
 
-def check_namespace(namespace: str, configuration: Mapping[str, Any] | None) -> None:
-    """Refuse a namespace outside ``allowed_namespaces`` (the blast-radius guard)."""
+def api_server_url(secrets: Mapping[str, Any] | None = None) -> str:
+    """The API server's URL as the client uses it, with any user:password removed."""
+    host = str(api_client(secrets).configuration.host or "")
+    parts = urlsplit(host)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def git_version(secrets: Mapping[str, Any] | None = None) -> str:
+    """The API server's ``/version`` gitVersion."""
+    from kubernetes import client
+
+    api = client.VersionApi(api_client(secrets))
+    try:
+        return str(api.get_code().git_version)
+    except Exception as exc:
+        raise api_problem(exc, "the API server's version (/version)") from None
+
+
+_lab_servers: dict[str, bool] = {}
+
+
+def is_embedded_lab(secrets: Mapping[str, Any] | None = None) -> bool:
+    """True when the API server is this project's embedded lab (asked once per API server).
+
+    The lab serves its own version string (``lab.api.discovery.KUBE_VERSION``); any
+    other server is a real cluster, where the blast-radius rules are strict.
+    """
+    url = api_server_url(secrets)
+    if url not in _lab_servers:
+        _lab_servers[url] = git_version(secrets) == KUBE_VERSION[2]
+    return _lab_servers[url]
+
+
+def check_namespace(
+    namespace: str, configuration: Mapping[str, Any] | None, secrets: Mapping[str, Any] | None = None
+) -> None:
+    """Refuse a namespace outside ``allowed_namespaces`` (the blast-radius guard).
+
+    On a real cluster an empty ``allowed_namespaces`` allows nothing: a fault must be
+    aimed at namespaces someone named. Only the embedded lab, which holds nothing but
+    the harness's own tenants, treats an empty list as "anything".
+    """
     allowed = name_list((configuration or {}).get("allowed_namespaces"))
-    if allowed and namespace not in allowed:
+    if not allowed:
+        if is_embedded_lab(secrets):
+            return
+        raise ProbeError(
+            f"allowed_namespaces is empty and {api_server_url(secrets)} is not the embedded lab: "
+            "set allowed_namespaces to the namespaces this run may disrupt; nothing was injected"
+        )
+    if namespace not in allowed:
         raise ProbeError(
             f"namespace {namespace!r} is not in allowed_namespaces {allowed}: nothing was injected"
         )
 
 
+def check_node_namespaces(
+    node: str, configuration: Mapping[str, Any] | None, secrets: Mapping[str, Any] | None = None
+) -> list[str]:
+    """Refuse a node-level fault when the node runs pods of namespaces outside the allowed set.
+
+    Draining or restarting a node hits every pod on it, not only the tenants'. Set
+    ``allow_foreign_pods_on_node`` to true to accept that explicitly. Returns the
+    namespaces found on the node.
+    """
+    config = configuration or {}
+    try:
+        pods = core(secrets).list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}").items
+    except Exception as exc:
+        raise api_problem(exc, f"pods on node {node}") from None
+    namespaces = sorted({p.metadata.namespace for p in pods})
+    allowed = name_list(config.get("allowed_namespaces"))
+    if not allowed and is_embedded_lab(secrets):
+        return namespaces
+    try:
+        accept = boolean(config.get("allow_foreign_pods_on_node"), default=False)
+    except ConfigurationError as exc:
+        raise ProbeError(f"allow_foreign_pods_on_node: {exc}") from None
+    foreign = [ns for ns in namespaces if ns not in allowed]
+    if foreign and not accept:
+        raise ProbeError(
+            f"node {node} also runs pods of namespaces {foreign}, outside allowed_namespaces {allowed}: "
+            "add them there, or set allow_foreign_pods_on_node to true; nothing was injected"
+        )
+    return namespaces
+
+
 def api_problem(exc: Any, what: str) -> ProbeError:
     """A one-line ProbeError for an ApiException or a connection failure."""
+    if isinstance(exc, ProbeError):
+        return exc  # already one line with its fix (e.g. a KUBECONFIG naming no file)
     status = getattr(exc, "status", None)
     if status is None:
         return ProbeError(

@@ -1,7 +1,9 @@
 """Chaos Toolkit probes: steady state, recovery, and the control plane's own times.
 
 ``instances_ready`` and ``write_success_rate`` make the steady-state hypothesis (every
-tenant's MSSQLInstance Ready; at least 99% of the writes of the last 10 s acknowledged).
+tenant's MSSQLInstance Ready; every tenant writing, fresh, with at least 99% of its
+writes of the last 10 s acknowledged). A load that died, or a tenant gone quiet, fails
+the steady state: liveness is measured, not assumed (:mod:`probes.live`).
 ``wait_for_recovery`` and ``wait_for_canary`` bound the wait after a fault and record
 the control-plane times (instance Ready again, operator reconciling again) beside the
 client-observed RTO, which is computed from the journal afterwards.
@@ -9,16 +11,20 @@ client-observed RTO, which is computed from the journal afterwards.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from loadgen.discovery import CrdCoordinates, lookup, name_list
-from loadgen.journal import read_journal
+from loadgen.runner import active_load
 from probes.errors import ProbeError
 from probes.faultlog import FAULT_LOG_NAME, read_faults
 from probes.k8s import kube
+from probes.live import live_journal, run_facts
 from probes.observations import observe, read_observations
+
+logger = logging.getLogger("chaostoolkit")
 
 __all__ = ["instances_ready", "write_success_rate", "wait_for_recovery", "wait_for_canary"]
 
@@ -53,20 +59,35 @@ def instances_ready(
     return not _not_ready(namespace, configuration, secrets)
 
 
-def write_success_rate(window_seconds: float = 10.0) -> float:
-    """Share of the write attempts that ended in the last ``window_seconds`` and were acknowledged.
+def _check_load_alive() -> None:
+    load = active_load()
+    problem = load.problem() if load is not None else None
+    if problem:
+        raise ProbeError(problem)
 
-    0.0 when there were none: a load that writes nothing is not a healthy steady state.
+
+def write_success_rate(window_seconds: float = 10.0) -> float:
+    """The lowest per-tenant share of acknowledged writes among attempts of the last ``window_seconds``.
+
+    A tenant counts as 0.0 when it is stale: its newest acknowledged write is older
+    than about two write intervals, or it acknowledged fewer than half the writes it
+    was offered in the window. A load process that died is a ProbeError naming how.
     """
     folder = kube.run_dir()
     if folder is None:
         raise ProbeError("write_success_rate needs the load control (HARNESS_RUN_DIR is not set)")
-    writes, _ = read_journal(folder / "journal")
-    since = time.time() - window_seconds
-    recent = [w for w in writes if w.end >= since]
-    if not recent:
+    _check_load_alive()
+    journal = live_journal(folder)
+    tenants, rate = run_facts(folder)
+    journal.refresh()
+    tenants = tenants or sorted(journal.first_seen)
+    if not tenants:
         return 0.0
-    return sum(1 for w in recent if w.outcome == "ok") / len(recent)
+    health = journal.health(tenants, window_seconds, rate)
+    for h in health:
+        if h.stale:
+            logger.warning(f"tenant {h.tenant} is not writing steadily: {h.stale}")
+    return min(h.success_rate for h in health)
 
 
 def _last_fault_at() -> float | None:
@@ -95,15 +116,16 @@ def wait_for_recovery(
     missing: list[str] = []
     not_ready: list[str] = []
     while time.monotonic() < deadline:
+        _check_load_alive()
         not_ready = _not_ready(namespace, configuration, secrets)
         if not not_ready and ready_at is None:
             ready_at = time.time()
         missing = []
         if folder is not None:
-            writes, _ = read_journal(folder / "journal")
-            tenants = {w.tenant for w in writes}
-            acked = {w.tenant for w in writes if w.outcome == "ok" and w.end > fault_at}
-            missing = sorted(tenants - acked)
+            journal = live_journal(folder)
+            journal.refresh()
+            tenants = run_facts(folder)[0] or sorted(journal.first_seen)
+            missing = sorted(t for t in tenants if journal.last_ack.get(t, float("-inf")) <= fault_at)
         if not not_ready and not missing:
             result = {
                 "instances_ready_seconds": round((ready_at or time.time()) - fault_at, 3),

@@ -2,42 +2,53 @@
 
 Declared in an experiment as::
 
-    "controls": [{"name": "tenant-load", "provider": {"type": "python", "module": "loadgen.control"}}]
+    "controls": [{"name": "tenant-load", "provider": {"type": "python", "module": "orchestration.control"}}]
 
-- before the experiment (so before the first steady-state hypothesis): create
-  ``runs/<run-id>/``, find the tenants (MSSQLInstance CRs, or ``tenants_file``),
+- before the experiment (so before the first steady-state hypothesis): check the
+  configuration's types, create ``runs/<run-id>/``, record the target's identity
+  (embedded lab or cluster), find the tenants (MSSQLInstance CRs, or ``tenants_file``),
   check each one, start the Locust load in its own process and wait until every
-  tenant is acknowledging writes. ``HARNESS_RUN_DIR`` tells the experiment's own
-  activities where the run folder is.
-- after the rollbacks: stop the load.
-- after the experiment: save the Chaos Toolkit journal, then hand the folder to
-  ``python -m probes finalize`` (evidence, read-back, report) in a separate process:
-  the load layer never imports the layers that read its journal.
+  tenant has been acknowledging writes for the stability period. ``HARNESS_RUN_DIR``
+  tells the experiment's own activities where the run folder is.
+- after the rollbacks: stop the load, recording when it was asked to stop and how it
+  ended (a load that died before is a violation in the report).
+- after the experiment: save the Chaos Toolkit journal and ``run.json``, then take
+  the evidence, read every row back and build the report.
 
-A problem found before any fault is injected (unreachable API, missing CRD, unknown
-tenant, namespace outside ``allowed_namespaces``, unreachable database) aborts the
-run with one line and nothing injected. Chaos Toolkit swallows exceptions from
-controls, so those are raised as ``InterruptExecution``.
+Fail closed: Chaos Toolkit swallows exceptions from controls and carries on (with no
+load, no run folder). So any exception in the before-control, expected or not,
+becomes ``InterruptExecution`` with one line, and nothing is injected. A failure in a
+later control cannot stop the experiment any more; it is logged and recorded in
+``run.json`` (``harness_errors``), and the report's verdict is NO-GO.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from loadgen.discovery import CrdCoordinates, discover_tenants, name_list, write_tenants_file
+from common.config import ConfigurationError, name_list
+from loadgen.discovery import CrdCoordinates, discover_tenants, write_tenants_file
 from loadgen.errors import LoadgenError
 from loadgen.runner import LoadRun, default_run_id, preflight
 from loadgen.tenants import load_tenants, redact
+from orchestration.configuration import check_configuration
+from orchestration.errors import OrchestrationError
+from probes.errors import ProbeError
+from probes.finalize import finalize
+from probes.k8s import kube
+from probes.k8s.target import target_identity
+from reports.build import build
+from reports.errors import ReportError
 
 __all__ = [
     "before_experiment_control",
@@ -46,6 +57,8 @@ __all__ = [
     "cleanup_control",
     "RUN_DIR_ENV",
 ]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 RUN_DIR_ENV = "HARNESS_RUN_DIR"
 logger = logging.getLogger("chaostoolkit")
@@ -59,19 +72,61 @@ def _interrupt(message: str) -> Exception:
     return InterruptExecution(redact(message))
 
 
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else 'no message'}"
+
+
+def _interrupting(func: F) -> F:
+    """Any exception from ``func`` becomes InterruptExecution: the run stops before any fault."""
+
+    @functools.wraps(func)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        from chaoslib.exceptions import InterruptExecution
+
+        try:
+            return func(*args, **kwargs)
+        except InterruptExecution:
+            raise
+        except Exception as exc:
+            _abandon_run()
+            raise _interrupt(
+                f"harness: unexpected error before any fault ({_one_line(exc)}); nothing was injected"
+            ) from None
+
+    return guarded  # type: ignore[return-value]
+
+
+def _recording(func: F) -> F:
+    """Any exception from ``func`` is logged and recorded in run.json; the verdict will be NO-GO."""
+
+    @functools.wraps(func)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except Exception as exc:
+            message = redact(f"{func.__name__}: {_one_line(exc)}")
+            logger.error(f"harness: {message}")
+            _state.setdefault("errors", []).append(message)
+            run_dir: Path | None = _state.get("run_dir")
+            if run_dir is not None:
+                _write_run_json(run_dir, status=str(_state.get("status") or "unknown"))
+            return None
+
+    return guarded  # type: ignore[return-value]
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "experiment"
 
 
-def check_namespace(configuration: Mapping[str, Any]) -> str:
-    """The tenants' namespace, refused when outside a configured ``allowed_namespaces``."""
+def check_namespace(configuration: Mapping[str, Any], secrets: Mapping[str, Any] | None = None) -> str:
+    """The tenants' namespace, through the same blast-radius guard as every fault."""
     namespace = str(configuration.get("namespace") or "default")
-    allowed = name_list(configuration.get("allowed_namespaces"))
-    if allowed and namespace not in allowed:
-        raise LoadgenError(
-            f"namespace {namespace!r} is not in allowed_namespaces {allowed}: "
-            "add it there if this cluster may really be disrupted"
-        )
+    try:
+        kube.check_namespace(namespace, configuration, secrets)
+    except ProbeError as exc:
+        raise LoadgenError(str(exc)) from None
     return namespace
 
 
@@ -88,7 +143,7 @@ def _tenants_file(run_dir: Path, configuration: Mapping[str, Any]) -> tuple[Path
         entries = [e for e in doc["tenants"] if not wanted or e["name"] in wanted]
         return write_tenants_file(target, entries), None
     entries, secrets_dir = discover_tenants(
-        check_namespace(configuration),
+        str(configuration.get("namespace") or "default"),
         CrdCoordinates.from_configuration(configuration),
         names=name_list(configuration.get("tenants")) or None,
         label_selector=str(configuration.get("tenant_selector") or ""),
@@ -165,60 +220,81 @@ def _declared_keys(experiment: Mapping[str, Any], argv: list[str]) -> set[str]:
     return keys
 
 
+def _abandon_run() -> None:
+    """Stop what a failed start began, and leave no secret or empty run folder behind."""
+    _stop_load()
+    secrets_dir = _state.get("secrets_dir")
+    if secrets_dir is not None:
+        shutil.rmtree(secrets_dir, ignore_errors=True)
+    run_dir: Path | None = _state.get("run_dir")
+    if run_dir is not None and run_dir.exists() and not (run_dir / "journal").exists():
+        shutil.rmtree(run_dir, ignore_errors=True)  # nothing was measured: leave no empty run behind
+    os.environ.pop(RUN_DIR_ENV, None)
+    _state.clear()
+
+
+def _identity(configuration: Mapping[str, Any], secrets: Mapping[str, Any] | None) -> dict[str, Any]:
+    try:
+        return target_identity(configuration, secrets)
+    except ProbeError as exc:
+        raise LoadgenError(f"cannot identify the target: {exc}") from None
+
+
+@_interrupting
 def before_experiment_control(
-    context: dict[str, Any], configuration: dict[str, Any] | None = None, **_kwargs: Any
+    context: dict[str, Any],
+    configuration: dict[str, Any] | None = None,
+    secrets: dict[str, Any] | None = None,
+    **_kwargs: Any,
 ) -> None:
-    """Create the run folder and start the load; abort the run on any problem."""
+    """Check the configuration, create the run folder and start the load; abort the run on any problem."""
     configuration = configuration or {}
     title = str(context.get("title", "experiment"))
-    run_id = f"{default_run_id()}-{_slug(str(configuration.get('experiment_name') or title))}"
-    run_dir = Path(str(configuration.get("runs_dir") or "runs")).resolve() / run_id
     try:
+        typed = check_configuration(configuration)
         check_var_files(sys.argv, _declared_keys(context, sys.argv))
-        check_namespace(configuration)
+        CrdCoordinates.from_configuration(configuration)
+        run_id = f"{default_run_id()}-{_slug(str(typed.get('experiment_name') or title))}"
+        run_dir = Path(str(typed.get("runs_dir") or "runs")).resolve() / run_id
+        check_namespace(configuration, secrets)
+        target = _identity(configuration, secrets)
         run_dir.mkdir(parents=True)
+        _state.update(run_dir=run_dir, configuration=dict(configuration), title=title, target=target)
         tenants_file, secrets_dir = _tenants_file(run_dir, configuration)
         _state["secrets_dir"] = secrets_dir
         tenants = load_tenants(tenants_file)
-        target = str(configuration.get("target_tenant") or "")
-        if target and target not in {t.name for t in tenants}:
+        aimed = str(typed.get("target_tenant") or "")
+        if aimed and aimed not in {t.name for t in tenants}:
             raise LoadgenError(
-                f"unknown target tenant {target!r}: not among {sorted(t.name for t in tenants)}; "
+                f"unknown target tenant {aimed!r}: not among {sorted(t.name for t in tenants)}; "
                 "set HARNESS_TARGET_TENANT (or target_tenant in the var file) to one of them"
             )
         preflight(tenants)
-        rate = float(configuration.get("write_rate", 20))
-        if rate <= 0:
-            raise LoadgenError(f"write_rate must be positive, got {rate:g}")
+        rate = float(typed.get("write_rate", 20.0))
         load = LoadRun(tenants_file, run_dir, run_id, users=len(tenants), rate=rate)
         os.environ[RUN_DIR_ENV] = str(run_dir)
-        _state.update(
-            run_dir=run_dir,
-            load=load,
-            started_at=time.time(),
-            tenants=[t.name for t in tenants],
-            configuration=dict(configuration),
-            title=title,
-        )
+        _state.update(load=load, started_at=time.time(), tenants=[t.name for t in tenants], status="running")
         _write_run_json(run_dir, status="running")
         load.start()
-        load.wait_acks([t.name for t in tenants])
-    except LoadgenError as exc:
-        _stop_load()
-        if run_dir.exists() and not (run_dir / "journal").exists():
-            shutil.rmtree(run_dir, ignore_errors=True)  # nothing was measured: leave no empty run behind
-        _state.clear()
+        _write_run_json(run_dir, status="running")
+        load.wait_acks([t.name for t in tenants], stability=float(typed.get("stability_seconds", 5.0)))
+    except (LoadgenError, ConfigurationError, OrchestrationError) as exc:
+        _abandon_run()
         raise _interrupt(f"harness: {exc}") from None
     logger.info(f"Load running on {len(tenants)} tenant(s); run folder {run_dir}")
 
 
 def _stop_load() -> None:
     load: LoadRun | None = _state.get("load")
-    if load is not None and load.running():
+    if load is not None and load.stop_requested_at is None:
         load.stop()
         _state["ended_at"] = time.time()
+        problem = load.problem()
+        if problem:
+            logger.error(f"harness: {problem}")
 
 
+@_recording
 def after_rollback_control(context: Any = None, state: Any = None, **_kwargs: Any) -> None:
     """Stop the load once the rollbacks have run."""
     _stop_load()
@@ -227,9 +303,10 @@ def after_rollback_control(context: Any = None, state: Any = None, **_kwargs: An
 def _write_run_json(run_dir: Path, status: str, journal: Mapping[str, Any] | None = None) -> None:
     configuration: Mapping[str, Any] = _state.get("configuration", {})
     experiment = {"title": _state.get("title"), "fault": configuration.get("fault") or None}
+    load: LoadRun | None = _state.get("load")
     doc = {
         "run_id": run_dir.name,
-        "target": "kubernetes",
+        "target": _state.get("target"),
         "tenants": _state.get("tenants", []),
         "objective": {
             "rto_seconds": float(configuration.get("rto_objective_seconds", 60)),
@@ -243,12 +320,17 @@ def _write_run_json(run_dir: Path, status: str, journal: Mapping[str, Any] | Non
         "experiment": experiment,
         "chaos_status": status,
         "interrupted": status == "interrupted",
+        "load": load.life() if load is not None else None,
+        "harness_errors": list(_state.get("errors", [])),
     }
     if journal is not None:
         doc["deviated"] = bool(journal.get("deviated"))
-    (run_dir / "run.json").write_text(json.dumps(doc, indent=2))
+    tmp = run_dir / ".run.json.tmp"
+    tmp.write_text(json.dumps(doc, indent=2))
+    tmp.replace(run_dir / "run.json")
 
 
+@_recording
 def after_experiment_control(
     context: Any = None,
     state: dict[str, Any] | None = None,
@@ -262,24 +344,24 @@ def after_experiment_control(
         return
     journal = state or {}
     status = str(journal.get("status") or "unknown")
+    _state["status"] = status
     (run_dir / "chaos-journal.json").write_text(redact(json.dumps(journal, indent=2, default=str)))
     _write_run_json(run_dir, status=status, journal=journal)
     kubeconfig = (configuration or {}).get("kubeconfig")
-    argv = [sys.executable, "-m", "probes", "finalize", str(run_dir)]
-    if kubeconfig:
-        argv += ["--kubeconfig", str(kubeconfig)]
-    done = subprocess.run(argv, check=False, stdout=subprocess.DEVNULL)
-    if done.returncode == 0:
-        logger.info(f"Report: {run_dir / 'report.md'}")
-    else:
-        logger.error(f"Building the report failed (exit {done.returncode}); the run data is in {run_dir}")
+    try:
+        finalize(run_dir, str(kubeconfig) if kubeconfig else None, report=False)
+        logger.info(f"Report: {build(run_dir)}")
+    except (ProbeError, ReportError, LoadgenError) as exc:
+        logger.error(f"Building the report failed ({redact(str(exc))}); the run data is in {run_dir}")
 
 
 def cleanup_control() -> None:
     """Last resort: never leave the load running or a secret on disk."""
-    _stop_load()
-    secrets_dir = _state.pop("secrets_dir", None)
-    if secrets_dir is not None:
-        shutil.rmtree(secrets_dir, ignore_errors=True)
-    os.environ.pop(RUN_DIR_ENV, None)
-    _state.clear()
+    try:
+        _stop_load()
+    finally:
+        secrets_dir = _state.pop("secrets_dir", None)
+        if secrets_dir is not None:
+            shutil.rmtree(secrets_dir, ignore_errors=True)
+        os.environ.pop(RUN_DIR_ENV, None)
+        _state.clear()

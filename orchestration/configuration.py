@@ -1,0 +1,127 @@
+"""The experiments' configuration, checked once, up front, with one clear line per mistake.
+
+Chaos Toolkit hands a control whatever the var file and the environment hold: a number
+where a list of namespaces belongs, ``"many"`` as a write rate. Used as they are, such
+values crash somewhere deep in the run (and Chaos Toolkit swallows a control's crash
+and carries on with no load). :func:`check_configuration` reads every known key as
+the type it must be and returns the typed values; the first wrong one is an
+OrchestrationError naming the key, the type it wants, what it got, and where to fix it.
+Keys it does not know are left alone (var-file typos are refused separately).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from common.config import ConfigurationError, boolean, name_list
+from loadgen.dialects import DIALECTS
+from orchestration.errors import OrchestrationError
+
+__all__ = ["SCHEMA", "check_configuration"]
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("a string")
+    return value
+
+
+def _names(value: Any) -> list[str]:
+    if isinstance(value, str) or (isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)):
+        return name_list(value)
+    raise TypeError("a comma-separated string or a list of names")
+
+
+def _number(minimum: float, strict: bool) -> Callable[[Any], float]:
+    want = f"a number {'above' if strict else 'at least'} {minimum:g}"
+
+    def read(value: Any) -> float:
+        if isinstance(value, bool):
+            raise TypeError(want)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(want) from None
+        if not math.isfinite(number) or number < minimum or (strict and number == minimum):
+            raise TypeError(want)
+        return number
+
+    return read
+
+
+def _switch(value: Any) -> bool:
+    try:
+        return boolean(value, default=False)
+    except ConfigurationError:
+        raise TypeError("a boolean (true/false, yes/no, 1/0)") from None
+
+
+def _dialect(value: Any) -> str:
+    if value not in DIALECTS:
+        raise TypeError(f"one of {', '.join(sorted(DIALECTS))}")
+    return str(value)
+
+
+_POSITIVE = _number(0.0, strict=True)
+_NON_NEGATIVE = _number(0.0, strict=False)
+
+#: Every configuration key the harness reads, and how it must be read.
+SCHEMA: dict[str, Callable[[Any], Any]] = {
+    "namespace": _text,
+    "allowed_namespaces": _names,
+    "tenants": _names,
+    "tenants_file": _text,
+    "target_tenant": _text,
+    "dialect": _dialect,
+    "odbc_driver": _text,
+    "tenant_selector": _text,
+    "kubeconfig": _text,
+    "runs_dir": _text,
+    "experiment_name": _text,
+    "fault": _text,
+    "mssql_group": _text,
+    "mssql_version": _text,
+    "mssql_plural": _text,
+    "endpoint_path": _text,
+    "secret_path": _text,
+    "database_path": _text,
+    "ready_path": _text,
+    "tenant_pod_selector": _text,
+    "operator_namespace": _text,
+    "operator_deployment": _text,
+    "operator_selector": _text,
+    "write_rate": _POSITIVE,
+    "rto_objective_seconds": _POSITIVE,
+    "rpo_objective_seconds": _NON_NEGATIVE,
+    "stability_seconds": _NON_NEGATIVE,
+    "recovery_timeout": _POSITIVE,
+    "observe_seconds": _NON_NEGATIVE,
+    "steady_window_seconds": _POSITIVE,
+    "pdb_retry_interval": _POSITIVE,
+    "fault_timeout": _POSITIVE,
+    "node_down_seconds": _NON_NEGATIVE,
+    "allow_node_restart": _switch,
+    "allow_foreign_pods_on_node": _switch,
+    "restore_create_target": _switch,
+    "log_interval_seconds": _POSITIVE,
+}
+
+
+def check_configuration(configuration: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The known keys of ``configuration`` read as their types; OrchestrationError on the first bad one."""
+    typed: dict[str, Any] = {}
+    for key, value in (configuration or {}).items():
+        read = SCHEMA.get(key)
+        if read is None or value is None:
+            continue
+        try:
+            typed[key] = read(value)
+        except TypeError as exc:
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+            raise OrchestrationError(
+                f"configuration key {key!r} must be {exc}, got {shown} ({type(value).__name__}): "
+                "fix it in the var file or its HARNESS_* environment variable"
+            ) from None
+    return typed

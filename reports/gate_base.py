@@ -1,0 +1,130 @@
+"""What every gate shares: the result names, the evidence context and how parts combine.
+
+A gate is a function from the runs (``GateContext``) to a ``Verdict``: a result and its
+evidence lines. Gates register under their id (``registrar``) so each one is written
+once, beside its id, and a second gate with the same id is an error at import.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from reports.gonogo_runs import Run, as_dict, run_problems
+
+__all__ = [
+    "FAIL",
+    "LAB_ONLY",
+    "MANUAL",
+    "NOT_RUN",
+    "PASS",
+    "Decide",
+    "GateContext",
+    "Verdict",
+    "combine",
+    "flag_gate",
+    "manual",
+    "problems_of",
+    "registrar",
+]
+
+PASS = "PASS"  # noqa: S105 - a gate result, not a password
+FAIL = "FAIL"
+NOT_RUN = "NOT RUN"
+MANUAL = "MANUAL"
+LAB_ONLY = "PASS (lab only)"
+
+Verdict = tuple[str, list[str]]
+
+
+@dataclass(frozen=True)
+class GateContext:
+    """The runs a gate judges, and where the document is (its links are relative to ``base``)."""
+
+    runs: list[Run]
+    base: Path
+    document: Path
+
+    def link(self, run: Run, sub: str = "", label: str | None = None) -> str:
+        target = run.path.resolve() / sub if sub else run.path.resolve()
+        rel = os.path.relpath(target, self.base)
+        if not sub:
+            rel += "/"
+        rel = rel.replace(os.sep, "/")
+        return f"[{label or run.run_id}]({f'<{rel}>' if ' ' in rel else rel})"
+
+    @property
+    def k8s(self) -> list[Run]:
+        return [r for r in self.runs if r.is_k8s]
+
+    def only(self, runs: Iterable[Run]) -> GateContext:
+        """The same document judged from fewer runs (the production ones, for lab-only gates)."""
+        return replace(self, runs=list(runs))
+
+
+Decide = Callable[[GateContext], Verdict]
+
+
+def registrar(registry: dict[str, Decide]) -> Callable[[str], Callable[[Decide], Decide]]:
+    """``@gate("id")`` for one module's gates; an id used twice fails at import."""
+
+    def gate(gate_id: str) -> Callable[[Decide], Decide]:
+        def register(decide: Decide) -> Decide:
+            if gate_id in registry:
+                raise ValueError(f"gate id {gate_id!r} is defined twice")
+            registry[gate_id] = decide
+            return decide
+
+        return register
+
+    return gate
+
+
+def combine(parts: Iterable[Verdict], none: Verdict) -> Verdict:
+    """FAIL if any part fails, else PASS if any passes, else ``none``; evidence of the winners first."""
+    parts = list(parts)
+    for status in (FAIL, PASS):
+        chosen = [p for p in parts if p[0] == status]
+        if chosen:
+            evidence = [e for p in chosen for e in p[1]]
+            return status, evidence + [e for p in parts if p[0] not in (FAIL, PASS) for e in p[1]]
+    return none[0], none[1] + [e for p in parts for e in p[1]]
+
+
+def problems_of(ctx: GateContext, runs: Iterable[Run]) -> list[Verdict]:
+    """A FAIL part per run with problems (``run_problems``), each problem naming its run."""
+    out: list[Verdict] = []
+    for run in runs:
+        problems = run_problems(run)
+        if problems:
+            out.append((FAIL, [f"{ctx.link(run)}: {p}" for p in problems]))
+    return out
+
+
+def manual(reason: str) -> Decide:
+    """A gate no run can decide: a person signs it off."""
+
+    def decide(_ctx: GateContext) -> Verdict:
+        return MANUAL, [reason]
+
+    return decide
+
+
+def flag_gate(key: str, what: str, without: str) -> Decide:
+    """A summary block ``{"ok": bool, "detail"}`` decides; without one the gate is MANUAL (``without``)."""
+
+    def decide(ctx: GateContext) -> Verdict:
+        parts: list[Verdict] = []
+        for run in ctx.runs:
+            block = as_dict(run.summary.get(key))
+            if isinstance(block.get("ok"), bool):
+                detail = f": {block['detail']}" if block.get("detail") else ""
+                status = PASS if block["ok"] else FAIL
+                parts.append(
+                    (status, [f"{ctx.link(run)}: {what} {'ok' if block['ok'] else 'failed'}{detail}"])
+                )
+        return combine(parts, (MANUAL, [without]))
+
+    return decide

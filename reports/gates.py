@@ -1,0 +1,252 @@
+"""Every gate by its id, and the one rule that turns a lab PASS into ``PASS (lab only)``.
+
+``GATES`` maps each gate id to the function that decides it: the run gates here
+(instance Ready, concurrency, soak, failure injection, RTO, this document, and the lines
+only a person can sign), the cluster-setup gates (``reports.gates_cluster``) and the
+backup and restore gates (``reports.gates_backup``). ``judge(gate_id, ctx)`` decides one.
+
+**Lab only.** A gate is PASS only when the runs on a real cluster (target kind
+``cluster``) prove it by themselves. When its PASS needs a run from the embedded lab, a
+local run or a summary that does not record a cluster target, it reads ``PASS (lab
+only)``: that evidence proves the harness and the lab operator, not the operator under
+test, so it cannot make the document GO. A FAIL stays a FAIL wherever it ran: a release
+gate fails closed.
+
+**Which gate a run exercises** (its ``run_problems`` FAIL that gate): failure injection
+for operator-restart, pod-eviction, node-drain and node-restart runs; the restore gate
+for ``pitr-restore``; the backup gate for ``backup-under-chaos``; multi-tenant
+concurrency for runs without an experiment (local runs). A chaos status failure or a
+failed rollback also FAILs failure injection, whatever the experiment. Any RTO over the
+objective (the stricter of the run's and the checklist's 60 s) or a tenant that never
+recovered FAILs the RTO gate; lost acknowledged writes in a run of two or more tenants
+FAIL the concurrency gate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from reports import gates_backup, gates_cluster
+from reports.gate_base import (
+    FAIL,
+    LAB_ONLY,
+    NOT_RUN,
+    PASS,
+    Decide,
+    GateContext,
+    Verdict,
+    combine,
+    manual,
+    problems_of,
+    registrar,
+)
+from reports.gonogo_runs import (
+    BACKUP_KINDS,
+    CHECKLIST_RTO_SECONDS,
+    FAILURE_KINDS,
+    REQUIRED_FAILURE_KINDS,
+    Run,
+    chaos_problems,
+    number,
+    rto_findings,
+    run_problems,
+    steady_state,
+)
+from reports.times import utc_iso
+
+__all__ = ["GATES", "SOAK_SECONDS", "fmt_rto", "judge"]
+
+SOAK_SECONDS = 24 * 3600.0
+UNFINISHED_CHAOS_STATUSES = ("running", "unknown")
+
+_RUN_GATES: dict[str, Decide] = {}
+_gate = registrar(_RUN_GATES)
+
+_gate("ci-e2e-pipeline")(manual("planned: not checked by a run"))
+_gate("alerting")(manual("alert rules are not checked by a run: verify them by hand"))
+_gate("runbook-peer-validation")(manual("needs a second engineer's sign-off"))
+
+
+def fmt_rto(results: Sequence[tuple[dict[str, Any], dict[str, Any]]]) -> str:
+    """The worst RTO of these (fault, tenant result) pairs, or why there is none."""
+    if any(not r.get("recovered") for _, r in results):
+        return "not recovered"
+    values = [number(r.get("rto_seconds")) for _, r in results]
+    if not values:
+        return "no tenant results"
+    if any(v is None for v in values):
+        return "cannot tell"
+    return f"{max(v for v in values if v is not None):.2f} s"
+
+
+@_gate("instance-ready")
+def _instance_ready(ctx: GateContext) -> Verdict:
+    parts: list[Verdict] = []
+    for run in ctx.k8s:
+        met, why = steady_state(run, "before")
+        if met is True:
+            parts.append(
+                (PASS, [f"{ctx.link(run)}: steady state before the fault met (every instance Ready)"])
+            )
+        elif met is False:
+            parts.append((FAIL, [f"{ctx.link(run)}: steady state before the fault not met: {why}"]))
+    if not ctx.k8s:
+        return NOT_RUN, ["no Kubernetes experiment run"]
+    return combine(
+        parts, (NOT_RUN, ["no Kubernetes run recorded a steady-state hypothesis before its fault"])
+    )
+
+
+@_gate("multi-tenant-concurrency")
+def _concurrency(ctx: GateContext) -> Verdict:
+    parts: list[Verdict] = []
+    for run in ctx.runs:
+        n = len(run.tenants)
+        lost = run.lost()
+        if n < 2:
+            continue
+        if lost == 0:
+            parts.append(
+                (PASS, [f"{ctx.link(run)}: N = {n} tenants in parallel, 0 acknowledged writes lost"])
+            )
+        elif lost is not None:
+            parts.append((FAIL, [f"{ctx.link(run)}: N = {n} tenants, {lost} acknowledged write(s) lost"]))
+    local_runs = [
+        r for r in ctx.runs if not r.is_k8s and not r.failure_kinds() and r.fault not in BACKUP_KINDS
+    ]
+    parts += problems_of(ctx, local_runs)
+    status, evidence = combine(parts, (NOT_RUN, ["no run with two or more tenants and a known loss count"]))
+    if status == PASS:
+        best = max(len(r.tenants) for r in ctx.runs if r.lost() == 0 and len(r.tenants) >= 2)
+        evidence = [f"N = {best}", *evidence]
+    return status, evidence
+
+
+@_gate("soak-24h")
+def _soak(ctx: GateContext) -> Verdict:
+    parts: list[Verdict] = []
+    longest: float | None = None
+    for run in ctx.runs:
+        duration = run.duration
+        if duration is None:
+            continue
+        longest = duration if longest is None else max(longest, duration)
+        if duration >= SOAK_SECONDS:
+            problems = run_problems(run)
+            text = f"{ctx.link(run)}: ran {duration / 3600:.1f} h"
+            parts.append((FAIL, [f"{text}: {p}" for p in problems]) if problems else (PASS, [text]))
+    longest_text = (
+        "no run recorded its start and end" if longest is None else f"longest run {longest / 3600:.2f} h"
+    )
+    return combine(parts, (NOT_RUN, [f"no run of 24 h or more ({longest_text})"]))
+
+
+@_gate("failure-injection")
+def _failure_injection(ctx: GateContext) -> Verdict:
+    """One line per fault kind (status, worst RTO, runs, and why it failed); all three required must pass."""
+    lines: list[str] = []
+    failed = False
+    status_by_kind: dict[str, str] = {}
+    for kind in FAILURE_KINDS:
+        runs = [r for r in ctx.runs if kind in r.failure_kinds()]
+        if not runs:
+            status_by_kind[kind] = NOT_RUN
+            lines.append(f"{kind}: NOT RUN")
+            continue
+        results = [pair for r in runs for pair in r.results(kind)]
+        bad = [f"{ctx.link(r)}: {p}" if len(runs) > 1 else p for r in runs for p in run_problems(r)]
+        status_by_kind[kind] = FAIL if bad else PASS
+        failed = failed or bool(bad)
+        links = ", ".join(ctx.link(r) for r in runs)
+        line = f"{kind}: {status_by_kind[kind]}, worst RTO {fmt_rto(results)} ({links})"
+        lines.append(line + (f": {'; '.join(bad)}" if bad else ""))
+    others = [r for r in ctx.runs if not r.failure_kinds()]
+    elsewhere = [f"{ctx.link(r)} ({r.fault or 'local run'}): {p}" for r in others for p in chaos_problems(r)]
+    if failed or elsewhere:
+        return FAIL, sorted(lines, key=lambda line: ": FAIL" not in line) + elsewhere
+    missing = [k for k in REQUIRED_FAILURE_KINDS if status_by_kind[k] != PASS]
+    if missing:
+        return NOT_RUN, [f"required but not run: {', '.join(missing)}", *lines]
+    return PASS, lines
+
+
+@_gate("rto-objective")
+def _rto(ctx: GateContext) -> Verdict:
+    over = [f"{ctx.link(r)}: {f}" for r in ctx.runs for f in rto_findings(r)]
+    if over:
+        return FAIL, over
+    runs = [r for r in ctx.runs if r.failure_kinds() and r.results()]
+    if not runs:
+        return NOT_RUN, ["no failure-injection run (operator restart, pod eviction, node drain/restart)"]
+    worst = fmt_rto([pair for r in runs for pair in r.results()])
+    count = sum(len(r.results()) for r in runs)
+    return PASS, [
+        f"every tenant recovered within {CHECKLIST_RTO_SECONDS:g} s after every fault: worst {worst} "
+        f"over {count} tenant-fault pairs in {', '.join(ctx.link(r) for r in runs)}"
+    ]
+
+
+def _unfinished(run: Run) -> list[str]:
+    """Why this run's summary cannot stand for the finished run (empty when it can)."""
+    out = []
+    status = run.summary.get("chaos_status")
+    if run.is_k8s and (not status or status in UNFINISHED_CHAOS_STATUSES):
+        out.append(
+            f"chaos status {status or 'not recorded'} in summary.json: the experiment had not finished when "
+            "it was summarised; rebuild it with `python -m reports build` after the run ends"
+        )
+    generated, ended = run.epoch("generated_at"), run.epoch("ended_at")
+    if generated is None or ended is None:
+        missing = "when it was generated" if generated is None else "when the run's data ended"
+        out.append(f"summary.json does not record {missing}; rebuild it with `python -m reports build`")
+    elif generated < ended:
+        out.append(
+            f"summary.json was generated at {utc_iso(generated)}, before the run's data ended at "
+            f"{utc_iso(ended)}: it is stale; rebuild it with `python -m reports build`"
+        )
+    return out
+
+
+@_gate("document-updated")
+def _this_document(ctx: GateContext) -> Verdict:
+    """Up to date means: every run finished, summarised after its data ended, all on one target."""
+    if not ctx.runs:
+        return NOT_RUN, ["no run folder given"]
+    problems = [f"{ctx.link(r)}: {p}" for r in ctx.runs for p in _unfinished(r)]
+    by_target: dict[tuple[str, str | None], list[Run]] = {}
+    for run in ctx.runs:
+        by_target.setdefault(run.target.identity, []).append(run)
+    if len(by_target) > 1:
+        mixed = "; ".join(
+            f"{kind} at {api or 'an unrecorded API server'}: {', '.join(ctx.link(r) for r in runs)}"
+            for (kind, api), runs in by_target.items()
+        )
+        problems.append(f"the runs come from different targets, so no one deployment was judged: {mixed}")
+    if problems:
+        return FAIL, problems
+    return PASS, [
+        f"this document ({ctx.document.name}) judges {len(ctx.runs)} finished run(s), each summarised after "
+        f"its data ended, all on one target: {ctx.runs[0].target.describe()}"
+    ]
+
+
+GATES: dict[str, Decide] = {**gates_cluster.GATES, **gates_backup.GATES, **_RUN_GATES}
+if len(GATES) != len(gates_cluster.GATES) + len(gates_backup.GATES) + len(_RUN_GATES):
+    raise ValueError("a gate id is defined in two gate modules")
+
+
+def judge(gate_id: str, ctx: GateContext) -> Verdict:
+    """Decide one gate; a PASS the cluster runs cannot give by themselves becomes ``PASS (lab only)``."""
+    decide = GATES[gate_id]
+    status, evidence = decide(ctx)
+    elsewhere = [r for r in ctx.runs if not r.target.production]
+    if status != PASS or not elsewhere:
+        return status, evidence
+    production = [r for r in ctx.runs if r.target.production]
+    alone = decide(ctx.only(production))[0] if production else None
+    if alone == PASS:
+        return status, evidence
+    where = ", ".join(f"{ctx.link(r)} ({r.target.short})" for r in elsewhere)
+    cluster = f"the cluster runs alone give {alone}" if alone else "no run on a real cluster"
+    return LAB_ONLY, [f"passed only with runs that are not on a real cluster: {where}; {cluster}", *evidence]

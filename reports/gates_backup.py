@@ -1,0 +1,189 @@
+"""The backup and restore gates, decided from ``pitr-restore`` and ``backup-under-chaos`` runs.
+
+Their summaries carry ``pitr`` (``reports.build`` copies it from ``pitr.json``)::
+
+    "pitr": {
+      "backup":     {"policy_ready": bool, "full": {"ok": bool, "name"} | bool,
+                     "log": {"ok": bool, "name"} | bool, "error": str},
+      "restore":    {"ok": bool, "target": str, "target_time": str,
+                     "create_target": bool, "error": str},
+      "validation": {"ok": bool, "missing": int, "extra": int,
+                     "restore_point_error_seconds": float}}
+
+Only runs of those two experiments count: another run's ``pitr`` block was not made
+under the conditions the gate means. A missing key leaves its gate NOT RUN for that run;
+``ok: false`` (or ``policy_ready: false``) is a FAIL. Validation passes only when ``ok``
+is true and ``missing`` and ``extra`` are both 0; the restore point error is reported.
+The problems of the run that exercises a gate (``run_problems``: restore for
+``pitr-restore``, backups for ``backup-under-chaos``) FAIL it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from reports.gate_base import (
+    FAIL,
+    MANUAL,
+    NOT_RUN,
+    PASS,
+    Decide,
+    GateContext,
+    Verdict,
+    combine,
+    flag_gate,
+    manual,
+    problems_of,
+    registrar,
+)
+from reports.gonogo_runs import BACKUP_KINDS, EVIDENCE_DIR, OPERATOR_LOG, SUMMARY_NAME, Run, as_dict, number
+
+__all__ = ["GATES"]
+
+GATES: dict[str, Decide] = {}
+_gate = registrar(GATES)
+
+
+def _backup_runs(ctx: GateContext) -> list[Run]:
+    return [r for r in ctx.runs if r.fault in BACKUP_KINDS]
+
+
+def _pitr(run: Run, part: str) -> dict[str, Any] | None:
+    block = as_dict(run.summary.get("pitr")).get(part)
+    return block if isinstance(block, dict) else None
+
+
+def _ok_of(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    ok = as_dict(value).get("ok")
+    return ok if isinstance(ok, bool) else None
+
+
+def _error(block: dict[str, Any]) -> str:
+    return f" ({block['error']})" if block.get("error") else ""
+
+
+def _pitr_gate(gate_id: str, part: str, home: str | None, judge: Callable[[dict[str, Any]], Verdict]) -> None:
+    """Register a gate judging ``pitr[part]`` of every backup/restore run; ``home`` runs' problems FAIL it."""
+
+    @_gate(gate_id)
+    def decide(ctx: GateContext) -> Verdict:
+        runs = _backup_runs(ctx)
+        if not runs:
+            return NOT_RUN, ["no pitr-restore or backup-under-chaos run"]
+        parts: list[Verdict] = []
+        for run in runs:
+            block = _pitr(run, part)
+            if block is None:
+                parts.append((NOT_RUN, [f"{ctx.link(run)} ({run.fault}) recorded no `pitr.{part}` results"]))
+                continue
+            status, evidence = judge(block)
+            parts.append((status, [f"{ctx.link(run)}: {e}" for e in evidence]))
+        parts += problems_of(ctx, [r for r in runs if r.fault == home])
+        return combine(parts, (NOT_RUN, []))
+
+
+def _judge_policy(block: dict[str, Any]) -> Verdict:
+    ready = block.get("policy_ready")
+    if not isinstance(ready, bool):
+        return NOT_RUN, ["`pitr.backup.policy_ready` not recorded"]
+    return (
+        (PASS, ["MSSQLBackupPolicy Ready"])
+        if ready
+        else (FAIL, [f"MSSQLBackupPolicy not Ready{_error(block)}"])
+    )
+
+
+def _judge_backups(block: dict[str, Any]) -> Verdict:
+    parts: list[Verdict] = []
+    for kind in ("full", "log"):
+        ok = _ok_of(block.get(kind))
+        name = as_dict(block.get(kind)).get("name")
+        label = f"{kind} backup{f' {name}' if name else ''}"
+        if ok is None:
+            parts.append((NOT_RUN, [f"{label}: not recorded"]))
+        else:
+            parts.append((PASS, [f"{label} completed"]) if ok else (FAIL, [f"{label} failed{_error(block)}"]))
+    if any(p[0] == NOT_RUN for p in parts) and not any(p[0] == FAIL for p in parts):
+        return NOT_RUN, [e for p in parts for e in p[1]]
+    return combine(parts, (NOT_RUN, []))
+
+
+def _judge_restore(block: dict[str, Any]) -> Verdict:
+    ok = block.get("ok")
+    where = f" to {block['target']}" if block.get("target") else ""
+    when = f" at {block['target_time']}" if block.get("target_time") else ""
+    if not isinstance(ok, bool):
+        return NOT_RUN, ["`pitr.restore.ok` not recorded"]
+    if ok:
+        return PASS, [f"restore{where}{when} completed"]
+    return FAIL, [f"restore{where}{when} failed{_error(block)}"]
+
+
+def _judge_validation(block: dict[str, Any]) -> Verdict:
+    ok = block.get("ok")
+    missing = number(block.get("missing"))
+    extra = number(block.get("extra"))
+    error = number(block.get("restore_point_error_seconds"))
+    counts = (
+        f"missing {'?' if missing is None else int(missing)}, extra {'?' if extra is None else int(extra)}, "
+        f"restore point error {'cannot tell' if error is None else f'{error:.2f} s'}"
+    )
+    if not isinstance(ok, bool):
+        return NOT_RUN, [f"`pitr.validation.ok` not recorded ({counts})"]
+    if ok and missing == 0 and extra == 0:
+        return PASS, [f"target matches the targetTime window ({counts})"]
+    return FAIL, [f"data validation failed ({counts})"]
+
+
+_pitr_gate("backup-policy-ready", "backup", None, _judge_policy)
+_pitr_gate("full-log-backups", "backup", "backup-under-chaos", _judge_backups)
+_pitr_gate("pitr-restore-completes", "restore", "pitr-restore", _judge_restore)
+_pitr_gate("pitr-data-validation", "validation", None, _judge_validation)
+_gate("restore-target-exists")(manual("constraint: create the target MSSQLInstance before the MSSQLRestore"))
+_gate("backup-integrity-job")(
+    flag_gate("integrity", "integrity job", "planned: no run recorded an `integrity` block")
+)
+
+
+@_gate("validation-outputs")
+def _validation_outputs(ctx: GateContext) -> Verdict:
+    runs = [r for r in _backup_runs(ctx) if _pitr(r, "validation") is not None]
+    if not runs:
+        return NOT_RUN, ["no restore run recorded `pitr.validation`"]
+    return PASS, [
+        f"{ctx.link(r, SUMMARY_NAME, f'{r.run_id}/summary.json')} (`pitr.validation`)" for r in runs
+    ]
+
+
+@_gate("operator-logs")
+def _operator_logs(ctx: GateContext) -> Verdict:
+    def has_log(run: Run) -> bool:
+        return run.evidence(OPERATOR_LOG).is_file()
+
+    lacking = [r for r in _backup_runs(ctx) if not has_log(r)]
+    if lacking:
+        return FAIL, [f"{ctx.link(r)} ({r.fault}) has no evidence/{OPERATOR_LOG}" for r in lacking]
+    present = [r for r in ctx.runs if has_log(r)]
+    if not present:
+        return NOT_RUN, [f"no run has evidence/{OPERATOR_LOG}"]
+    note = (
+        [] if _backup_runs(ctx) else ["no backup or restore run yet, so no backup/restore window is covered"]
+    )
+    return PASS, [
+        *[ctx.link(r, f"{EVIDENCE_DIR}/{OPERATOR_LOG}", f"{r.run_id}/operator.log") for r in present],
+        *note,
+    ]
+
+
+@_gate("one-click-restore")
+def _one_click(ctx: GateContext) -> Verdict:
+    parts: list[Verdict] = []
+    for run in _backup_runs(ctx):
+        block = _pitr(run, "restore") or {}
+        if block.get("create_target") is True or block.get("createTarget") is True:
+            status, evidence = _judge_restore(block)
+            parts.append((status, [f"{ctx.link(run)}: createTarget: {e}" for e in evidence]))
+    return combine(parts, (MANUAL, ["planned: no restore run asked for createTarget"]))
