@@ -50,6 +50,7 @@ bench: setup
 	$(BIN)/python -m tests.benchmarks.bench_throughput
 	$(BIN)/python -m tests.benchmarks.bench_lab
 	$(BIN)/python -m tests.benchmarks.bench_backup
+	$(BIN)/python -m tests.benchmarks.bench_rto_bias --freezes 9 --spread 1
 
 ## lab-up / lab-down: the embedded Kubernetes-compatible lab (kubeconfig in .lab/kubeconfig)
 lab-up: setup

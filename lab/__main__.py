@@ -3,12 +3,17 @@
     python -m lab up [--tenants N] [--nodes 3] [--port P] [--timeout S]
     python -m lab status [--json]
     python -m lab down [--wipe]
-    python -m lab restart-node NAME --down SECONDS [--no-wait]
+    python -m lab restart-node NAME --down SECONDS [--no-wait] [--json]
 
 ``up`` starts the control plane and one kubelet per node (detached, pidfiles under
 ``.lab/cluster/pids``), applies the operator, creates MSSQLInstances ``tenant-0..N-1``
 in namespace ``tenants``, waits until they are Ready and writes ``.lab/kubeconfig`` and
 ``.lab/tenants.json``. Any failure is one line on stderr and exit status 2.
+
+``restart-node --json`` prints its result as one JSON object on one line instead of the
+sentence, for programs that run it: ``signalled_at`` (UTC epoch seconds, read just
+before the first signal reached the node) is when the node really went down, later
+than when the caller started this command by the command's own start-up time.
 """
 
 from __future__ import annotations
@@ -53,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     p_restart.add_argument(
         "--no-wait", action="store_true", help="do not wait for the node to be Ready again"
     )
+    p_restart.add_argument(
+        "--json", action="store_true", help="print the result (signalled_at, ...) as one JSON object"
+    )
     return parser
 
 
@@ -93,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"lab down: {stopped}{'; state wiped' if args.wipe else '; data kept'}")
         elif args.command == "restart-node":
             result = cluster.restart_node(args.node, args.down, wait=not args.no_wait)
+            if args.json:
+                print(json.dumps(result, separators=(",", ":")), flush=True)
+                return 0
             after = (
                 f", Ready {result['ready_after']:.2f}s after its kubelet started"
                 if result["ready_after"]

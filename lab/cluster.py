@@ -23,6 +23,7 @@ import functools
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -605,22 +606,49 @@ def _lab_processes(layout: Layout) -> list[psutil.Process]:
     return found
 
 
-def _kill_node(layout: Layout, node: str) -> int:
-    """SIGKILL the node's kubelet tree and every recorded container process; how many were killed."""
-    targets = []
+@dataclass(frozen=True)
+class _Killed:
+    """What :func:`_kill_node` did: how many processes it killed, and when.
+
+    ``signalled_at`` is the wall-clock time (UTC epoch seconds) read just before the
+    first signal reached the node, after its processes were found, so a fault can be
+    timed from the moment the node really went down rather than from when someone
+    decided to take it down; ``done_after`` is how long from then until every process
+    of the node was gone: the injection happened somewhere in that window. Both are
+    None when nothing of the node was running.
+    """
+
+    count: int
+    signalled_at: float | None
+    done_after: float | None
+
+
+def _kill_node(layout: Layout, node: str) -> _Killed:
+    """SIGKILL the node's kubelet tree and every recorded container process."""
     kubelet = _running(layout, f"kubelet-{node}")
-    if kubelet is not None:
-        targets.append(kubelet)
     count = 0
-    if targets:
+    signalled_at = None
+    if kubelet is not None:
         with contextlib.suppress(psutil.Error):
-            count = 1 + len(kubelet.children(recursive=True)) if kubelet else 0
-        survivors = processes.kill_trees(targets)
+            count = 1 + len(kubelet.children(recursive=True))
+        # Freeze the kubelet (the root of the node's tree) first, as kill_trees would
+        # once it has walked the tree: the clock is read right before that signal.
+        signalled_at = time.time()
+        with contextlib.suppress(psutil.Error):
+            kubelet.send_signal(signal.SIGSTOP)
+        survivors = processes.kill_trees([kubelet])
         if survivors:
             raise LabError(f"processes {[p.pid for p in survivors]} of {node} survived SIGKILL")
-    count += kill_leftovers(layout.node_state(node) / "containers")
+    # Container processes that escaped the kubelet's tree; when the kubelet was not
+    # running these are all there is, and the clock is read before they are looked up.
+    before_leftovers = time.time()
+    leftovers = kill_leftovers(layout.node_state(node) / "containers")
+    if leftovers and signalled_at is None:
+        signalled_at = before_leftovers
+    count += leftovers
     (layout.pids / f"kubelet-{node}.pid").unlink(missing_ok=True)
-    return count
+    done_after = None if signalled_at is None else round(time.time() - signalled_at, 6)
+    return _Killed(count, signalled_at, done_after)
 
 
 def down(wipe: bool = False, layout: Layout | None = None, say: Say = _quiet) -> dict[str, Any]:
@@ -670,7 +698,10 @@ def restart_node(
     """Crash ``node`` (SIGKILL its kubelet and every pod process), wait, start its kubelet again.
 
     Returns when the kubelet is back (and, with ``wait``, its Node Ready): killed count,
-    wall-clock kill time (UTC epoch seconds) and how long the node took to be Ready.
+    ``killed_at`` (UTC epoch seconds, before the node's processes were looked up),
+    ``signalled_at`` (just before the first signal reached them: the moment the node
+    went down, None if nothing of it was running), ``kill_seconds`` (from then until
+    all of them were gone) and how long the node took to be Ready.
     """
     layout = layout or Layout.default()
     config = _load_config(layout)
@@ -697,8 +728,10 @@ def restart_node(
         ready_after = round(time.monotonic() - began, 3)
     return {
         "node": node,
-        "killed": killed,
+        "killed": killed.count,
         "killed_at": killed_at,
+        "signalled_at": killed.signalled_at,
+        "kill_seconds": killed.done_after,
         "down_seconds": down_seconds,
         "kubelet_pid": pid,
         "ready_after": ready_after,

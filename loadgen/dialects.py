@@ -8,6 +8,54 @@ seconds since the Unix epoch, UTC, in both dialects.
 ``postgresql`` runs here against the lab's stand-in servers through psqlODBC.
 ``mssql`` is T-SQL for SQL Server (Microsoft ODBC Driver 18 or FreeTDS); no SQL Server
 can run on the lab machine, so its statements are checked by parsing them as T-SQL.
+
+Each dialect also says which errors are *definite* (``Dialect.definite_states``): the
+SQLSTATEs, as pyodbc reports them in ``exc.args[0]``, that prove the insert did not take
+effect, so the writer may journal the attempt as ``fail``. Anything else (a lost
+connection, a timeout, a general error) is ``info``: the server may have committed the
+row, and calling it failed would make a row found later look like a bug in the database.
+Entries of two characters are SQLSTATE classes, entries of five are exact codes. When in
+doubt a state is left out: an ``info`` that did fail costs nothing, a ``fail`` that did
+commit is a false accusation.
+
+PostgreSQL through psqlODBC: the driver passes the server's own SQLSTATE through
+(checked here: 23505 duplicate key, 42601 syntax, 42P01 undefined table, 22012 division
+by zero, 22P02 bad input, 40001 serialization failure, 57P01 terminated by an
+administrator; a server killed mid-call gives 08S01). Definite: class 22 (data
+exception), 23 (integrity constraint violation), 42 (syntax error or access rule
+violation), 28 (invalid authorization), 3D (invalid catalog name: no such database),
+and in class 40 only the codes after which PostgreSQL has rolled the transaction back:
+40001 serialization failure, 40P01 deadlock detected, 40002 integrity constraint
+violation at commit. Never 40003 "statement completion unknown", and never 40000 or
+another code of class 40 whose outcome is not stated. Source: PostgreSQL 15 manual,
+appendix A "PostgreSQL Error Codes".
+
+SQL Server sends native error numbers, not SQLSTATEs; the ODBC driver maps them:
+
+- Microsoft ODBC Driver 18: 1205 (chosen as deadlock victim, transaction rolled back)
+  to 40001; 2627/2601 (duplicate key), 547 (constraint conflict), 515 (NULL into a NOT
+  NULL column) to 23000; 8152/2628 (truncation) to 22001, 8115 (overflow) to 22003, 245
+  (conversion) to 22018; 102 (syntax), 229 (permission denied) and 4060 (cannot open
+  the database) to 42000; 208 (invalid object) to 42S02, 207 (invalid column) to
+  42S22; 18456 (login failed) to 28000. A server error with no SQLSTATE of its own
+  (RAISERROR and THROW among them) is 37000, which ODBC 3 calls 42000. A broken
+  connection is 08S01 (communication link failure), a query or login timeout HYT00,
+  and driver-level trouble HY000 (general error): none of those is definite.
+- FreeTDS (``src/tds/mem.c`` ``tds_alloc_lookup_sqlstate``, ``src/odbc/odbc.c``
+  ``odbc_errmsg_handler``, ``src/odbc/error.c`` ``sqlstate2to3``): 2627/2601/547/515 to
+  23000, 8152 to 22001, 102 to 37000 and 208 to 42S02 (reported as 42000 and 42S02 under
+  the ODBC 3 behaviour pyodbc asks for), 18456 to 28000; any server error without an
+  entry (1205 among them) and of severity above 10 to 42000. Its own errors: 08S01 for
+  a failed read or write, HYT00 (S1T00) for timeouts. It reports 22003 as HY019, which
+  is then left as unknown.
+
+So for SQL Server the definite states are classes 22, 23, 28 and 42, and 40001/40002.
+Every one of them is an error the server raised for the statement itself, which with
+autocommit rolls the statement back. Sources: Microsoft's "Appendix A: ODBC Error
+Codes" (ODBC 3 SQLSTATEs), the SQL Server ODBC driver's "SQLSTATE (ODBC Error Codes)"
+page (native errors without an ODBC code become 37000), the ``MSSQLSERVER_<n>``
+Database Engine error pages (1205: "rolling back the victim's transaction") and the
+FreeTDS sources named above.
 """
 
 from __future__ import annotations
@@ -23,13 +71,26 @@ TABLE = "harness_writes"
 
 @dataclass(frozen=True)
 class Dialect:
-    """SQL text for one engine; every statement uses ``?`` parameters (ODBC style)."""
+    """SQL text for one engine; every statement uses ``?`` parameters (ODBC style).
+
+    ``definite_states``: SQLSTATE classes (two characters) and exact codes (five) that
+    prove a statement did not take effect (see the module docstring for why each is
+    there).
+    """
 
     name: str
     create_table: str
     insert: str
     read_back: str
     server_now: str
+    definite_states: tuple[str, ...] = ()
+
+    def definite(self, state: str) -> bool:
+        """True if SQLSTATE ``state`` proves the statement did not take effect."""
+        state = state.upper()
+        return any(
+            state == entry if len(entry) == 5 else state[:2] == entry for entry in self.definite_states
+        )
 
 
 POSTGRESQL = Dialect(
@@ -50,6 +111,7 @@ POSTGRESQL = Dialect(
         "WHERE run_id = ? AND tenant = ?"
     ),
     server_now="SELECT extract(epoch FROM clock_timestamp())::float8",
+    definite_states=("22", "23", "28", "3D", "42", "40001", "40002", "40P01"),
 )
 
 MSSQL = Dialect(
@@ -73,6 +135,7 @@ MSSQL = Dialect(
         f"FROM dbo.{TABLE} WHERE run_id = ? AND tenant = ?"
     ),
     server_now="SELECT CAST(DATEDIFF_BIG(microsecond, '19700101', SYSUTCDATETIME()) AS float) / 1000000.0",
+    definite_states=("22", "23", "28", "42", "40001", "40002"),
 )
 
 DIALECTS: dict[str, Dialect] = {d.name: d for d in (POSTGRESQL, MSSQL)}

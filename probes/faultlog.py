@@ -8,6 +8,16 @@ run ever truncates an earlier record. ``read_faults`` folds the ``ended`` lines 
 their faults and returns them sorted by injection time. A line it cannot read is an
 error naming the file and line, never silently skipped: a dropped fault would make a
 run look healthier than it was.
+
+A fault is recorded *before* it is injected, so a crash mid-injection still leaves it
+in the log. When the injection happens later than that record (a command that must
+start up before it sends its signal, e.g. ``python -m lab restart-node``), and the
+injector learns the real moment, it appends
+``{"event": "signalled", "name": ..., "injected_at": ..., "uncertainty_seconds": ...}``
+(``mark_signalled``): RTO is then measured from the real injection, not from a time
+up to half a second early. The fault keeps the first time as ``details["recorded_at"]``,
+and ``details["injection_uncertainty_seconds"]`` says how long after ``injected_at``
+the injection may still have been going on (null: not known).
 """
 
 from __future__ import annotations
@@ -21,11 +31,14 @@ from typing import Any
 from probes.errors import ProbeError
 from probes.model import Fault
 
-__all__ = ["FAULT_LOG_NAME", "mark_ended", "read_faults", "record_fault"]
+__all__ = ["FAULT_LOG_NAME", "mark_ended", "mark_signalled", "read_faults", "record_fault"]
 
 FAULT_LOG_NAME = "faults.jsonl"
 
-_FIX = "fix or delete that line (each line is one JSON object written by record_fault or mark_ended)"
+_FIX = (
+    "fix or delete that line "
+    "(each line is one JSON object written by record_fault, mark_ended or mark_signalled)"
+)
 
 
 def _append(path: Path, record: dict[str, Any], what: str) -> None:
@@ -49,6 +62,24 @@ def record_fault(path: Path, fault: Fault) -> None:
 def mark_ended(path: Path, name: str, ended_at: float) -> None:
     """Append the end of the injection of fault ``name`` (``read_faults`` folds it in)."""
     _append(Path(path), {"event": "ended", "name": name, "ended_at": ended_at}, f"end of fault {name!r}")
+
+
+def mark_signalled(
+    path: Path, name: str, injected_at: float, uncertainty_seconds: float | None = None
+) -> None:
+    """Append the real injection time of fault ``name`` (``read_faults`` folds it in).
+
+    ``injected_at`` is the wall-clock time (UTC epoch seconds) taken just before the
+    fault's first signal; ``uncertainty_seconds``, if known, how long the injection took
+    from then (e.g. until every process of a node was gone).
+    """
+    record = {
+        "event": "signalled",
+        "name": name,
+        "injected_at": injected_at,
+        "uncertainty_seconds": uncertainty_seconds,
+    }
+    _append(Path(path), record, f"injection time of fault {name!r}")
 
 
 def _is_time(value: object) -> bool:
@@ -121,13 +152,50 @@ def read_faults(path: Path) -> list[Fault]:
 
 
 def _fold_event(faults: list[Fault], record: dict[str, Any], where: str) -> list[Fault]:
-    if record.get("event") != "ended":
-        raise ProbeError(f"{where}: unknown event {record.get('event')!r} (only 'ended' exists); {_FIX}")
+    event = record.get("event")
+    if event == "ended":
+        return _fold_ended(faults, record, where)
+    if event == "signalled":
+        return _fold_signalled(faults, record, where)
+    raise ProbeError(f"{where}: unknown event {event!r} (only 'ended' and 'signalled' exist); {_FIX}")
+
+
+def _latest(faults: list[Fault], name: str, event: str, where: str) -> int:
+    """Index of the latest fault called ``name``; ProbeError if none was recorded before."""
+    for index in range(len(faults) - 1, -1, -1):
+        if faults[index].name == name:
+            return index
+    raise ProbeError(f"{where}: {event!r} names fault {name!r}, which no earlier line recorded; {_FIX}")
+
+
+def _fold_ended(faults: list[Fault], record: dict[str, Any], where: str) -> list[Fault]:
     name, ended_at = record.get("name"), record.get("ended_at")
     if not isinstance(name, str) or not isinstance(ended_at, int | float) or not _is_time(ended_at):
         raise ProbeError(f"{where}: an 'ended' line needs a string 'name' and a number 'ended_at'; {_FIX}")
-    for index in range(len(faults) - 1, -1, -1):
-        if faults[index].name == name:
-            faults[index] = replace(faults[index], ended_at=float(ended_at))
-            return faults
-    raise ProbeError(f"{where}: 'ended' names fault {name!r}, which no earlier line recorded; {_FIX}")
+    index = _latest(faults, name, "ended", where)
+    faults[index] = replace(faults[index], ended_at=float(ended_at))
+    return faults
+
+
+def _fold_signalled(faults: list[Fault], record: dict[str, Any], where: str) -> list[Fault]:
+    unknown = sorted(set(record) - {"event", "name", "injected_at", "uncertainty_seconds"})
+    if unknown:
+        raise ProbeError(f"{where}: a 'signalled' line has unknown field(s) {', '.join(unknown)}; {_FIX}")
+    name, injected_at = record.get("name"), record.get("injected_at")
+    if not isinstance(name, str) or not isinstance(injected_at, int | float) or not _is_time(injected_at):
+        raise ProbeError(
+            f"{where}: a 'signalled' line needs a string 'name' and a number 'injected_at'; {_FIX}"
+        )
+    uncertainty = record.get("uncertainty_seconds")
+    if uncertainty is not None and not (_is_time(uncertainty) and uncertainty >= 0):
+        raise ProbeError(
+            f"{where}: 'uncertainty_seconds' must be a number of seconds, 0 or more, or null; {_FIX}"
+        )
+    index = _latest(faults, name, "signalled", where)
+    fault = faults[index]
+    details = dict(fault.details)
+    details.setdefault("recorded_at", fault.injected_at)
+    if uncertainty is not None:
+        details["injection_uncertainty_seconds"] = float(uncertainty)
+    faults[index] = replace(fault, injected_at=float(injected_at), details=details)
+    return faults

@@ -16,7 +16,6 @@ be run again at any time; every output is rewritten from the same inputs.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,6 +31,7 @@ from probes.observations import read_observations
 from probes.pitr import INTEGRITY_NAME, PITR_NAME, read_json_block
 from probes.readback import load_readback
 from reports.errors import ReportError
+from reports.jsonfile import optional_object, read_object
 from reports.markdown import render_report
 from reports.plots import rto_rpo_plot, timeline_plot
 from reports.prom import write_metrics
@@ -101,12 +101,7 @@ def read_run_meta(run_dir: Path) -> RunMeta:
             f"{path} is missing; pass a run folder written by the orchestrator, or write run.json "
             '({"run_id": ..., "tenants": [...]}) by hand'
         )
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ReportError(f"{path} cannot be read as JSON ({exc}); fix or rewrite run.json") from None
-    if not isinstance(doc, dict):
-        raise ReportError(f"{path} must hold a JSON object; fix or rewrite run.json")
+    doc = read_object(path, "fix or rewrite run.json")
     tenants = doc.get("tenants") or []
     if not isinstance(tenants, list) or not all(isinstance(t, str) for t in tenants):
         raise ReportError(f"{path}: 'tenants' must be a list of tenant names; fix run.json")
@@ -163,14 +158,7 @@ def _context(doc: dict[str, Any], run_dir: Path, path: Path) -> RunContext:
 
 
 def _chaos_journal(run_dir: Path) -> dict[str, Any] | None:
-    path = run_dir / CHAOS_JOURNAL_NAME
-    if not path.is_file():
-        return None
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ReportError(f"{path} cannot be read as JSON ({exc}); fix or remove it") from None
-    return doc if isinstance(doc, dict) else None
+    return optional_object(run_dir / CHAOS_JOURNAL_NAME, "fix or remove the chaos journal")
 
 
 def check_run_ids(run_dir: Path, run_id: str) -> None:

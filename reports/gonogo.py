@@ -156,7 +156,16 @@ def _why(result: GoNoGo) -> list[str]:
         return ["Every mandatory gate passed.", ""]
     blocking = result.blocking
     lines = ["## Why No-Go", ""]
+    lab_only = [g for g in blocking if g.result == LAB_ONLY]
     for gate in blocking:
+        if gate.result == LAB_ONLY:  # one line for all of them: their evidence is in the tables
+            if gate is lab_only[0]:
+                lines.append(
+                    f"- **{LAB_ONLY}** ({len(lab_only)} gates): "
+                    f"{', '.join(_code(g.gate_id) for g in lab_only)}: proven only by runs that are not "
+                    "on a real cluster (the evidence of each is in the tables below)"
+                )
+            continue
         lines.append(
             f"- **{gate.result}** {_code(gate.gate_id)}: {gate.item.section}: {gate.item.text}: "
             f"{'; '.join(gate.evidence)}"

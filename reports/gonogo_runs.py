@@ -28,7 +28,6 @@ a failed method activity or rollback.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Any
 
 from probes.chaosjournal import failed_activities, last_line
 from reports.errors import ReportError
+from reports.jsonfile import optional_object, read_object
 from reports.times import parse_time
 
 __all__ = [
@@ -249,17 +249,11 @@ class Run:
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ReportError(f"{path} cannot be read as JSON ({exc}); fix or remove the {what}") from None
-    if not isinstance(doc, dict):
-        raise ReportError(f"{path} must hold a JSON object; fix or remove the {what}")
-    return doc
+    return read_object(path, f"fix or remove the {what}")
 
 
 def _optional_json(path: Path, what: str) -> dict[str, Any] | None:
-    return _read_json(path, what) if path.is_file() else None
+    return optional_object(path, f"fix or remove the {what}")
 
 
 def load_run(path: str | Path) -> Run:

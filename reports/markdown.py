@@ -204,6 +204,23 @@ def _extra_section(extra: Mapping[str, Any]) -> list[str]:
     return section + _control_plane_section(extra.get("control_plane") or {})
 
 
+def _evidence_class(target: Any) -> list[str]:
+    """One line saying what this run can prove: only a real cluster is production evidence."""
+    kind = target.get("kind") if isinstance(target, Mapping) else None
+    if kind == "cluster":
+        where = target.get("api_server") or "a cluster"
+        return [f"Target: the cluster at {where}: production evidence for the operator under test.", ""]
+    what = {
+        "lab": "the embedded lab (PostgreSQL standing in for SQL Server, the lab operator)",
+        "local": "local PostgreSQL servers, no Kubernetes",
+    }.get(str(kind), "not recorded")
+    return [
+        f"Target: {what}. This run proves the harness and the stand-ins, not the operator under test: "
+        "it is not production evidence.",
+        "",
+    ]
+
+
 def render_report(
     analysis: RunAnalysis, plots: Mapping[str, str], extra: Mapping[str, Any] | None = None
 ) -> str:
@@ -221,6 +238,7 @@ def render_report(
         lines.append("")
         lines += [f"- {v}" for v in analysis.violations] or ["- (no violation recorded)"]
     lines.append("")
+    lines += _evidence_class((extra or {}).get("target"))
     lines += [
         "## Objective",
         "",

@@ -25,6 +25,7 @@ from common.times import parse_time
 from lab.kubeclient import KubeClient
 from lab.paths import lab_dir, project_root
 from loadgen.journal import read_journal
+from tests.test_liveness import kill_locust_child
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -193,6 +194,10 @@ def test_experiment_end_to_end(lab: Lab, experiment: str, kind: str, affected: b
         assert checked - first >= float(FAST["HARNESS_STABILITY"]) - 0.05, tenant
     if experiment == "node-restart":
         assert target["rto_seconds"] >= 2.5  # the node was down for 3 s
+        # RTO counts from the moment the lab signalled the node's processes, not from before
+        # `python -m lab restart-node` started up.
+        assert fault["details"]["recorded_at"] < fault["injected_at_epoch"] < fault["ended_at_epoch"]
+        assert fault["details"]["injection_uncertainty_seconds"] < 1.0
     if experiment == "operator-restart":
         observed = json.loads((run / "run.json").read_text())
         assert observed["chaos_status"] == "completed"
@@ -478,8 +483,7 @@ def test_a_load_killed_after_recovery_makes_the_run_no_go(lab: Lab) -> None:
             time.sleep(0.2)
         assert run is not None, "the fault never recovered"
         time.sleep(3.0)  # in the pause after the fault
-        (locust,) = [c for c in psutil.Process(proc.pid).children() if "locust" in " ".join(c.cmdline())]
-        os.kill(locust.pid, signal.SIGKILL)
+        kill_locust_child(proc.pid)
         output, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -505,10 +509,14 @@ def test_a_crash_inside_the_control_interrupts_the_run(lab: Lab, tmp_path: Path)
 
 def test_blast_radius_on_a_cluster_that_is_not_the_lab(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same API, judged as a real cluster: empty allow-list, operator and node guards."""
+    from kubernetes.config import kube_config
+
     from probes.errors import ProbeError
     from probes.k8s import actions, kube
 
     monkeypatch.setenv("KUBECONFIG", lab.env["KUBECONFIG"])
+    # The client reads KUBECONFIG once, when first imported (earlier tests may have done so).
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", lab.env["KUBECONFIG"])
     monkeypatch.delenv("HARNESS_RUN_DIR", raising=False)
     url = kube.api_server_url()
     monkeypatch.setitem(kube._lab_servers, url, False)

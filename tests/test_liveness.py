@@ -151,34 +151,31 @@ def test_a_journal_from_another_run_is_refused_naming_both(tmp_path: Path) -> No
     assert not (run / "summary.json").exists()
 
 
-@pytest.mark.integration
-def test_loadgen_run_exits_3_with_one_line_when_locust_dies(engine: Engine, tmp_path: Path) -> None:
+def _loadgen_run(engine: Engine, tmp_path: Path, duration: int) -> subprocess.Popen[str]:
+    """``python -m loadgen run`` on one fresh tenant, returned once its journal has records."""
     tenants = write_tenants(tmp_path / "tenants.json", engine.create_many(1))
     engine.start("tenant-0")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "loadgen",
-            "run",
-            "--tenants-file",
-            str(tenants),
-            "--duration",
-            "60",
-            "--run-dir",
-            str(tmp_path / "run"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    argv = [sys.executable, "-m", "loadgen", "run", "--tenants-file", str(tenants)]
+    argv += ["--duration", str(duration), "--run-dir", str(tmp_path / "run")]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not list((tmp_path / "run" / "journal").glob("*.jsonl")):
+        time.sleep(0.2)
+    time.sleep(1.0)
+    return proc
+
+
+def kill_locust_child(parent: int) -> None:
+    """SIGKILL the Locust process started by ``parent`` (a load that dies under the harness)."""
+    (locust,) = [c for c in psutil.Process(parent).children() if "locust" in " ".join(c.cmdline())]
+    os.kill(locust.pid, signal.SIGKILL)
+
+
+@pytest.mark.integration
+def test_loadgen_run_exits_3_with_one_line_when_locust_dies(engine: Engine, tmp_path: Path) -> None:
+    proc = _loadgen_run(engine, tmp_path, 60)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not list((tmp_path / "run" / "journal").glob("*.jsonl")):
-            time.sleep(0.2)
-        time.sleep(1.0)
-        (locust,) = [c for c in psutil.Process(proc.pid).children() if "locust" in " ".join(c.cmdline())]
-        os.kill(locust.pid, signal.SIGKILL)
+        kill_locust_child(proc.pid)
         _out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
@@ -190,29 +187,7 @@ def test_loadgen_run_exits_3_with_one_line_when_locust_dies(engine: Engine, tmp_
 
 @pytest.mark.integration
 def test_loadgen_run_exits_0_when_writes_fail_during_a_fault(engine: Engine, tmp_path: Path) -> None:
-    tenants = write_tenants(tmp_path / "tenants.json", engine.create_many(1))
-    engine.start("tenant-0")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "loadgen",
-            "run",
-            "--tenants-file",
-            str(tenants),
-            "--duration",
-            "5",
-            "--run-dir",
-            str(tmp_path / "run"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not list((tmp_path / "run" / "journal").glob("*.jsonl")):
-        time.sleep(0.2)
-    time.sleep(1.0)
+    proc = _loadgen_run(engine, tmp_path, 5)
     engine.kill("tenant-0")  # every write from now on fails: data, not an error
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err

@@ -470,19 +470,23 @@ def test_activities_refuse_before_touching_the_cluster(
     with pytest.raises(ProbeError, match="HARNESS_RUN_DIR"):
         backups.validate_pitr("t-0")
     monkeypatch.setenv("HARNESS_RUN_DIR", str(tmp_path))
+    # With an allow-list the guard needs no API (an empty one must ask whether this is the lab).
+    allowed = {"allowed_namespaces": "tenants"}
     with pytest.raises(ProbeError, match="run mark_target_time first"):
-        backups.request_restore("t-0")
+        backups.request_restore("t-0", configuration=allowed)
     with pytest.raises(ProbeError, match="is the source itself"):
-        backups.request_restore("t-0", target="t-0", target_time=format_time(X))
+        backups.request_restore("t-0", target="t-0", target_time=format_time(X), configuration=allowed)
     with pytest.raises(ProbeError, match="not an RFC 3339 time"):
-        backups.request_restore("t-0", target_time="noon")
+        backups.request_restore("t-0", target_time="noon", configuration=allowed)
     with pytest.raises(ProbeError, match="not in allowed_namespaces"):
         backups.request_backup("t-0", namespace="prod", configuration={"allowed_namespaces": "tenants"})
     with pytest.raises(ProbeError, match="not full or log"):
-        backups.request_backup("t-0", type="diff")
+        backups.request_backup("t-0", type="diff", configuration=allowed)
+    with pytest.raises(ProbeError, match="does not exist: set KUBECONFIG"):
+        backups.request_backup("t-0")  # an empty allow-list asks the API server, which is not there
     (tmp_path / "tenants.json").write_text(json.dumps({"tenants": [{"name": "t-0"}, {"name": "t-1"}]}))
     with pytest.raises(ProbeError, match="refusing to delete t-1"):
-        backups.delete_restore_target("t-0", target="t-1")
+        backups.delete_restore_target("t-0", target="t-1", configuration=allowed)
     marked = backups.mark_target_time()
     assert json.loads((tmp_path / PITR_NAME).read_text())["mark"]["target_time"] == marked
     assert abs(parse_time(marked) - time.time()) < 5
@@ -499,4 +503,4 @@ def test_activities_refuse_before_touching_the_cluster(
 def test_boolean_arguments_from_the_environment(value: Any, expected: bool) -> None:
     from probes.k8s.backups import _flag
 
-    assert _flag(value) is expected
+    assert _flag(value, "wait") is expected

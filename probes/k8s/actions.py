@@ -22,6 +22,7 @@ from common.config import ConfigurationError, boolean
 from common.crd import CrdCoordinates
 from common.times import format_time
 from probes.errors import ProbeError
+from probes.faultlog import FAULT_LOG_NAME, mark_signalled
 from probes.k8s import kube
 from probes.observations import observe
 
@@ -223,7 +224,7 @@ def restart_node(
     kube.check_node_namespaces(node, configuration, secrets)
     strategy = str(config.get("node_restart_strategy") or "lab")
     if strategy == "lab":
-        argv = [sys.executable, "-m", "lab", "restart-node", node, "--down", f"{down_seconds:g}"]
+        argv = [sys.executable, "-m", "lab", "restart-node", node, "--down", f"{down_seconds:g}", "--json"]
     elif strategy == "command":
         template = str(config.get("node_restart_command") or "")
         if not template:
@@ -232,12 +233,45 @@ def restart_node(
     else:
         raise ProbeError(f"unknown node_restart_strategy {strategy!r}: use lab or command")
     fault = kube.record(f"restart {node}", "node-restart", tenant or None, node=node, strategy=strategy)
+    began = time.monotonic()
     done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=down_seconds + 120)
+    took = time.monotonic() - began
     if done.returncode != 0:
         last = (done.stderr or done.stdout).strip().splitlines()
         raise ProbeError(f"node restart of {node} failed: {last[-1] if last else done.returncode}")
+    signalled_at, uncertainty = _injection_time(strategy, done.stdout, fault.injected_at, took)
+    folder = kube.run_dir()
+    if folder is not None:
+        mark_signalled(folder / FAULT_LOG_NAME, fault.name, signalled_at, uncertainty)
     kube.ended(fault)
-    return {"node": node, "strategy": strategy, "down_seconds": down_seconds}
+    return {
+        "node": node,
+        "strategy": strategy,
+        "down_seconds": down_seconds,
+        "signalled_at": signalled_at,
+        "injection_uncertainty_seconds": uncertainty,
+    }
+
+
+def _injection_time(
+    strategy: str, stdout: str, recorded_at: float, took: float
+) -> tuple[float, float | None]:
+    """When the node's processes were really signalled, and how uncertain that time is.
+
+    The lab reports the moment it sent the first kill signal (and how long killing
+    took). A provider's reboot command reports nothing: the fault happened somewhere
+    during the command, so the time stays the one recorded just before it and the
+    command's own duration is the uncertainty.
+    """
+    if strategy != "lab":
+        return recorded_at, round(took, 3)
+    try:
+        result = json.loads(stdout.strip().splitlines()[-1])
+        signalled = float(result["signalled_at"])
+    except (IndexError, KeyError, TypeError, ValueError, json.JSONDecodeError):
+        return recorded_at, round(took, 3)  # no report: as uncertain as a command
+    kill = result.get("kill_seconds")
+    return signalled, float(kill) if isinstance(kill, int | float) else None
 
 
 def restart_operator(
