@@ -14,7 +14,21 @@ from typing import Any
 
 from common.config import ConfigurationError
 
-__all__ = ["CONFIGURATION_KEYS", "CrdCoordinates"]
+__all__ = ["CONFIGURATION_KEYS", "RESTORE_TARGET", "ROLE_LABEL", "CrdCoordinates", "is_restore_target"]
+
+#: The label on an MSSQLInstance made for a restore (a PITR target, a verify scratch
+#: instance): the operator sets it on the targets it creates, the harness on the ones it
+#: asked for. Such an instance is never a tenant: tenant discovery and the steady-state
+#: probes leave it out unless it is named explicitly.
+ROLE_LABEL = "mssql.example.com/role"
+RESTORE_TARGET = "restore-target"
+
+
+def is_restore_target(obj: Mapping[str, Any]) -> bool:
+    """True when ``obj`` (an MSSQLInstance) carries ``mssql.example.com/role: restore-target``."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return isinstance(labels, Mapping) and labels.get(ROLE_LABEL) == RESTORE_TARGET
+
 
 #: configuration key -> CrdCoordinates field.
 CONFIGURATION_KEYS = {

@@ -30,7 +30,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +37,14 @@ import psutil
 import yaml
 
 from common.crd import CrdCoordinates
+from common.times import parse_time
 from lab import processes
 from lab.api.kubeconfig import write_kubeconfig
 from lab.errors import LabError
 from lab.kubeclient import ApiError, Kind, KubeClient
 from lab.kubelet.probes import sql_ping
 from lab.kubelet.runtime import Spawner, kill_leftovers
+from lab.operator.reconcile import PORT_RANGE
 from lab.paths import lab_dir, pg_bindir, project_root, reachable_by, server_user
 
 __all__ = [
@@ -323,11 +324,8 @@ def _node_ready(client: KubeClient, node: str, since: float | None = None) -> bo
     except ApiError:
         return False
     renewed = str(((lease or {}).get("spec") or {}).get("renewTime") or "")
-    try:
-        stamp = datetime.strptime(renewed, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        return False
-    return stamp >= since
+    stamp = parse_time(renewed)
+    return stamp is not None and stamp >= since
 
 
 # -- manifests and tenants -------------------------------------------------------------------------
@@ -416,6 +414,25 @@ def _tenant_entry(layout: Layout, client: KubeClient, inst: dict[str, Any]) -> d
 # -- the commands ------------------------------------------------------------------------------------
 
 
+#: Memory one tenant's PostgreSQL server takes once it has written a little (measured: about 40 MiB).
+TENANT_MEMORY = 48 * 2**20
+
+
+def check_capacity(tenants: int, available: int | None = None) -> None:
+    """Refuse a tenant count this machine cannot hold: memory (half of what is free) and engine ports."""
+    free = psutil.virtual_memory().available if available is None else available
+    need = tenants * TENANT_MEMORY
+    if need > free // 2:
+        most = max(1, (free // 2) // TENANT_MEMORY)
+        raise LabError(
+            f"{tenants} tenants need about {need / 2**30:.1f} GiB (about {TENANT_MEMORY // 2**20} MiB each) "
+            f"and {free / 2**30:.1f} GiB is free: use --tenants {most} or fewer"
+        )
+    low, high = PORT_RANGE
+    if tenants > high - low:
+        raise LabError(f"{tenants} tenants need more engine ports than {low}-{high} holds: use fewer")
+
+
 def up(
     tenants: int = 1,
     nodes: int = 3,
@@ -431,8 +448,12 @@ def up(
     LabError (one line) when PostgreSQL is missing, the port is taken, or something
     does not come up in time. Returns what was done: url, nodes, tenants, timings.
     """
-    if tenants < 0 or nodes < 1:
-        raise LabError(f"need at least 1 node and 0 or more tenants (got {nodes} nodes, {tenants} tenants)")
+    if tenants < 1 or nodes < 1:
+        raise LabError(
+            f"need at least 1 node and 1 tenant (got {nodes} nodes, {tenants} tenants): "
+            "the load refuses an empty tenants file"
+        )
+    check_capacity(tenants)
     began = time.monotonic()
     layout = layout or Layout.default()
     pg_bindir()
@@ -689,6 +710,7 @@ def down(wipe: bool = False, layout: Layout | None = None, say: Say = _quiet) ->
         shutil.rmtree(layout.root, ignore_errors=True)
         layout.kubeconfig.unlink(missing_ok=True)
         layout.tenants_file.unlink(missing_ok=True)
+        layout.policy.unlink(missing_ok=True)
     return {"stopped": stopped, "leftovers_killed": [p.pid for p in left], "wiped": wipe}
 
 

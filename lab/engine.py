@@ -3,7 +3,10 @@
 An :class:`Engine` owns N instances under one folder, each a real PostgreSQL server
 on its own free loopback port with password authentication, a ``harness`` database
 and role, and default durability (``fsync`` and ``synchronous_commit`` on), so a
-SIGKILL loses nothing that was acknowledged.
+SIGKILL loses nothing that was acknowledged. ``track_commit_timestamp`` is on, so each
+row's commit time can be read back (``pg_xact_commit_timestamp(xmin)``): a
+point-in-time restore is then checked against when each transaction committed, not
+against a window around when its row was stamped.
 
 Faults are real signals to the real process tree:
 
@@ -39,11 +42,21 @@ from lab import processes
 from lab.errors import LabError
 from lab.paths import lab_dir, pg_bindir, server_user
 
-__all__ = ["Engine", "Instance", "free_port", "init_data_dir", "server_run_kwargs"]
+__all__ = [
+    "COMMIT_TIMESTAMPS",
+    "Engine",
+    "Instance",
+    "free_port",
+    "init_data_dir",
+    "keep_commit_timestamps",
+    "server_run_kwargs",
+]
 
 DATABASE = "harness"
 ROLE = "harness"
 ODBC_DRIVER = "PostgreSQL Unicode"
+#: The ``postgresql.conf`` line that keeps each transaction's commit time.
+COMMIT_TIMESTAMPS = "track_commit_timestamp = on"
 
 
 @dataclass(frozen=True)
@@ -109,6 +122,31 @@ def server_run_kwargs() -> dict[str, Any]:
     return {"user": user, "group": user, "extra_groups": []}
 
 
+def keep_commit_timestamps(data: Path) -> bool:
+    """Make ``data``'s ``postgresql.conf`` turn ``track_commit_timestamp`` on; True if it had to.
+
+    Data directories made before the setting existed get it at their next start. It is
+    written into the file, not given on the command line, because a full backup copies
+    the file: the server that replays a restore reads it there, and one that ends
+    recovery with the setting off throws the replayed commit times away. The last line
+    naming a setting wins, so an earlier ``off`` is overridden by appending
+    (``ALTER SYSTEM``, in ``postgresql.auto.conf``, still overrides the file).
+    """
+    conf = data / "postgresql.conf"
+    if not conf.is_file():
+        return False  # not a data directory: the server refuses it with its own message
+    last = None
+    for line in conf.read_text().splitlines():
+        name, _, value = line.split("#", 1)[0].partition("=")
+        if name.strip() == "track_commit_timestamp":
+            last = value.strip().strip("'").lower()
+    if last in ("on", "true", "yes", "1"):
+        return False
+    with conf.open("a") as out:
+        out.write(f"\n{COMMIT_TIMESTAMPS}\n")
+    return True
+
+
 def init_data_dir(
     data: Path,
     *,
@@ -123,7 +161,7 @@ def init_data_dir(
     reachable for) that user. Authentication is ``trust`` on the Unix socket and
     SCRAM over TCP; ``password_file`` sets the ``postgres`` superuser's password.
     The lab's settings are appended to ``postgresql.conf``: loopback only, full
-    durability (``fsync``, ``synchronous_commit``), small memory; ``port`` and
+    durability (``fsync``, ``synchronous_commit``), commit times kept, small memory; ``port`` and
     ``socket_dir`` are written only when given (a server started with ``-p`` / ``-k``
     does not need them). LabError with initdb's last line when it fails.
     """
@@ -157,6 +195,7 @@ def init_data_dir(
         "shared_buffers = 32MB",
         "fsync = on",
         "synchronous_commit = on",
+        COMMIT_TIMESTAMPS,
         "log_min_messages = warning",
         "log_line_prefix = '%m [%p] '",
     ]
@@ -268,6 +307,7 @@ class Engine:
                 "shared_buffers = 32MB\n"
                 "fsync = on\n"
                 "synchronous_commit = on\n"
+                f"{COMMIT_TIMESTAMPS}\n"
                 "log_min_messages = warning\n"
                 "log_line_prefix = '%m [%p] '\n"
             )
@@ -338,6 +378,7 @@ class Engine:
             running = self.pid(name)
             if running is not None:
                 return running
+            keep_commit_timestamps(inst.data)
             log = inst.log_file.open("ab")
             try:
                 child = subprocess.Popen(

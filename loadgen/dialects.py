@@ -56,6 +56,31 @@ Codes" (ODBC 3 SQLSTATEs), the SQL Server ODBC driver's "SQLSTATE (ODBC Error Co
 page (native errors without an ODBC code become 37000), the ``MSSQLSERVER_<n>``
 Database Engine error pages (1205: "rolling back the victim's transaction") and the
 FreeTDS sources named above.
+
+**Commit times** (``Dialect.read_back_committed``: ``writer, seq, written_at,
+committed_at`` of one run and tenant). A point-in-time restore keeps the transactions
+that *committed* at or before its target time, but a row's ``written_at`` is stamped
+inside its transaction, a little before the commit. Where the engine can say when each
+row's transaction committed, the restore validation judges the row by that and needs no
+window at all.
+
+- PostgreSQL: ``pg_xact_commit_timestamp(xmin)``, the time of the commit record that
+  ``recovery_target_time`` is compared with, to the microsecond. It is kept only while
+  ``track_commit_timestamp`` is on (the lab's servers turn it on, ``lab/engine.py``);
+  a restored server has it for replayed rows only if it was on where the WAL was
+  written and is on in the restored server. While it is off the column is NULL (the
+  ``CASE`` keeps the function from raising); it is also NULL for a transaction that
+  committed while the setting was off.
+- SQL Server keeps no commit time per row that T-SQL can read: the commit records are
+  in the transaction log, which no supported statement maps to rows. Change tracking
+  (``CHANGETABLE`` versions joined to ``sys.dm_tran_commit_table``) or change data
+  capture (``cdc.lsn_time_mapping``) would give one, but only if switched on for the
+  database and table before the writes, which the harness does not require of a
+  tenant. So ``committed_at`` is always NULL there, and the validation falls back to
+  each write's latency window (from its stamp to its acknowledgement). ``RESTORE LOG
+  ... WITH STOPAT`` also stops at "the latest transaction commit at or before the
+  datetime value": a ``datetime``, whose resolution is 1/300 s, so the restore point
+  is only that precise (``Dialect.restore_resolution``).
 """
 
 from __future__ import annotations
@@ -75,15 +100,19 @@ class Dialect:
 
     ``definite_states``: SQLSTATE classes (two characters) and exact codes (five) that
     prove a statement did not take effect (see the module docstring for why each is
-    there).
+    there). ``read_back_committed``: ``read_back`` plus each row's commit time (epoch
+    seconds, NULL where the engine cannot say). ``restore_resolution``: how finely a
+    point-in-time restore of this engine places its target time, in seconds.
     """
 
     name: str
     create_table: str
     insert: str
     read_back: str
+    read_back_committed: str
     server_now: str
     definite_states: tuple[str, ...] = ()
+    restore_resolution: float = 1e-6
 
     def definite(self, state: str) -> bool:
         """True if SQLSTATE ``state`` proves the statement did not take effect."""
@@ -110,6 +139,12 @@ POSTGRESQL = Dialect(
         f"SELECT writer, seq, extract(epoch FROM written_at)::float8 FROM {TABLE} "
         "WHERE run_id = ? AND tenant = ?"
     ),
+    read_back_committed=(
+        "SELECT writer, seq, extract(epoch FROM written_at)::float8, "
+        "CASE WHEN current_setting('track_commit_timestamp') = 'on' "
+        "THEN extract(epoch FROM pg_xact_commit_timestamp(xmin))::float8 END "
+        f"FROM {TABLE} WHERE run_id = ? AND tenant = ?"
+    ),
     server_now="SELECT extract(epoch FROM clock_timestamp())::float8",
     definite_states=("22", "23", "28", "3D", "42", "40001", "40002", "40P01"),
 )
@@ -134,8 +169,16 @@ MSSQL = Dialect(
         "CAST(DATEDIFF_BIG(microsecond, '19700101', written_at) AS float) / 1000000.0 "
         f"FROM dbo.{TABLE} WHERE run_id = ? AND tenant = ?"
     ),
+    # No per-row commit time without change tracking or CDC (module docstring): always NULL.
+    read_back_committed=(
+        "SELECT writer, seq, "
+        "CAST(DATEDIFF_BIG(microsecond, '19700101', written_at) AS float) / 1000000.0, "
+        "CAST(NULL AS float) "
+        f"FROM dbo.{TABLE} WHERE run_id = ? AND tenant = ?"
+    ),
     server_now="SELECT CAST(DATEDIFF_BIG(microsecond, '19700101', SYSUTCDATETIME()) AS float) / 1000000.0",
     definite_states=("22", "23", "28", "42", "40001", "40002"),
+    restore_resolution=1 / 300,
 )
 
 DIALECTS: dict[str, Dialect] = {d.name: d for d in (POSTGRESQL, MSSQL)}

@@ -16,14 +16,15 @@ from __future__ import annotations
 import base64
 import json
 import os
-import tempfile
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from common.config import name_list
-from common.crd import CrdCoordinates
+from common.crd import ROLE_LABEL, CrdCoordinates, is_restore_target
 from loadgen.errors import LoadgenError
+from loadgen.secretsdir import make_secrets_dir
 
 __all__ = ["CrdCoordinates", "discover_tenants", "write_tenants_file", "name_list", "lookup"]
 
@@ -75,6 +76,10 @@ def discover_tenants(
 ) -> tuple[list[dict[str, Any]], Path]:
     """Tenant entries for every (or every named) instance; returns them and the secrets folder.
 
+    An instance labelled ``mssql.example.com/role: restore-target`` (a PITR or verify
+    target) is not a tenant: it is left out unless ``names`` names it or
+    ``label_selector`` selects on that label.
+
     LoadgenError when the API cannot be reached, the CRD is missing, access is denied,
     a named tenant does not exist or an instance has no endpoint yet.
     """
@@ -102,7 +107,9 @@ def discover_tenants(
             "(lab: python -m lab up)"
         ) from None
     found = {item["metadata"]["name"]: item for item in items}
-    wanted = names or sorted(found)
+    # Restore and verify targets are the harness's own: never tenants unless asked for by name or label.
+    asked = ROLE_LABEL in label_selector
+    wanted = names or sorted(n for n, item in found.items() if asked or not is_restore_target(item))
     unknown = [n for n in wanted if n not in found]
     if unknown:
         raise LoadgenError(
@@ -111,8 +118,29 @@ def discover_tenants(
         )
     if not wanted:
         raise LoadgenError(f"no {where}: create MSSQLInstance objects or point namespace at them")
-    folder = secrets_dir or Path(tempfile.mkdtemp(prefix="harness-secrets-"))
+    folder = secrets_dir or make_secrets_dir()
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        return _entries(wanted, found, folder, coordinates, core, namespace, dialect, driver), folder
+    except BaseException:
+        if secrets_dir is None:
+            shutil.rmtree(folder, ignore_errors=True)  # no caller knows this folder yet
+        raise
+
+
+def _entries(
+    wanted: list[str],
+    found: dict[str, Any],
+    folder: Path,
+    coordinates: CrdCoordinates,
+    core: Any,
+    namespace: str,
+    dialect: str,
+    driver: str,
+) -> list[dict[str, Any]]:
+    """One tenants-file entry per wanted instance, its password written into ``folder``."""
+    from kubernetes.client.exceptions import ApiException
+
     tenants = []
     for name in wanted:
         item = found[name]
@@ -149,7 +177,7 @@ def discover_tenants(
         if driver:
             entry["driver"] = driver
         tenants.append(entry)
-    return tenants, folder
+    return tenants
 
 
 def _api_problem(exc: Any, what: str) -> str:

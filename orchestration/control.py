@@ -40,6 +40,7 @@ from common.config import ConfigurationError, name_list
 from loadgen.discovery import CrdCoordinates, discover_tenants, write_tenants_file
 from loadgen.errors import LoadgenError
 from loadgen.runner import LoadRun, default_run_id, preflight
+from loadgen.secretsdir import sweep_stale_secrets
 from loadgen.tenants import load_tenants, redact
 from orchestration.configuration import check_configuration
 from orchestration.errors import OrchestrationError
@@ -250,6 +251,8 @@ def before_experiment_control(
     """Check the configuration, create the run folder and start the load; abort the run on any problem."""
     configuration = configuration or {}
     title = str(context.get("title", "experiment"))
+    for stale in sweep_stale_secrets():
+        logger.info(f"Removed {stale}, left behind by a run that was killed")
     try:
         typed = check_configuration(configuration)
         check_var_files(sys.argv, _declared_keys(context, sys.argv))

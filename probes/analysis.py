@@ -27,11 +27,8 @@ Definitions (per tenant; an *ack* is a write with outcome ``ok``, timed at its `
 - **Misclassified**: writes journaled ``fail`` whose row is in the read-back. ``fail``
   means "cannot have happened", so the classification was wrong and the counts built
   on it cannot be trusted.
-- **Measurement gaps** (needs the load's :class:`~probes.model.LoadLife`): a stretch
-  longer than :func:`gap_limit` in which a tenant has no journal record (records cover
-  ``[start, end]`` of each attempt), up to the moment the load was asked to stop, that
-  does not begin inside one of the tenant's outage windows (from shortly before a fault
-  to that tenant's recovery). The harness cannot tell what happened then.
+- **Measurement gaps** and the run's own story (the load's life, Chaos Toolkit's status,
+  faults never ended): :mod:`probes.trust`.
 - **Verdict**: ``NO-GO`` on any violation (not recovered, RTO over the objective, lost
   acks beyond the RPO objective, unexpected rows, misclassified writes, a read-back
   that failed, a tenant that wrote nothing, a measurement gap, a load process that died
@@ -46,7 +43,6 @@ from __future__ import annotations
 
 import itertools
 import statistics
-import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,10 +58,10 @@ from probes.model import (
     TenantResult,
     TenantTotals,
 )
+from probes.trust import clock_text, gap_limit, measurement_gaps, run_violations
 
 __all__ = ["LOST_KEYS_KEPT", "analyze", "gap_limit"]
 
-GOOD_CHAOS_STATUSES = ("completed",)
 
 LOST_KEYS_KEPT = 1000
 """At most this many lost keys are listed per tenant (the count is always complete)."""
@@ -336,8 +332,8 @@ def _tenant_violations(t: TenantTotals, any_fault: bool) -> list[str]:
         )
     for lo, hi in t.measurement_gaps:
         out.append(
-            f"{t.tenant}: measurement gap: no journal record for {hi - lo:.1f}s "
-            f"({_clock(lo)} to {_clock(hi)} UTC) that no fault explains: cannot tell what happened then"
+            f"{t.tenant}: measurement gap: no journal record for {hi - lo:.1f}s ({clock_text(lo)} to "
+            f"{clock_text(hi)} UTC) that no fault explains: cannot tell what happened then"
         )
     if not any_fault:
         if t.attempts == 0:
@@ -346,84 +342,6 @@ def _tenant_violations(t: TenantTotals, any_fault: bool) -> list[str]:
             out.append(f"{t.tenant}: none of {t.attempts} write(s) was acknowledged")
         if t.lost:
             out.append(f"{t.tenant}: {t.lost} acknowledged write(s) lost with no fault injected")
-    return out
-
-
-def gap_limit(write_rate: float | None) -> float:
-    """Longest stretch a tenant may go without a journal record: 3 write intervals, at least 2 s.
-
-    While a server is down each attempt still ends within the write or connect timeout
-    (0.5 s) plus a short backoff, so a healthy load journals far more often than this.
-    """
-    if not write_rate or write_rate <= 0:
-        return 2.0
-    return max(2.0, 3.0 / write_rate)
-
-
-def _clock(epoch: float) -> str:
-    """``HH:MM:SS.s`` (UTC) for messages a person reads."""
-    return time.strftime("%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 10)}"
-
-
-def _coverage_gaps(writes: Sequence[Write], until: float | None, limit: float) -> list[tuple[float, float]]:
-    """Stretches longer than ``limit`` that no attempt's ``[start, end]`` covers, up to ``until``."""
-    gaps: list[tuple[float, float]] = []
-    covered: float | None = None
-    for w in sorted(writes, key=lambda w: w.start):
-        if covered is not None and w.start - covered > limit:
-            gaps.append((covered, w.start))
-        covered = w.end if covered is None else max(covered, w.end)
-    if covered is not None and until is not None and until - covered > limit:
-        gaps.append((covered, until))
-    return gaps
-
-
-def _explained(gap: tuple[float, float], outages: Sequence[tuple[float, float | None]], limit: float) -> bool:
-    """A gap that begins inside an outage window (shortly before a fault up to recovery)."""
-    lo, _hi = gap
-    return any(f_at - limit <= lo and (end is None or lo < end) for f_at, end in outages)
-
-
-def _measurement_gaps(
-    writes: Sequence[Write], results: Sequence[TenantResult], faults: Sequence[Fault], context: RunContext
-) -> list[tuple[float, float]]:
-    load = context.load
-    if load is None or not writes:
-        return []
-    limit = gap_limit(context.write_rate)
-    until = load.stop_requested_at or load.died_at or load.ended_at
-    outages = [(f.injected_at, r.recovered_at) for f, r in zip(faults, results, strict=True)]
-    return [g for g in _coverage_gaps(writes, until, limit) if not _explained(g, outages, limit)]
-
-
-def _run_violations(faults: Sequence[Fault], context: RunContext) -> list[str]:
-    """What the orchestrator and the fault log say went wrong, beside the numbers."""
-    out: list[str] = []
-    status = context.chaos_status
-    if status is not None and status not in GOOD_CHAOS_STATUSES:
-        if status == "running":
-            out.append("the run never finished (status 'running'): its orchestrator stopped before the end")
-        else:
-            out.append(f"the experiment ended {status!r}, not 'completed': its result cannot be trusted")
-    out += list(context.failed_activities)
-    for fault in faults:
-        if fault.ended_at is None:
-            out.append(
-                f"{fault.name}: the injection never completed (refused, failed or interrupted): "
-                "cannot tell whether the fault happened"
-            )
-    load = context.load
-    if load is not None:
-        if load.died_at is not None:
-            code = "" if load.exit_code is None else f" (exit status {load.exit_code})"
-            out.append(
-                f"the load process died at {_clock(load.died_at)} UTC{code}, before the run asked it "
-                "to stop: writes after that were not measured"
-            )
-        elif load.exit_code not in (None, 0):
-            out.append(
-                f"the load process ended with exit status {load.exit_code}: the journal may be incomplete"
-            )
     return out
 
 
@@ -456,7 +374,7 @@ def analyze(
     blamed = {t: _blame(rpos[t].lost or [], ordered) for t in names}
 
     fault_results: list[FaultResult] = []
-    violations: list[str] = _run_violations(ordered, context)
+    violations: list[str] = run_violations(ordered, context)
     for i, fault in enumerate(ordered):
         next_at = ordered[i + 1].injected_at if i + 1 < len(ordered) else None
         results = [
@@ -478,7 +396,7 @@ def analyze(
     totals = [_totals(t, per_tenant[t], clocks, rpos[t]) for t in names]
     for t in totals:
         mine = [next(r for r in fr.results if r.tenant == t.tenant) for fr in fault_results]
-        t.measurement_gaps = _measurement_gaps(per_tenant[t.tenant], mine, ordered, context)
+        t.measurement_gaps = measurement_gaps(per_tenant[t.tenant], mine, ordered, context)
     for t in totals:
         violations += _tenant_violations(t, bool(ordered))
 

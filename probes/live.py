@@ -6,7 +6,7 @@ poll, so :class:`LiveJournal` keeps a tail per run folder and only the last few 
 of attempts in memory.
 
 :meth:`LiveJournal.health` is the load's liveness measured, not assumed: a tenant
-whose newest acknowledged write is older than about two write intervals, or that
+whose newest acknowledged write is older than two write intervals (at least 1 s), or that
 acknowledged fewer than half the writes it was offered in the window, is *stale*
 (its success rate counts as 0), whatever share of its few recent writes succeeded.
 """
@@ -26,10 +26,14 @@ KEEP_SECONDS = 600.0
 
 
 def freshness_limit(write_rate: float | None) -> float:
-    """How old a tenant's newest acknowledged write may be: two write intervals, at least 0.5 s."""
+    """How old a tenant's newest acknowledged write may be: two write intervals, at least 1 s.
+
+    The floor keeps a loaded 2-core machine's scheduling hiccups from reading as a dead
+    tenant; a dead load process is caught directly, without waiting for staleness.
+    """
     if not write_rate or write_rate <= 0:
-        return 0.5
-    return max(0.5, 2.0 / write_rate)
+        return 1.0
+    return max(1.0, 2.0 / write_rate)
 
 
 @dataclass(frozen=True)

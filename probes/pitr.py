@@ -1,17 +1,23 @@
 """Point-in-time restore checks: the backup chain and the restored rows, as pure functions.
 
-**Validation** (:func:`validate_restore`). A restore of source S to time X must hold
-every acknowledged write of S whose server timestamp is at or before ``X - epsilon``
-and no row whose server timestamp is after ``X + epsilon``. A row's server timestamp
-is taken inside its transaction, a little before the commit the restore goes by, so
-writes in ``(X - epsilon, X + epsilon]`` may be on either side: they are counted as
-*ambiguous*, never guessed. ``epsilon`` must exceed the commit latency: the load
-abandons a write after 0.5 s, so an acknowledged write committed less than 0.5 s after
-its timestamp and 0.5 s is always safe. Exactly ``X - epsilon`` is expected; exactly
-``X + epsilon`` is ambiguous. Only rows of this run and this source tenant count
-(rows of earlier runs restored along with them are ignored). A present row that was
-never attempted is *unexpected*; a present row whose timestamp differs from the one
-its acknowledgement returned is *changed*: both are data mismatches.
+**Validation** (:func:`validate_restore`). A restore of source S to time X keeps the
+transactions that committed at or before X (``recovery_target_inclusive``; ``STOPAT``),
+so every acknowledged write of S committed by X must be present and no row committed
+after X. A row is judged by its commit time when the target gives one with the row
+(PostgreSQL with ``track_commit_timestamp``, see :mod:`loadgen.dialects`): exact, no
+window. Otherwise, and always for a row absent from the target, by its latency window
+from the journal: the row is stamped inside its transaction (``server_ts``) and commits
+before the client's acknowledgement, so the commit lies in ``[server_ts, server_ts +
+latency]``. Both ends are on the server's clock (the latency is a duration), so no
+client time and no clock skew enter the bound. Only a write whose window contains X is
+*ambiguous*, counted and never guessed: at a few milliseconds of latency, rarely more
+than one row per restore. The engine's resolution of the target time widens the band
+(1 µs for PostgreSQL, 1/300 s for ``STOPAT``); times are compared in whole
+microseconds, so a commit exactly at X is expected. Only rows of this run and tenant
+count (earlier runs' rows restored along with them are ignored). A present row never
+attempted is *unexpected*, one whose timestamp differs from its acknowledgement's is
+*changed*: both are mismatches. A known commit time outside its write's window is
+counted (``commit_outside_latency``): the window's premise would not hold there.
 
 **Chain** (:func:`analyze_chain`). Completed full and log backups ordered by the end
 of what they cover; a log backup must start where the chain reached (within a
@@ -41,8 +47,10 @@ from loadgen.journal import Write
 from probes.errors import ProbeError
 
 __all__ = [
+    "COMMIT_TIMESTAMP",
     "DEFAULT_EPSILON",
     "INTEGRITY_NAME",
+    "LATENCY_WINDOW",
     "PITR_NAME",
     "BackupChain",
     "BackupRecord",
@@ -61,10 +69,12 @@ __all__ = [
 
 PITR_NAME = "pitr.json"
 INTEGRITY_NAME = "integrity.json"
+#: the restore smoke's counting band around its restore point (``verify_backups``), seconds.
 DEFAULT_EPSILON = 0.5
 SAMPLE = 10
 #: a restored timestamp may differ from the acknowledged one by float/µs rounding only.
 TS_TOLERANCE = 1e-5
+Key = tuple[int, int]
 
 
 def parse_time(text: str) -> float:
@@ -85,19 +95,24 @@ def format_time(epoch: float) -> str:
 
 # --------------------------------------------------------------------------- validation
 
+#: ``PitrValidation.window``: how present rows were judged.
+COMMIT_TIMESTAMP = "commit_timestamp"
+LATENCY_WINDOW = "latency_window"
+
 
 @dataclass(frozen=True)
 class TargetRow:
-    """One row read from the restore target (``server_ts``: its stored timestamp, epoch seconds)."""
+    """One row of the restore target: its stored timestamp and, if the engine says, its commit time."""
 
     run_id: str
     tenant: str
     writer: int
     seq: int
     server_ts: float
+    commit_ts: float | None = None
 
     @property
-    def key(self) -> tuple[int, int]:
+    def key(self) -> Key:
         return (self.writer, self.seq)
 
 
@@ -107,22 +122,38 @@ class PitrValidation:
 
     ok: bool
     target_time: float
-    epsilon_seconds: float
-    expected: int  # acknowledged writes at or before X - epsilon
+    window: str  # COMMIT_TIMESTAMP when every present row had its commit time, else LATENCY_WINDOW
+    commit_times: int  # present rows whose commit time the target gave
+    expected: int  # acknowledged writes committed at or before X
     found: int  # rows of this run and tenant in the target
     missing: int  # expected but absent
-    extra: int  # present with a timestamp after X + epsilon
-    ambiguous: int  # acknowledged writes or present rows inside (X - epsilon, X + epsilon]
+    extra: int  # present, committed after X
+    ambiguous: int  # acknowledged writes whose commit may be on either side of X
     ambiguous_present: int
+    window_max_seconds: float  # the widest latency window among the ambiguous writes
     unexpected: int  # present, never attempted
     changed: int  # present, timestamp differs from the acknowledged one
-    recovered_unknown: int  # present, outcome unknown to the client (info), before the window
+    recovered_unknown: int  # present, outcome unknown to the client (info or fail), not after X
+    commit_outside_latency: int  # known commit time outside its write's latency window
     restore_point_error_seconds: float | None  # achieved - target
     missing_sample: list[list[int]] = field(default_factory=list)
     extra_sample: list[list[int]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _us(seconds: float) -> int:
+    """Whole microseconds: both engines keep times to the microsecond, and floats must not decide ties."""
+    return round(seconds * 1_000_000)
+
+
+def _span(write: Write) -> tuple[int, int] | None:
+    """When ``write``'s commit may have happened, ``[stamp, stamp + latency]`` in µs; None if unknown."""
+    if write.server_ts is None or not math.isfinite(write.latency) or write.latency < 0:
+        return None
+    start = _us(write.server_ts)
+    return start, start + math.ceil(write.latency * 1_000_000)
 
 
 def _differs(acked_ts: float | None, stored_ts: float) -> bool:
@@ -136,43 +167,76 @@ def validate_restore(
     rows: Iterable[TargetRow],
     target_time: float,
     *,
-    epsilon: float = DEFAULT_EPSILON,
+    resolution: float = 1e-6,
     achieved: float | None = None,
 ) -> PitrValidation:
-    """Judge the restored ``rows`` of ``tenant`` (this ``run_id`` only) against its journal ``writes``."""
-    if epsilon < 0 or not math.isfinite(epsilon):
-        raise ProbeError(f"epsilon must be a non-negative number of seconds, got {epsilon!r}")
-    low, high = target_time - epsilon, target_time + epsilon
+    """Judge the restored ``rows`` of ``tenant`` (this ``run_id`` only) against its journal ``writes``.
+
+    ``resolution``: how finely the engine places the restore's target time (seconds);
+    a commit that close to X may be on either side of it.
+    """
+    if resolution < 0 or not math.isfinite(resolution):
+        raise ProbeError(f"resolution must be a non-negative number of seconds, got {resolution!r}")
+    slack = max(0, math.ceil(round(resolution * 1_000_000, 3)) - 1)  # beyond the µs compared in
+    low, high = _us(target_time) - slack, _us(target_time) + slack  # commits in (low, high] are unsure
+
+    def side(first: int, last: int) -> int:
+        """-1: committed at or before X; 1: after X; 0: cannot tell."""
+        return -1 if last <= low else 1 if first > high else 0
+
     mine = [w for w in writes if w.tenant == tenant]
     attempted = {w.key for w in mine}
-    acked: dict[tuple[int, int], float | None] = {w.key: w.server_ts for w in mine if w.outcome == "ok"}
-    present = {r.key: r.server_ts for r in rows if r.run_id == run_id and r.tenant == tenant}
-
-    expected = {k for k, ts in acked.items() if ts is not None and ts <= low}
-    window = {k for k, ts in acked.items() if ts is None or low < ts <= high}
-    window |= {k for k, ts in present.items() if low < ts <= high}
+    acked = {w.key: w for w in mine if w.outcome == "ok"}
+    present = {r.key: r for r in rows if r.run_id == run_id and r.tenant == tenant}
+    expected, extra, ambiguous = set[Key](), set[Key](), set[Key]()
+    widest, outside = 0.0, 0
+    for key, write in acked.items():
+        row, span = present.get(key), _span(write)
+        commit = None if row is None or row.commit_ts is None else _us(row.commit_ts)
+        if commit is not None and span is not None and not span[0] <= commit <= span[1]:
+            outside += 1
+        verdict = side(commit, commit) if commit is not None else 0 if span is None else side(*span)
+        if verdict < 0:
+            expected.add(key)
+        elif verdict > 0 and row is not None:
+            extra.add(key)
+        elif verdict == 0:
+            ambiguous.add(key)
+            widest = max(widest, write.latency if span is not None else 0.0)
+    recovered: list[Key] = []
+    for key, row in present.items():
+        if key in acked:
+            continue
+        # Not acknowledged: committed when it says, else at its stamp or some unknown time after.
+        earliest = _us(row.server_ts if row.commit_ts is None else row.commit_ts)
+        if earliest > high:
+            extra.add(key)
+        elif key in attempted:
+            recovered.append(key)
     missing = sorted(expected - present.keys())
-    extra = sorted(k for k, ts in present.items() if ts > high)
     unexpected = [k for k in present if k not in attempted]
-    changed = [k for k, ts in present.items() if _differs(acked.get(k), ts)]
-    recovered = [k for k, ts in present.items() if k in attempted and k not in acked and ts <= low]
+    changed = [k for k, r in present.items() if k in acked and _differs(acked[k].server_ts, r.server_ts)]
+    known = sum(1 for r in present.values() if r.commit_ts is not None)
     error = None if achieved is None else round(achieved - target_time, 6)
     return PitrValidation(
         ok=not (missing or extra or unexpected or changed),
         target_time=target_time,
-        epsilon_seconds=epsilon,
+        window=COMMIT_TIMESTAMP if present and known == len(present) else LATENCY_WINDOW,
+        commit_times=known,
         expected=len(expected),
         found=len(present),
         missing=len(missing),
         extra=len(extra),
-        ambiguous=len(window),
-        ambiguous_present=len(window & present.keys()),
+        ambiguous=len(ambiguous),
+        ambiguous_present=len(ambiguous & present.keys()),
+        window_max_seconds=round(widest, 6),
         unexpected=len(unexpected),
         changed=len(changed),
         recovered_unknown=len(recovered),
+        commit_outside_latency=outside,
         restore_point_error_seconds=error,
         missing_sample=[list(k) for k in missing[:SAMPLE]],
-        extra_sample=[list(k) for k in extra[:SAMPLE]],
+        extra_sample=[list(k) for k in sorted(extra)[:SAMPLE]],
     )
 
 
@@ -202,6 +266,16 @@ class ChainGap:
     def seconds(self) -> float:
         return self.end - self.start
 
+    def as_dict(self) -> dict[str, Any]:
+        """The gap as reports show it: who bounds it, from and to (RFC 3339), how long."""
+        return {
+            "after": self.after,
+            "before": self.before,
+            "from": format_time(self.start),
+            "to": format_time(self.end),
+            "seconds": round(self.seconds, 6),
+        }
+
 
 @dataclass(frozen=True)
 class BackupChain:
@@ -225,16 +299,7 @@ class BackupChain:
                 }
                 for b in self.backups
             ],
-            "gaps": [
-                {
-                    "after": g.after,
-                    "before": g.before,
-                    "from": format_time(g.start),
-                    "to": format_time(g.end),
-                    "seconds": round(g.seconds, 6),
-                }
-                for g in self.gaps
-            ],
+            "gaps": [g.as_dict() for g in self.gaps],
             "earliest_restorable": None
             if self.earliest_restorable is None
             else format_time(self.earliest_restorable),

@@ -4,15 +4,23 @@ Their summaries carry ``pitr`` (``reports.build`` copies it from ``pitr.json``):
 
     "pitr": {
       "backup":     {"policy_ready": bool, "full": {"ok": bool, "name"} | bool,
-                     "log": {"ok": bool, "name"} | bool, "error": str},
+                     "log": {"ok": bool, "name"} | bool, "error": str,
+                     "chain": {"full": int, "log": int, "earliest_restorable": str,
+                               "latest_restorable": str, "checked": str,
+                               "gaps": [{"after", "before", "from", "to", "seconds"}]}},
       "restore":    {"ok": bool, "target": str, "target_time": str,
-                     "create_target": bool, "error": str},
+                     "create_target": bool, "error": str, "fallback": str},
       "validation": {"ok": bool, "missing": int, "extra": int,
                      "restore_point_error_seconds": float}}
 
 Only runs of those two experiments count: another run's ``pitr`` block was not made
 under the conditions the gate means. A missing key leaves its gate NOT RUN for that run;
-``ok: false`` (or ``policy_ready: false``) is a FAIL. Validation passes only when ``ok``
+``ok: false`` (or ``policy_ready: false``) is a FAIL. The full/log backup gate cites the
+backup chain (``probes.k8s.backup_chain``): a gap in it is a FAIL, with its start and
+end, because a chain with a hole cannot restore to every moment; so is a chain that
+restores nothing. The restore gate cites a failed restore's reason as the operator
+reported it (the executor's FATAL line, the checksum mismatch) and notes a restore that
+fell back to an older full backup. Validation passes only when ``ok``
 is true and ``missing`` and ``extra`` are both 0; the restore point error is reported.
 The problems of the run that exercises a gate (``run_problems``: restore for
 ``pitr-restore``, backups for ``backup-under-chaos``) FAIL it too.
@@ -108,7 +116,40 @@ def _judge_backups(block: dict[str, Any]) -> Verdict:
             parts.append((PASS, [f"{label} completed"]) if ok else (FAIL, [f"{label} failed{_error(block)}"]))
     if any(p[0] == NOT_RUN for p in parts) and not any(p[0] == FAIL for p in parts):
         return NOT_RUN, [e for p in parts for e in p[1]]
-    return combine(parts, (NOT_RUN, []))
+    status, evidence = combine(parts, (NOT_RUN, []))
+    chain = _judge_chain(block.get("chain"))
+    if chain is None:
+        return status, [*evidence, "backup chain not recorded (the `backup_chain` probe did not run)"]
+    return combine([(status, evidence), chain], (NOT_RUN, []))
+
+
+def _judge_chain(chain: Any) -> Verdict | None:
+    """``pitr.backup.chain``: FAIL for each gap (or a chain that restores nothing); None when absent."""
+    if not isinstance(chain, dict):
+        return None
+    earliest, latest = chain.get("earliest_restorable"), chain.get("latest_restorable")
+    span = (
+        f"{chain.get('full', '?')} full + {chain.get('log', '?')} log backup(s), "
+        f"restorable from {earliest or 'nowhere'} to {latest or 'nowhere'}"
+    )
+    checked = f" ({chain['checked']})" if chain.get("checked") else ""
+    gaps = chain.get("gaps")
+    holes = []
+    if isinstance(gaps, list):
+        holes = [
+            f"backup chain has a gap from {g.get('from')} to {g.get('to')} ({g.get('seconds')} s, "
+            f"after {g.get('after')}, before {g.get('before')}): a chain with a hole cannot restore "
+            "to every moment"
+            for g in gaps
+            if isinstance(g, dict)
+        ]
+    elif isinstance(gaps, int | float) and not isinstance(gaps, bool) and gaps > 0:
+        holes = [f"backup chain has {int(gaps)} gap(s): a chain with a hole cannot restore to every moment"]
+    if holes:
+        return FAIL, [*holes, f"backup chain: {span}{checked}"]
+    if not latest:
+        return FAIL, [f"backup chain restores nothing: {span}{checked}"]
+    return PASS, [f"backup chain: {span}, no gap{checked}"]
 
 
 def _judge_restore(block: dict[str, Any]) -> Verdict:
@@ -117,9 +158,10 @@ def _judge_restore(block: dict[str, Any]) -> Verdict:
     when = f" at {block['target_time']}" if block.get("target_time") else ""
     if not isinstance(ok, bool):
         return NOT_RUN, ["`pitr.restore.ok` not recorded"]
+    fallback = f" ({block['fallback']})" if block.get("fallback") else ""
     if ok:
-        return PASS, [f"restore{where}{when} completed"]
-    return FAIL, [f"restore{where}{when} failed{_error(block)}"]
+        return PASS, [f"restore{where}{when} completed{fallback}"]
+    return FAIL, [f"restore{where}{when} failed{_error(block)}{fallback}"]
 
 
 def _judge_validation(block: dict[str, Any]) -> Verdict:

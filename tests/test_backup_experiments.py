@@ -4,9 +4,10 @@ One lab (2 nodes, 2 tenants) serves the module; the tests run in file order. Eac
 must leave a complete run folder whose summary carries the ``pitr`` blocks the go/no-go
 document reads, with the restored rows matching the acknowledged-write journal exactly
 (no missing, no extra row), and the restore target gone after the rollbacks. The
-go/no-go document over the two runs must pass every backup and restore gate. A restore
-refused by the operator (no target, no createTarget) must fail the restore gate with the
-operator's reason.
+go/no-go document over the two runs must pass every backup and restore gate, the backup
+gate citing the chain. A restore refused by the operator (no target, no createTarget)
+must fail the restore gate with the operator's reason. A restore target left behind by a
+run without rollbacks must not become a tenant of the next run.
 """
 
 from __future__ import annotations
@@ -90,6 +91,10 @@ def _check_restore(summary: dict[str, Any], run: Path) -> None:
     backup, restore, validation = pitr["backup"], pitr["restore"], pitr["validation"]
     assert backup["policy_ready"] is True
     assert backup["full"]["ok"] is True and backup["log"]["ok"] is True, backup
+    chain = backup["chain"]
+    assert chain["gaps"] == [] and chain["problems"] == [], chain
+    assert chain["full"] >= 1 and chain["log"] >= 1 and "WAL re-checked in" in chain["checked"]
+    assert chain["latest_restorable"] >= pitr["mark"]["target_time"]  # RFC 3339 UTC: text order is time order
     assert restore["ok"] is True and restore["target"] == "tenant-0-pitr", restore
     assert restore["create_target"] is True and restore["target_time"] == pitr["mark"]["target_time"]
     assert restore["achieved"] and restore["duration_seconds"] > 0
@@ -166,6 +171,8 @@ def test_gonogo_passes_the_backup_and_restore_gates(lab: Lab, tmp_path: Path) ->
         # Proven on the embedded lab only: never a production PASS.
         assert "| PASS (lab only) |" in rows[gate], rows[gate]
     assert "missing 0, extra 0" in rows["Data validation confirms target matches expected targetTime window"]
+    assert "backup chain: " in rows["Manual `full` and `log` backup CRs complete successfully"]
+    assert ", no gap (WAL re-checked in " in rows["Manual `full` and `log` backup CRs complete successfully"]
 
 
 def test_a_refused_restore_fails_the_restore_gate_with_the_reason(lab: Lab, tmp_path: Path) -> None:
@@ -188,3 +195,19 @@ def test_a_refused_restore_fails_the_restore_gate_with_the_reason(lab: Lab, tmp_
     assert "**FAIL**" in rows["PITR restore request completes to target instance"]
     assert "createTarget" in rows["PITR restore request completes to target instance"]
     assert "**FAIL**" in rows["Data validation confirms target matches expected targetTime window"]
+
+
+def test_a_restore_target_left_by_a_run_without_rollbacks_is_not_a_tenant_of_the_next_run(lab: Lab) -> None:
+    done, kept = lab.chaos("pitr-restore", "--rollback-strategy", "never", timeout=420)
+    assert done.returncode == 0 and kept is not None, done.stderr[-3000:]
+    left = lab.client().get(INSTANCES, "tenant-0-pitr", "tenants")
+    done, run = lab.chaos("pitr-restore", timeout=420)
+    assert done.returncode == 0 and run is not None, done.stderr[-3000:]
+    tenants = json.loads((run / "tenants.json").read_text())["tenants"]
+    assert [t["name"] for t in tenants] == ["tenant-0", "tenant-1"]  # not put under load
+    summary = _summary(run)
+    assert summary["verdict"] == "GO", summary["violations"]  # nor judged
+    assert summary["tenants"] == ["tenant-0", "tenant-1"]
+    _check_restore(summary, run)
+    _no_leftovers(lab, run)
+    assert (left["metadata"].get("labels") or {}).get("mssql.example.com/role") == "restore-target"

@@ -190,6 +190,7 @@ def test_up_restart_node_pause_and_down(home: Path) -> None:
     assert _lab(home, "down", timeout=90).returncode == 0
     wiped = _lab(home, "down", "--wipe")
     assert wiped.returncode == 0 and not (home / "cluster").exists() and not (home / "kubeconfig").exists()
+    assert not (home / "policy.yaml").exists() and not (home / "tenants.json").exists()
     print(
         f"lab up (1 tenant, 2 nodes) {up_seconds:.1f}s; tenant pod Ready {pod_ready_after_node:.2f}s "
         "after restart-node returned"
@@ -201,7 +202,7 @@ def test_up_fails_in_one_line(home: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        busy = _lab(home, "up", "--tenants", "0", "--nodes", "1", "--port", str(port), timeout=30)
+        busy = _lab(home, "up", "--tenants", "1", "--nodes", "1", "--port", str(port), timeout=30)
     assert busy.returncode == 2
     assert busy.stderr.strip() == busy.stderr.strip().splitlines()[0]
     assert f"port {port} on 127.0.0.1 is in use" in busy.stderr
@@ -209,3 +210,33 @@ def test_up_fails_in_one_line(home: Path) -> None:
     no_pg = _lab(home, "up", env={"HARNESS_PG_BINDIR": str(home / "nowhere")}, timeout=30)
     assert no_pg.returncode == 2 and "holds no `postgres` program" in no_pg.stderr
     assert len(no_pg.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("tenants", "needle"),
+    [
+        ("0", "need at least 1 node and 1 tenant (got 3 nodes, 0 tenants)"),
+        ("10000", "10000 tenants need about 468.8 GiB (about 48 MiB each)"),
+    ],
+)
+def test_a_tenant_count_the_machine_cannot_hold_is_refused_before_anything_starts(
+    home: Path, tenants: str, needle: str
+) -> None:
+    done = _lab(home, "up", "--tenants", tenants, timeout=30)
+    assert done.returncode == 2
+    assert needle in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not _lab_processes(home)
+    assert not (home / "tenants.json").exists() and not (home / "kubeconfig").exists()
+
+
+def test_the_executor_answers_help_with_help() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "lab.executor", "verify", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "usage:" in done.stdout and "backup_id" in done.stdout
+    assert "cannot run" not in done.stderr

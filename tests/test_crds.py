@@ -102,7 +102,7 @@ def test_schemas_carry_the_fields_the_harness_reads() -> None:
     spec, status = instance["spec"]["properties"], instance["status"]["properties"]
     assert {"version", "storage", "resources", "port", "database", "nodeSelector", "canary"} <= set(spec)
     assert set(spec["storage"]["properties"]) == {"size", "storageClassName"}
-    assert status["phase"]["enum"] == ["Pending", "Provisioning", "Ready", "Degraded"]
+    assert status["phase"]["enum"] == ["Pending", "Provisioning", "Ready", "Degraded", "RestoreFailed"]
     assert {"conditions", "endpoint", "observedGeneration", "lastReconcileTime", "observedCanary"} <= set(
         status
     )
@@ -121,12 +121,14 @@ def test_schemas_carry_the_fields_the_harness_reads() -> None:
     assert {"backupId", "startTime", "endTime", "coveredFrom", "coveredTo", "checksum", "reason"} <= set(
         backup["status"]["properties"]
     )
+    assert {"coveredRanges", "missingSegments"} <= set(backup["status"]["properties"])
     restore = _schema("MSSQLRestore")["properties"]
     assert set(restore["spec"]["properties"]) == {"source", "targetTime", "target", "createTarget"}
     assert restore["spec"]["properties"]["targetTime"]["format"] == "date-time"
     assert {"phase", "achievedRestorePoint", "startTime", "endTime", "reason"} <= set(
         restore["status"]["properties"]
     )
+    assert {"backupId", "conditions"} <= set(restore["status"]["properties"])
 
 
 def test_operator_manifest() -> None:

@@ -13,7 +13,9 @@ _SQLGLOT = {"mssql": "tsql", "postgresql": "postgres"}
 
 
 @pytest.mark.parametrize("name", sorted(DIALECTS))
-@pytest.mark.parametrize("statement", ["create_table", "insert", "read_back", "server_now"])
+@pytest.mark.parametrize(
+    "statement", ["create_table", "insert", "read_back", "read_back_committed", "server_now"]
+)
 def test_statements_parse(name: str, statement: str) -> None:
     sql = getattr(DIALECTS[name], statement)
     parsed = sqlglot.parse(sql, read=_SQLGLOT[name], error_level=sqlglot.ErrorLevel.RAISE)
@@ -30,6 +32,22 @@ def test_insert_returns_the_server_timestamp() -> None:
     assert "OUTPUT" in DIALECTS["mssql"].insert and "INSERTED.written_at" in DIALECTS["mssql"].insert
     for d in DIALECTS.values():
         assert d.insert.count("?") == 4 and d.read_back.count("?") == 2
+
+
+def test_read_back_committed_adds_a_commit_time_column() -> None:
+    """Same rows and parameters as ``read_back``, plus one column: the commit time or NULL."""
+    for name, d in DIALECTS.items():
+        assert d.read_back_committed.count("?") == 2, name
+        plain = sqlglot.parse_one(d.read_back, read=_SQLGLOT[name])
+        committed = sqlglot.parse_one(d.read_back_committed, read=_SQLGLOT[name])
+        assert len(committed.expressions) == len(plain.expressions) + 1, name
+        assert committed.args["where"] == plain.args["where"], name
+    assert "pg_xact_commit_timestamp(xmin)" in DIALECTS["postgresql"].read_back_committed
+    # T-SQL cannot read a per-row commit time (no change tracking or CDC required): NULL.
+    last = sqlglot.parse_one(DIALECTS["mssql"].read_back_committed, read="tsql").expressions[-1]
+    assert isinstance(last, sqlglot.exp.Cast) and isinstance(last.this, sqlglot.exp.Null)
+    assert DIALECTS["postgresql"].restore_resolution == 1e-6
+    assert DIALECTS["mssql"].restore_resolution == pytest.approx(1 / 300)
 
 
 def test_unknown_dialect_names_the_known_ones() -> None:

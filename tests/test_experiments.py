@@ -296,11 +296,14 @@ def test_sigint_during_a_drain_uncordons_and_stops_the_load(lab: Lab) -> None:
     ],
 )
 def test_bad_configuration_injects_nothing(lab: Lab, env: dict[str, str], needle: str) -> None:
+    secrets_before = set(Path(tempfile.gettempdir()).glob("harness-secrets-*"))
     done, run = lab.chaos("pod-eviction", env=env)
     assert done.returncode != 0
     assert needle in done.stderr + done.stdout
     assert run is None  # no run folder, so no fault log: nothing was injected
     assert "Traceback" not in done.stderr + done.stdout
+    # Tenants were discovered (passwords written) before the target was refused: none may stay.
+    assert set(Path(tempfile.gettempdir()).glob("harness-secrets-*")) <= secrets_before
 
 
 def test_malformed_experiment_and_var_file(lab: Lab, tmp_path: Path) -> None:

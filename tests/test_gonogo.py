@@ -477,6 +477,51 @@ def _pitr(**changes: Any) -> dict[str, Any]:
     return block
 
 
+GAP = {
+    "after": "log-2 [1/2]",
+    "before": "log-2 [2/2]",
+    "from": "2023-11-14T22:21:00.000000Z",
+    "to": "2023-11-14T22:21:30.000000Z",
+    "seconds": 30.0,
+}
+RESTORE_REASON = (
+    "restoring full backup full-1: recovery stopped (exit 1): FATAL: recovery ended before configured "
+    "recovery target was reached; WAL segment 000000010000000000000009 of log backup log-2: checksum "
+    "mismatch (recorded sha256:aa, found sha256:bb)"
+)
+
+
+def _chain(**changes: Any) -> dict[str, Any]:
+    chain: dict[str, Any] = {
+        "full": 1,
+        "log": 2,
+        "earliest_restorable": "2023-11-14T22:19:00.000000Z",
+        "latest_restorable": "2023-11-14T22:22:00.000000Z",
+        "gaps": [],
+        "checked": "WAL re-checked in /store",
+    }
+    return {**chain, **changes}
+
+
+def test_the_backup_gate_cites_the_chain_and_the_restore_gate_a_fallback(tmp_path: Path) -> None:
+    backup = {"policy_ready": True, "full": True, "log": True, "chain": _chain()}
+    fallback = "skipped damaged full backup(s) (full-2: checksum mismatch); restored from full-1"
+    restore = {"ok": True, "target": "t-0", "fallback": fallback}
+    runs = [
+        *_passing_fault_runs(tmp_path),
+        _k8s(tmp_path, "pitr-restore", pitr=_pitr(backup=backup, restore=restore)),
+    ]
+    gates = _gates(_judge(tmp_path, runs)[0])
+    assert gates[BACKUPS].result == PASS
+    assert any(
+        "backup chain: 1 full + 2 log backup(s), restorable from 2023-11-14T22:19:00.000000Z "
+        "to 2023-11-14T22:22:00.000000Z, no gap (WAL re-checked in /store)" in e
+        for e in gates[BACKUPS].evidence
+    )
+    assert gates[RESTORE].result == PASS
+    assert any(fallback in e for e in gates[RESTORE].evidence)
+
+
 def test_a_passing_restore_run_passes_the_backup_gates(tmp_path: Path) -> None:
     runs = [*_passing_fault_runs(tmp_path), _k8s(tmp_path, "pitr-restore", pitr=_pitr())]
     gates = _gates(_judge(tmp_path, runs)[0])
@@ -498,6 +543,33 @@ def test_a_passing_restore_run_passes_the_backup_gates(tmp_path: Path) -> None:
             "log backup failed",
         ),
         ({"backup": {"policy_ready": False, "full": True, "log": True}}, POLICY, "not Ready"),
+        (
+            {"backup": {"policy_ready": True, "full": True, "log": True, "chain": _chain(gaps=[GAP])}},
+            BACKUPS,
+            "backup chain has a gap from 2023-11-14T22:21:00.000000Z to 2023-11-14T22:21:30.000000Z",
+        ),
+        (
+            {"backup": {"policy_ready": True, "full": True, "log": True, "chain": _chain(gaps=1)}},
+            BACKUPS,
+            "a chain with a hole cannot restore to every moment",
+        ),
+        (
+            {
+                "backup": {
+                    "policy_ready": True,
+                    "full": True,
+                    "log": True,
+                    "chain": _chain(latest_restorable=None),
+                }
+            },
+            BACKUPS,
+            "backup chain restores nothing",
+        ),
+        (
+            {"restore": {"ok": False, "target": "t-0", "error": RESTORE_REASON}},
+            RESTORE,
+            "recovery ended before configured recovery target was reached",
+        ),
     ],
 )
 def test_a_backup_or_restore_failure_is_no_go(tmp_path: Path, changes: dict, gate: str, text: str) -> None:

@@ -70,7 +70,7 @@ def test_a_tenant_with_old_acks_is_stale_whatever_its_success_share(tmp_path: Pa
     assert health["a"].stale is None and health["a"].success_rate == 1.0
     assert health["b"].stale and "old" in health["b"].stale and health["b"].success_rate == 0.0
     assert health["c"].stale == "no acknowledged write yet"
-    assert freshness_limit(20.0) == 0.5 and freshness_limit(1.0) == 2.0
+    assert freshness_limit(20.0) == 1.0 and freshness_limit(0.5) == 4.0
 
 
 def test_a_tenant_writing_at_half_its_rate_is_stale(tmp_path: Path) -> None:
@@ -194,3 +194,41 @@ def test_loadgen_run_exits_0_when_writes_fail_during_a_fault(engine: Engine, tmp
     journal = (tmp_path / "run" / "journal").glob("*.jsonl")
     outcomes = {json.loads(line).get("outcome") for path in journal for line in path.read_text().splitlines()}
     assert {"ok", "fail"} <= outcomes or {"ok", "info"} <= outcomes
+
+
+def test_secrets_folders_are_private_and_swept_when_their_owner_is_gone(tmp_path: Path) -> None:
+    from loadgen.secretsdir import OWNER_FILE, make_secrets_dir, sweep_stale_secrets
+
+    mine = make_secrets_dir(tmp_path)
+    assert mine.stat().st_mode & 0o777 == 0o700
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
+    orphan = make_secrets_dir(tmp_path)
+    (orphan / OWNER_FILE).write_text(dead.stdout.strip())  # its chaos run was SIGKILLed
+    (orphan / "tenant-0").write_text("secret")
+    legacy = tmp_path / "harness-secrets-old"
+    legacy.mkdir()
+    assert sorted(sweep_stale_secrets(tmp_path)) == sorted([orphan, legacy])
+    assert mine.exists() and not orphan.exists() and not legacy.exists()
+
+
+def test_a_failed_discovery_leaves_no_secrets_folder(tmp_path: Path, monkeypatch) -> None:
+    """A tenant without an endpoint aborts discovery after the folder was made: it must go."""
+    import tempfile
+
+    from common.crd import CrdCoordinates
+    from loadgen import discovery
+    from loadgen.errors import LoadgenError
+
+    class Custom:
+        def list_namespaced_custom_object(self, *args, **kwargs):
+            return {"items": [{"metadata": {"name": "t-0"}, "status": {}}]}
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(discovery, "_api", lambda kubeconfig: None)
+    monkeypatch.setattr("kubernetes.client.CustomObjectsApi", lambda api: Custom())
+    monkeypatch.setattr("kubernetes.client.CoreV1Api", lambda api: object())
+    with pytest.raises(LoadgenError, match=r"has no status\.endpoint"):
+        discovery.discover_tenants("tenants", CrdCoordinates())
+    assert not list(tmp_path.glob("harness-secrets-*"))

@@ -20,7 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
+from common.crd import RESTORE_TARGET, ROLE_LABEL
 from lab.controlplane import CRD_DIR, ControlPlaneProcess, start_control_plane
+from lab.executor.store import META, format_ts, write_json
 from lab.kubeclient import KubeClient
 from lab.operator.__main__ import WATCHES
 from lab.operator.objects import (
@@ -29,9 +31,12 @@ from lab.operator.objects import (
     INSTANCES,
     PORT_ANNOTATION,
     READINESS_PROBE,
+    RESTORE_FAILED_ANNOTATION,
+    RESTORING_ANNOTATION,
     desired_statefulset,
 )
 from lab.operator.reconcile import PORT_RANGE, Reconciler
+from lab.operator.restores import RESTORES
 from lab.paths import project_root
 from tests.test_controllers import FakeKubelet, new_namespace, owned_by_controller, set_pod, wait_for
 
@@ -448,3 +453,73 @@ def test_deleting_an_instance_collects_its_objects(api: KubeClient, kubelet: Fak
         wait_for(f"{kind} {name} collected", _absent(api, kind, name, ns))
     # the data claim is retained (Kubernetes' default for StatefulSet claims): data outlives the instance
     assert api.get_or_none("persistentvolumeclaims", "data-gone-0", ns) is not None
+
+
+def _store_with_a_chain(root: Path, around: float) -> None:
+    """A backup store (the executor's layout) whose full and log backups cover ``around``."""
+    for sub in ("full/full-1", "log", "restores"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    full = {"id": "full-1", "type": "full", "start": format_ts(around - 61), "end": format_ts(around - 60)}
+    write_json(root / "full" / "full-1" / META, {**full, "coveredTo": full["end"], "checksum": "sha256:x"})
+    write_json(
+        root / "log" / "log-1.json", {"id": "log-1", "type": "log", "coveredTo": format_ts(around + 60)}
+    )
+
+
+def test_a_failed_restore_reports_the_executors_reason_and_keeps_its_target_stopped(
+    api: KubeClient, kubelet: FakeKubelet, ns: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LAB_VOLUMES", str(tmp_path))
+    now = time.time()
+    source_store = tmp_path / ns / "src-backups"
+    _store_with_a_chain(source_store, now)
+    operator = Reconciler(KubeClient(api.server))
+    api.create(INSTANCES, instance_body("src"), ns)
+    operator.reconcile_all()
+    body = {
+        "apiVersion": "mssql.example.com/v1alpha1",
+        "kind": "MSSQLRestore",
+        "metadata": {"name": "r1"},
+        "spec": {"source": "src", "target": "src-pitr", "targetTime": format_ts(now), "createTarget": True},
+    }
+    api.create(RESTORES, body, ns)
+    operator.reconcile_all()
+    target = api.get(INSTANCES, "src-pitr", ns)
+    assert target["metadata"]["labels"][ROLE_LABEL] == RESTORE_TARGET  # never taken for a tenant
+    operator.reconcile_all()
+    wait_for("restore job", lambda: api.get_or_none("jobs", "r1-restore", ns))
+    reason = (
+        "restoring full backup full-1: recovery stopped (exit 1): FATAL: recovery ended before configured "
+        "recovery target was reached; WAL segment 000000010000000000000009 of log backup log-1: checksum "
+        "mismatch (recorded sha256:aa, found sha256:bb)"
+    )
+    skipped = [{"backupId": "full-2", "reason": "backup full-2: checksum mismatch (recorded a, found b)"}]
+    write_json(source_store / "restores" / "r1.failed.json", {"reason": reason, "skippedBackups": skipped})
+    failed = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "limit"}
+    api.patch("jobs", "r1-restore", {"status": {"conditions": [failed]}}, ns, sub="status")
+
+    def restore_failed() -> Obj | None:
+        operator.reconcile_all()
+        status = api.get(RESTORES, "r1", ns).get("status") or {}
+        return status if status.get("phase") == "Failed" else None
+
+    status = wait_for("restore Failed", restore_failed)
+    assert status["reason"] == reason  # the executor's reason, not the Job's BackoffLimitExceeded
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Failed"]["message"] == reason
+    assert "full-2: backup full-2: checksum mismatch" in conditions["FallbackToOlderFull"]["message"]
+    operator.reconcile_all()
+    target = api.get(INSTANCES, "src-pitr", ns)
+    annotations = target["metadata"]["annotations"]
+    assert annotations[RESTORE_FAILED_ANNOTATION] == "r1" and RESTORING_ANNOTATION not in annotations
+    assert target["status"]["phase"] == "RestoreFailed"
+    assert _ready(target)["status"] == "False" and _ready(target)["reason"] == "RestoreFailed"
+    marked = next(c for c in target["status"]["conditions"] if c["type"] == "RestoreFailed")
+    assert marked["status"] == "True" and reason in marked["message"]
+    assert api.get("statefulsets", "src-pitr", ns)["spec"]["replicas"] == 0  # kept stopped for inspection
+    # The documented way out: remove the mark (or restore into it again, or delete it).
+    api.patch(INSTANCES, "src-pitr", {"metadata": {"annotations": {RESTORE_FAILED_ANNOTATION: None}}}, ns)
+    operator.reconcile_all()
+    assert api.get("statefulsets", "src-pitr", ns)["spec"]["replicas"] == 1
+    target = api.get(INSTANCES, "src-pitr", ns)
+    assert "RestoreFailed" not in {c["type"] for c in target["status"]["conditions"]}

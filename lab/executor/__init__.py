@@ -111,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         return simple(args)
     try:
         parsed = _parser().parse_args(args)
-    except SystemExit:
+    except SystemExit as exc:
+        if exc.code == 0:
+            return 0  # --help: argparse printed it
         print(f"executor: cannot run {' '.join(args)!r}: {USAGE}", file=sys.stderr, flush=True)
         return 2
     try:

@@ -23,6 +23,7 @@ from typing import Any
 
 from lab.errors import LabError
 from lab.executor.store import META, BackupStore, checksum_of, format_ts, parse_ts, write_json
+from lab.executor.wal import covered_ranges, expected_segments, segment_info
 from lab.paths import pg_bindir
 
 __all__ = ["Connection", "full_backup", "log_backup", "psql"]
@@ -152,6 +153,13 @@ def log_backup(store: BackupStore, backup_id: str, conn: Connection) -> dict[str
     ``coveredTo`` is the server's clock just before a marker transaction commits and the
     segment is switched, so every transaction committed up to ``coveredTo`` is in the
     archive, and the archive holds a commit after it (which recovery to a time needs).
+    The backup holds every segment after the previous log backup's last one; it covers
+    from the previous log backup's ``coveredTo`` (the first: from the oldest commit it
+    holds) unless a segment is missing from the archive. Then ``ranges`` lists the
+    stretches it really covers (see :func:`lab.executor.wal.covered_ranges`),
+    ``missing`` the absent segments, and ``coveredFrom`` is where the stretch that
+    reaches ``coveredTo`` begins, so a reader of only ``coveredFrom``/``coveredTo`` sees
+    the hole as a gap.
     """
     done = store.log(backup_id)
     if done is not None:
@@ -168,21 +176,39 @@ def log_backup(store: BackupStore, backup_id: str, conn: Connection) -> dict[str
             raise LabError(f"WAL segment {segment} was not archived within {ARCHIVE_TIMEOUT:.0f}s")
         time.sleep(0.05)
     previous = [m for m in store.logs() if str(m.get("last_segment", "")) < segment]
-    after = str(previous[-1]["last_segment"]) if previous else ""
-    segments = [s for s in store.segments() if after < s <= segment]
-    fulls = store.fulls()
-    covered_from = fulls[0]["end"] if fulls else format_ts(min(start, parse_ts(covered_to)))
+    before = previous[-1] if previous else None
+    after = str(before["last_segment"]) if before else ""
+    present = [s for s in store.segments() if after < s <= segment]
+    expected = expected_segments(after, segment, present)
+    missing = [s for s in expected if s not in present]
+    wal = [segment_info(store.wal, s) for s in present]
+    commits = [parse_ts(w["first_commit"]) for w in wal if w["first_commit"]]
+    end = parse_ts(covered_to)
+    chain_start = parse_ts(before["coveredTo"]) if before else min(commits, default=min(start, end))
+    entries = sorted([*wal, *({"segment": s} for s in missing)], key=lambda w: str(w["segment"]))
+    ranges = covered_ranges(chain_start, end, entries, missing)
+    reaching = [r for r in ranges if r[1] >= end]
     meta: dict[str, Any] = {
         "id": backup_id,
         "type": "log",
         "start": format_ts(start),
         "end": format_ts(time.time()),
-        "coveredFrom": covered_from,
+        "chainStart": format_ts(chain_start),
+        "coveredFrom": format_ts(reaching[-1][0]) if reaching else covered_to,
         "coveredTo": covered_to,
+        "ranges": [{"from": format_ts(a), "to": format_ts(b)} for a, b in ranges],
         "last_segment": segment,
-        "segments": segments,
-        "checksum": checksum_of(store.wal, [store.wal / s for s in segments]),
+        "segments": present,
+        "missing": missing,
+        "wal": wal,
+        "checksum": checksum_of(store.wal, [store.wal / s for s in present]),
     }
+    if missing:
+        print(
+            f"executor: WAL segment(s) {', '.join(missing)} missing from the archive: "
+            f"log backup {backup_id} covers only {meta['ranges']}",
+            flush=True,
+        )
     store.log_file(backup_id).parent.mkdir(parents=True, exist_ok=True)
     write_json(store.log_file(backup_id), meta)
     return meta

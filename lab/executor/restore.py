@@ -1,8 +1,11 @@
 """Point-in-time restore of a source's store into a stopped target's data folder.
 
 :func:`restore` runs inside the restore Job while the target's StatefulSet has 0
-replicas. It picks the newest full backup that ended at or before the target time,
-verifies its checksum, copies it to ``<home>/data.restoring``, and replays the
+replicas. It picks the newest full backup that ended at or before the target time and
+verifies its checksum; a damaged one is skipped for the next older intact one (which
+then replays more log: what a SQL Server DBA does with an older full backup), and the
+result says which were skipped and why. It copies the full backup to
+``<home>/data.restoring`` and replays the
 source's archived WAL there with a private server (Unix socket only, no archiving):
 ``restore_command`` copying from ``<store>/wal``, ``recovery_target_time`` = the
 target time, ``recovery_target_action = pause``. At the pause the last replayed
@@ -11,6 +14,11 @@ server is then resumed (it promotes) and shut down cleanly, the recovery setting
 removed, and ``data.restoring`` replaces ``<home>/data``. The outcome is written to
 ``<store>/restores/<name>.json`` last: it is the commit point, a retry before it starts
 over from the full backup and a retry after it reports it again.
+
+A failed attempt writes ``<store>/restores/<name>.failed.json`` with the reason the
+operator reports: the server log's FATAL line rather than its shutdown lines, and the
+missing or changed WAL segments the restore needed. ``data.restoring`` and
+``restore-<name>.log`` stay in the target's folder for inspection; ``data`` is untouched.
 """
 
 from __future__ import annotations
@@ -25,10 +33,11 @@ from typing import Any
 
 from lab.engine import server_run_kwargs
 from lab.errors import LabError
+from lab.executor.diagnose import damaged_wal, server_log_reason
 from lab.executor.store import META, BackupStore, format_ts, parse_ts, verify, write_json
 from lab.paths import pg_bindir, server_user
 
-__all__ = ["choose_full", "restore"]
+__all__ = ["choose_full", "full_candidates", "restore"]
 
 RECOVERY_TIMEOUT = 600.0
 _BEGIN = "# lab restore: begin"
@@ -36,8 +45,8 @@ _END = "# lab restore: end"
 _TS = "to_char(%s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
 
-def choose_full(store: BackupStore, target_time: float) -> dict[str, Any]:
-    """The newest full backup that ended at or before ``target_time``; LabError with the reason."""
+def full_candidates(store: BackupStore, target_time: float) -> list[dict[str, Any]]:
+    """Full backups that ended at or before ``target_time``, newest first; LabError with the reason."""
     fulls = store.fulls()
     stamp = format_ts(target_time)
     if not fulls or parse_ts(fulls[0]["end"]) > target_time:
@@ -49,7 +58,31 @@ def choose_full(store: BackupStore, target_time: float) -> dict[str, Any]:
         raise LabError(
             f"targetTime {stamp} is after the last archived log ({last or 'none'}): take a log backup first"
         )
-    return [m for m in fulls if parse_ts(m["end"]) <= target_time][-1]
+    return [m for m in reversed(fulls) if parse_ts(m["end"]) <= target_time]
+
+
+def choose_full(store: BackupStore, target_time: float) -> dict[str, Any]:
+    """The newest full backup that ended at or before ``target_time``; LabError with the reason."""
+    return full_candidates(store, target_time)[0]
+
+
+def _intact_full(store: BackupStore, target_time: float, skipped: list[dict[str, str]]) -> dict[str, Any]:
+    """The newest candidate whose checksum verifies; each damaged newer one is added to ``skipped``."""
+    for full in full_candidates(store, target_time):
+        ok, message = verify(store, full["id"])
+        if ok:
+            if skipped:
+                print(
+                    f"executor: falling back to full backup {full['id']} "
+                    f"({'; '.join(s['reason'] for s in skipped)})",
+                    flush=True,
+                )
+            return full
+        skipped.append({"backupId": str(full["id"]), "reason": message})
+    raise LabError(
+        f"no intact full backup ends at or before targetTime {format_ts(target_time)}: "
+        + "; ".join(s["reason"] for s in skipped)
+    )
 
 
 def _chown_tree(root: Path) -> None:
@@ -146,8 +179,9 @@ def _replay(data: Path, sockets: Path, log: Path) -> str | None:
     try:
         while True:
             if server.poll() is not None:
-                tail = log.read_text(errors="replace").strip().splitlines()[-3:]
-                raise LabError(f"recovery stopped (exit {server.returncode}): {' / '.join(tail)}")
+                text = log.read_text(errors="replace")
+                why = server_log_reason(text) or " / ".join(text.strip().splitlines()[-3:])
+                raise LabError(f"recovery stopped (exit {server.returncode}): {why}")
             if time.monotonic() > deadline:
                 raise LabError(f"recovery did not finish within {RECOVERY_TIMEOUT:.0f}s")
             row = _query(
@@ -182,15 +216,33 @@ def _replay(data: Path, sockets: Path, log: Path) -> str | None:
 
 
 def restore(store: BackupStore, home: Path, target_time: float, name: str) -> dict[str, Any]:
-    """Restore ``store`` to ``target_time`` into ``home/data`` (the target's stopped data folder)."""
+    """Restore ``store`` to ``target_time`` into ``home/data`` (the target's stopped data folder).
+
+    A failure is recorded in the store for the operator (see the module's docstring) and raised.
+    """
     done = store.restore_result(name)
     if done is not None:
         return done
+    skipped: list[dict[str, str]] = []
+    try:
+        result = _restore(store, home, target_time, name, skipped)
+    except (LabError, OSError) as exc:
+        failure = {"name": name, "reason": str(exc), "at": format_ts(time.time()), "skippedBackups": skipped}
+        try:
+            store.restore_failure_file(name).parent.mkdir(parents=True, exist_ok=True)
+            write_json(store.restore_failure_file(name), failure)
+        except OSError as again:
+            print(f"executor: cannot record the failure in the store: {again}", flush=True)
+        raise
+    store.restore_failure_file(name).unlink(missing_ok=True)
+    return result
+
+
+def _restore(
+    store: BackupStore, home: Path, target_time: float, name: str, skipped: list[dict[str, str]]
+) -> dict[str, Any]:
     started = time.time()
-    full = choose_full(store, target_time)
-    ok, message = verify(store, full["id"])
-    if not ok:
-        raise LabError(message)
+    full = _intact_full(store, target_time, skipped)
     work = home / "data.restoring"
     if work.exists():
         shutil.rmtree(work)
@@ -210,6 +262,9 @@ def restore(store: BackupStore, home: Path, target_time: float, name: str) -> di
     log.unlink(missing_ok=True)
     try:
         achieved = _replay(work, sockets, log)
+    except LabError as exc:
+        damage = damaged_wal(store, full, target_time)
+        raise LabError("; ".join([f"restoring full backup {full['id']}: {exc}", *damage])) from None
     finally:
         shutil.rmtree(sockets, ignore_errors=True)
     _strip_settings(work / "postgresql.auto.conf")
@@ -221,6 +276,7 @@ def restore(store: BackupStore, home: Path, target_time: float, name: str) -> di
     result: dict[str, Any] = {
         "name": name,
         "backupId": full["id"],
+        "skippedBackups": skipped,
         "targetTime": format_ts(target_time),
         "achievedRestorePoint": achieved or full["end"],
         "replayedTransactions": achieved is not None,

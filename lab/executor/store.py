@@ -8,10 +8,19 @@ Layout (the contract with the harness)::
     wal/<segment>                 WAL archived by the server (archive_command)
     log/<backupId>.json           one file per log backup
     restores/<restoreName>.json   the outcome of a restore from this store
+    restores/<restoreName>.failed.json  why the last attempt of a restore failed
 
 ``harness-backup.json`` holds ``id, type, start, end, coveredFrom, coveredTo,
-start_lsn, end_lsn, checksum``; a log file ``id, type, start, end, coveredFrom,
-coveredTo, last_segment, segments, checksum``. Times are RFC 3339 UTC with
+start_lsn, end_lsn, checksum``; a log file ``id, type, start, end, chainStart,
+coveredFrom, coveredTo, ranges, last_segment, segments, missing, wal, checksum``:
+``segments`` the archived segments it holds, ``missing`` those it should hold but the
+archive lacked, ``wal`` one entry per held segment (``segment, sha256, size,
+start_lsn, end_lsn, first_commit, last_commit``), ``ranges`` the stretches of time
+it covers (``from``, ``to``; one from ``chainStart``, the previous log backup's
+``coveredTo``, to ``coveredTo`` when nothing is missing; see
+:mod:`lab.executor.wal`). A restore's outcome holds ``name, backupId, targetTime,
+achievedRestorePoint, replayedTransactions, skippedBackups, start, end``; a failure
+``name, reason, at, skippedBackups``. Times are RFC 3339 UTC with
 microseconds. A checksum is ``sha256:<hex>`` over the files' relative paths and
 contents in path order (``harness-backup.json`` itself excluded), so a changed,
 added or removed file changes it. Files are written to a temporary name and renamed.
@@ -116,6 +125,13 @@ class BackupStore:
 
     def restore_result(self, name: str) -> dict[str, Any] | None:
         return _load(self.restore_file(name))
+
+    def restore_failure_file(self, name: str) -> Path:
+        return self.root / "restores" / f"{name}.failed.json"
+
+    def restore_failure(self, name: str) -> dict[str, Any] | None:
+        """Why the last failed attempt of restore ``name`` failed, as the executor recorded it."""
+        return _load(self.restore_failure_file(name))
 
     def fulls(self) -> list[dict[str, Any]]:
         """Finished full backups, oldest end first."""

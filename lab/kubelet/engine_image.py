@@ -15,6 +15,11 @@ with the pod's environment:
   segment copied to ``<folder>/wal/``, ``archive_timeout=0``); ``full/`` and ``log/``
   are made there for the executor. Without that mount the server does not archive.
   Durability stays the default (``fsync``, ``synchronous_commit``);
+* ``track_commit_timestamp`` is on in every data directory's ``postgresql.conf``
+  (added at start when missing, :func:`lab.engine.keep_commit_timestamps`): each
+  transaction's commit time is kept and replayed into a point-in-time restore, whose
+  rows are then judged by when they committed. It goes into the file, not the command
+  line, so full backups carry it to the server that replays them;
 * ``MSSQL_SA_PASSWORD`` (required), ``LAB_DB_USER`` (default ``harness``) and
   ``LAB_DB_NAME`` (default ``harness``): at every start the role is created (or its
   password set) and the database created owned by it, idempotently. The role also
@@ -46,7 +51,7 @@ from types import FrameType
 
 import psutil
 
-from lab.engine import init_data_dir, server_run_kwargs
+from lab.engine import init_data_dir, keep_commit_timestamps, server_run_kwargs
 from lab.errors import LabError
 from lab.paths import pg_bindir, server_user
 
@@ -266,6 +271,8 @@ def main() -> int:
     try:
         data, sockets = _prepare(home)
         _clear_stale_locks(data, sockets)
+        if keep_commit_timestamps(data):
+            _say("track_commit_timestamp turned on in postgresql.conf")
         archiving: list[str] = []
         if store is not None:
             _prepare_store(store)

@@ -446,8 +446,10 @@ class PodWorker(threading.Thread):
             slot.state.ready = False
         self._publish(pod, terminating=True, force=True)
         self._rotate_logs(pod)
-        self._confirm_deleted()
+        # As Kubernetes' kubelet does, reclaim the pod's volumes before the final delete: once the
+        # pod is gone from the API, nothing of its emptyDir may be left (a test saw it linger).
         self._cleanup()
+        self._confirm_deleted()
 
     def _shutdown(self) -> None:
         """The kubelet is stopping: stop the containers, say why, leave the pod to the next kubelet."""

@@ -35,6 +35,7 @@ __all__ = [
     "backup_job",
     "data_claim",
     "desired_data_claim",
+    "job_failure",
     "restore_job",
 ]
 
@@ -48,6 +49,14 @@ EXECUTOR_RESOURCES: Obj = {
 }
 BACKOFF_LIMIT = 3
 SOURCE_MOUNT = "/backup/source"
+
+
+def job_failure(job: Obj) -> str:
+    """What the Job controller says about a failed Job (the executor's own reason is in the store)."""
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Failed" and cond.get("status") == "True":
+            return f"job {job['metadata']['name']} failed: {cond.get('reason')} ({cond.get('message')})"
+    return f"job {job['metadata']['name']} failed"
 
 
 def data_claim(instance: str) -> str:

@@ -14,8 +14,9 @@ controller ownerReference, labelled ``app: mssql``, ``mssql.example.com/instance
   goes, Kubernetes' default, so data outlives the instance object), and the volume
   ``backups`` (PVC ``<name>-backups``, the lab's object store for backups and the WAL
   archive) mounted at ``/var/opt/mssql/backup``. While the instance carries the
-  annotation ``mssql.example.com/restoring`` (a restore is replacing its data) the set
-  has 0 replicas.
+  annotation ``mssql.example.com/restoring`` (a restore is replacing its data) or
+  ``mssql.example.com/restore-failed`` (a restore into it failed: it is kept stopped
+  for inspection, see :mod:`lab.operator.restores`) the set has 0 replicas.
 * PVC ``<name>-backups`` (made by the operator, outlives the instance like the data).
 
 Only the mutable parts of a StatefulSet (replicas, template) are compared and
@@ -48,6 +49,8 @@ __all__ = [
     "MANAGED_BY",
     "PORT_ANNOTATION",
     "READINESS_PROBE",
+    "RESTORE_FAILED_ANNOTATION",
+    "RESTORE_FAILED_REASON_ANNOTATION",
     "RESTORING_ANNOTATION",
     "SPEC_HASH_ANNOTATION",
     "backups_claim",
@@ -82,6 +85,8 @@ PORT_ANNOTATION = f"{GROUP}/port"
 SPEC_HASH_ANNOTATION = f"{GROUP}/spec-hash"
 VERSION_ANNOTATION = f"{GROUP}/version"
 RESTORING_ANNOTATION = f"{GROUP}/restoring"
+RESTORE_FAILED_ANNOTATION = f"{GROUP}/restore-failed"
+RESTORE_FAILED_REASON_ANNOTATION = f"{GROUP}/restore-failed-reason"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "mssql-lab-operator"}
 READINESS_PROBE: Obj = {
     "exec": {"command": ["/opt/mssql-tools18/bin/sqlcmd", "-Q", "SELECT 1"]},
@@ -214,8 +219,9 @@ def desired_statefulset(instance: Obj, port: int) -> Obj:
     md = instance["metadata"]
     name = md["name"]
     claim_spec = claim_spec_of(instance)
-    restoring = bool((md.get("annotations") or {}).get(RESTORING_ANNOTATION))
-    mutable = {"replicas": 0 if restoring else 1, "template": _pod_template(instance, port)}
+    annotations = md.get("annotations") or {}
+    stopped = bool(annotations.get(RESTORING_ANNOTATION) or annotations.get(RESTORE_FAILED_ANNOTATION))
+    mutable = {"replicas": 0 if stopped else 1, "template": _pod_template(instance, port)}
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",

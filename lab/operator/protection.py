@@ -9,6 +9,8 @@ with fixed names, a 409 on create means "already there").
   result is read from the instance's backup store (the operator reads the store as a
   real operator reads its object store) -> ``Completed`` with ``backupId`` (= the
   object's name), ``startTime``, ``endTime``, ``coveredFrom``, ``coveredTo``,
+  ``coveredRanges`` (the stretches a log backup really covers: more than one when WAL
+  was missing from the archive, see :mod:`lab.executor.wal`), ``missingSegments``,
   ``checksum``; a missing instance or a failed Job -> ``Failed`` with ``reason``.
 * **MSSQLBackupPolicy** -> ``Ready`` while its instance is Ready, else ``Pending``
   (``Failed`` for an unparsable schedule). The operator itself creates the
@@ -20,11 +22,8 @@ with fixed names, a 409 on create means "already there").
   Retention: completed fulls beyond ``retention.fullBackups`` or older than
   ``retention.days`` (the newest is always kept) are deleted with their store folder,
   and log backups that end before the oldest kept full are deleted.
-* **MSSQLRestore** -> checks (reasons of the contract) -> target created when
-  ``createTarget`` -> target annotated ``mssql.example.com/restoring`` (its StatefulSet
-  goes to 0) -> once its pod is gone, Job ``<name>-restore`` -> when it completes the
-  annotation is removed, ``achievedRestorePoint`` comes from the store -> ``Completed``
-  once the target's pod is Ready again.
+* **MSSQLRestore** -> see :mod:`lab.operator.restores` (the steps, and the policy for
+  the target of a failed restore: kept, stopped and marked ``RestoreFailed``).
 """
 
 from __future__ import annotations
@@ -41,19 +40,17 @@ from typing import Any
 from lab.controllers.cron import CronSchedule
 from lab.controllers.job import job_finished
 from lab.errors import LabError
-from lab.executor.restore import choose_full
 from lab.executor.store import BackupStore, format_ts, parse_ts
 from lab.kubeclient import ApiError, Kind, KubeClient
-from lab.operator.jobs import backup_job, data_claim, desired_data_claim, restore_job
+from lab.operator.jobs import backup_job, job_failure
 from lab.operator.objects import (
     CRD,
     GROUP,
-    INSTANCES,
     MANAGED_BY,
     PORT_ANNOTATION,
-    RESTORING_ANNOTATION,
     VERSION,
 )
+from lab.operator.restores import RESTORES, Restores
 
 __all__ = ["BACKUPS", "POLICIES", "RESTORES", "DataProtection", "store_root"]
 
@@ -64,7 +61,6 @@ Key = tuple[str, str]
 
 BACKUPS = Kind(GROUP, VERSION, CRD.backup_plural)
 POLICIES = Kind(GROUP, VERSION, CRD.backup_policy_plural)
-RESTORES = Kind(GROUP, VERSION, CRD.restore_plural)
 POLICY_LABEL = f"{GROUP}/policy"
 _MANAGED = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
 _DONE = ("Completed", "Failed")
@@ -84,11 +80,6 @@ def _key(obj: Obj) -> Key:
     return obj["metadata"]["namespace"], obj["metadata"]["name"]
 
 
-def _ready_pod(pod: Obj | None) -> bool:
-    conds = ((pod or {}).get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
-
-
 def _port(instance: Obj) -> int | None:
     value = (instance.get("status") or {}).get("port") or (instance.get("spec") or {}).get("port")
     if value is None:
@@ -97,13 +88,6 @@ def _port(instance: Obj) -> int | None:
         return int(value) if value is not None else None
     except (TypeError, ValueError):
         return None
-
-
-def _job_reason(job: Obj) -> str:
-    for cond in (job.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Failed" and cond.get("status") == "True":
-            return f"job {job['metadata']['name']} failed: {cond.get('reason')} ({cond.get('message')})"
-    return f"job {job['metadata']['name']} failed"
 
 
 class DataProtection:
@@ -120,6 +104,7 @@ class DataProtection:
         self.host = host
         self.clock = clock
         self.stores = stores
+        self.restores = Restores(client, clock, stores, self._patch_status, self._create)
 
     def reconcile_all(self, instances: list[Obj], pods: dict[Key, Obj]) -> None:
         policies = self.client.list(POLICIES)
@@ -132,7 +117,7 @@ class DataProtection:
         for kind, items, step in (
             ("backup", backups, self._backup),
             ("policy", policies, self._policy),
-            ("restore", restores, self._restore),
+            ("restore", restores, self.restores.step),
         ):
             for obj in items:
                 if obj["metadata"].get("deletionTimestamp") is not None:
@@ -209,7 +194,7 @@ class DataProtection:
         meta = store.result(name) if finished == "Complete" else None
         if meta is None:
             reason = (
-                _job_reason(job)
+                job_failure(job)
                 if finished == "Failed"
                 else f"job completed but backup {name} is not in the store"
             )
@@ -225,6 +210,9 @@ class DataProtection:
                 "endTime": meta["end"],
                 "coveredFrom": meta["coveredFrom"],
                 "coveredTo": meta["coveredTo"],
+                "coveredRanges": meta.get("ranges")
+                or [{"from": meta["coveredFrom"], "to": meta["coveredTo"]}],
+                "missingSegments": meta.get("missing") or [],
                 "checksum": meta["checksum"],
                 "reason": None,
             },
@@ -390,121 +378,4 @@ class DataProtection:
                 ns,
                 policy["metadata"]["name"],
                 b["metadata"]["name"],
-            )
-
-    # -- MSSQLRestore ----------------------------------------------------------------------
-
-    def _fail_restore(self, restore: Obj, reason: str) -> None:
-        self._patch_status(
-            RESTORES, restore, {"phase": "Failed", "reason": reason, "endTime": format_ts(self.clock())}
-        )
-
-    def _set_restoring(self, target: Obj, value: str | None) -> None:
-        ns, name = _key(target)
-        updated = self.client.patch(
-            INSTANCES, name, {"metadata": {"annotations": {RESTORING_ANNOTATION: value}}}, ns
-        )
-        target["metadata"] = updated["metadata"]
-
-    def _restore(
-        self, restore: Obj, instances: dict[Key, Obj], jobs: dict[Key, Obj], pods: dict[Key, Obj], *_: Any
-    ) -> None:
-        status = restore.get("status") or {}
-        if status.get("phase") in _DONE:
-            return
-        ns, name = _key(restore)
-        spec = restore.get("spec") or {}
-        source_name, target_name = str(spec.get("source")), str(spec.get("target"))
-        now = self.clock()
-        job = jobs.get((ns, f"{name}-restore"))
-        target = instances.get((ns, target_name))
-        restoring = ((target or {}).get("metadata") or {}).get("annotations") or {}
-        mine = target is not None and restoring.get(RESTORING_ANNOTATION) == name
-        if job is None and not mine:
-            source = instances.get((ns, source_name))
-            if source is None:
-                self._fail_restore(restore, f"source instance {source_name} is unknown")
-                return
-            if target_name == source_name:
-                self._fail_restore(restore, "target must differ from source: restore into another instance")
-                return
-            if target is None and not spec.get("createTarget"):
-                self._fail_restore(
-                    restore,
-                    f"target instance {target_name} does not exist: create it first or set createTarget",
-                )
-                return
-            try:
-                target_time = parse_ts(str(spec.get("targetTime", "")))
-                choose_full(BackupStore(self.stores(ns, source_name)), target_time)
-            except LabError as exc:
-                self._fail_restore(restore, str(exc))
-                return
-            if target is None:
-                body = {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": "MSSQLInstance",
-                    "metadata": {"name": target_name, "annotations": {RESTORING_ANNOTATION: name}},
-                    "spec": {
-                        k: v for k, v in (source.get("spec") or {}).items() if k not in ("port", "canary")
-                    },
-                }
-                self._create(INSTANCES, body, ns)
-                log.info("restore %s/%s: created target instance %s", ns, name, target_name)
-            elif restoring.get(RESTORING_ANNOTATION):
-                self._patch_status(
-                    RESTORES,
-                    restore,
-                    {
-                        "phase": "Pending",
-                        "reason": f"target {target_name} is being restored by another restore",
-                    },
-                )
-                return
-            else:
-                self._set_restoring(target, name)
-            self._patch_status(
-                RESTORES, restore, {"phase": "Running", "startTime": format_ts(now), "reason": None}
-            )
-            return
-        if target is None:
-            return  # just created; the next pass sees it
-        if job is None:
-            if (ns, f"{target_name}-0") in pods:
-                return  # wait until the StatefulSet (now 0 replicas) removed the pod
-            self._create("persistentvolumeclaims", desired_data_claim(target), ns)
-            self._create("jobs", restore_job(restore), ns)
-            log.info("restore %s/%s: started job %s-restore into %s", ns, name, name, data_claim(target_name))
-            return
-        finished = job_finished(job)
-        if finished is None:
-            return
-        if finished == "Failed":
-            if mine:
-                self._set_restoring(target, None)
-            self._fail_restore(restore, _job_reason(job))
-            return
-        result = BackupStore(self.stores(ns, source_name)).restore_result(name)
-        if result is None:
-            if mine:
-                self._set_restoring(target, None)
-            self._fail_restore(restore, f"job completed but the store holds no result for restore {name}")
-            return
-        if mine:
-            self._set_restoring(target, None)
-            self._patch_status(RESTORES, restore, {"achievedRestorePoint": result["achievedRestorePoint"]})
-            return
-        pod = pods.get((ns, f"{target_name}-0"))
-        done_at = parse_ts(str((job.get("status") or {}).get("completionTime") or format_ts(now)))
-        created = parse_ts(str((pod or {}).get("metadata", {}).get("creationTimestamp") or format_ts(0)))
-        if _ready_pod(pod) and created >= done_at - 1:
-            self._patch_status(
-                RESTORES,
-                restore,
-                {
-                    "phase": "Completed",
-                    "achievedRestorePoint": result["achievedRestorePoint"],
-                    "endTime": format_ts(now),
-                    "reason": None,
-                },
             )

@@ -15,7 +15,10 @@ then for each instance:
    scheduled, never Ready; Ready: pod Ready; Degraded: was Ready, is not), a ``Ready``
    condition that follows the pod's, ``endpoint`` ``127.0.0.1:<port>``, ``port``,
    ``database``, ``credentialsSecret``, ``observedGeneration``, ``lastReconcileTime``
-   and ``observedCanary`` (the echo of ``spec.canary``).
+   and ``observedCanary`` (the echo of ``spec.canary``). An instance marked
+   ``mssql.example.com/restore-failed`` (a restore into it failed, see
+   :mod:`lab.operator.restores`) is ``RestoreFailed``: ``Ready=False`` with reason
+   ``RestoreFailed`` and a ``RestoreFailed`` condition carrying the restore's reason.
 
 4. the claim ``<name>-backups`` (the instance's backup store), created when missing.
 
@@ -42,6 +45,8 @@ from lab.operator.objects import (
     INSTANCES,
     MANAGED_BY,
     PORT_ANNOTATION,
+    RESTORE_FAILED_ANNOTATION,
+    RESTORE_FAILED_REASON_ANNOTATION,
     SPEC_HASH_ANNOTATION,
     backups_claim,
     database_of,
@@ -231,6 +236,18 @@ class Reconciler:
         old = instance.get("status") or {}
         ready = _ready(pod)
         scheduled = pod is not None and bool((pod.get("spec") or {}).get("nodeName"))
+        annotations = instance["metadata"].get("annotations") or {}
+        failed_restore = annotations.get(RESTORE_FAILED_ANNOTATION)
+        if failed_restore:
+            why = annotations.get(RESTORE_FAILED_REASON_ANNOTATION) or "no reason recorded"
+            message = (
+                f"restore {failed_restore} into this instance failed: {why}; kept stopped for inspection "
+                "(restore into it again, delete it, or remove the annotation "
+                f"{RESTORE_FAILED_ANNOTATION} to start it on its previous data)"
+            )
+            extra = {"type": "RestoreFailed", "status": "True", "reason": "RestoreFailed", "message": message}
+            self._write_status(instance, "RestoreFailed", "False", "RestoreFailed", message, now, port, extra)
+            return
         if ready:
             phase, reason, message = "Ready", "PodReady", f"pod {name}-0 is ready"
         elif old.get("phase") in ("Ready", "Degraded"):
@@ -242,26 +259,36 @@ class Reconciler:
         self._write_status(instance, phase, "True" if ready else "False", reason, message, now, port)
 
     def _write_status(
-        self, instance: Obj, phase: str, ready: str, reason: str, message: str, now: float, port: int | None
+        self,
+        instance: Obj,
+        phase: str,
+        ready: str,
+        reason: str,
+        message: str,
+        now: float,
+        port: int | None,
+        extra: Obj | None = None,
     ) -> None:
         ns, name = _key(instance)
         md, spec = instance["metadata"], instance.get("spec") or {}
         old = instance.get("status") or {}
-        previous: Obj = next((c for c in old.get("conditions") or [] if c.get("type") == "Ready"), {})
-        condition = {
-            "type": "Ready",
-            "status": ready,
-            "reason": reason,
-            "message": message,
-            "lastTransitionTime": (
-                previous.get("lastTransitionTime") if previous.get("status") == ready else None
+        before = {c.get("type"): c for c in old.get("conditions") or [] if isinstance(c, dict)}
+        conditions = []
+        for wanted in [{"type": "Ready", "status": ready, "reason": reason, "message": message}, extra]:
+            if wanted is None:
+                continue
+            previous: Obj = before.get(wanted["type"]) or {}
+            since = previous.get("lastTransitionTime") if previous.get("status") == wanted["status"] else None
+            conditions.append(
+                {
+                    **wanted,
+                    "lastTransitionTime": since or format_time(now),
+                    "observedGeneration": md.get("generation", 1),
+                }
             )
-            or format_time(now),
-            "observedGeneration": md.get("generation", 1),
-        }
         status: Obj = {
             "phase": phase,
-            "conditions": [condition],
+            "conditions": conditions,
             "observedGeneration": md.get("generation", 1),
             "credentialsSecret": secret_name(name),
             "database": database_of(instance),

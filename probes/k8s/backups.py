@@ -13,6 +13,9 @@ A typical method: ``apply_backup_policy`` → ``request_backup(full)`` → write
 (every acknowledged write of this run up to the target time present, none after);
 ``delete_restore_target`` in the rollbacks. ``verify_backups`` writes ``integrity.json``:
 backup checksums re-verified plus a restore smoke test into a scratch instance.
+``backup_chain`` lives in :mod:`probes.k8s.backup_chain` (listed here for the experiments).
+A target created for a restore is labelled ``mssql.example.com/role: restore-target``
+(:data:`common.crd.ROLE_LABEL`) so no later run takes it for a tenant.
 
 Configuration: ``mssql_group``/``mssql_version`` (shared with the instances),
 ``backup_plural``, ``backup_policy_plural``, ``restore_plural``, ``policy_ready_path``;
@@ -25,6 +28,7 @@ folder if there is one, checked with the lab's ``python -m lab.executor verify``
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets as tokens
 import shutil
@@ -38,18 +42,18 @@ from pathlib import Path
 from typing import Any
 
 from common.config import boolean
-from common.crd import CrdCoordinates
+from common.crd import RESTORE_TARGET, ROLE_LABEL, CrdCoordinates
 from loadgen.journal import read_journal
 from probes.errors import ProbeError
 from probes.k8s import kube
+from probes.k8s.backup_chain import backup_chain, instance_chain
+from probes.k8s.backup_chain import store_folder as _backups_folder
 from probes.observations import observe
 from probes.pitr import (
     DEFAULT_EPSILON,
     INTEGRITY_NAME,
     PITR_NAME,
-    BackupRecord,
     TargetRow,
-    analyze_chain,
     format_time,
     lsn_gaps,
     parse_time,
@@ -76,6 +80,8 @@ PROBES = ("wait_for_backup", "backup_chain", "validate_pitr")
 
 Configuration = Mapping[str, Any] | None
 Secrets = Mapping[str, Any] | None
+
+logger = logging.getLogger("chaostoolkit")
 
 DONE_PHASES = ("Completed", "Failed")
 POLL = 0.5
@@ -436,35 +442,6 @@ def _completed_backups(instance: str, namespace: str, crs: Mapping[str, _Cr]) ->
     ]
 
 
-def _chain(instance: str, namespace: str, crs: Mapping[str, _Cr]) -> Any:
-    records = []
-    for b in _completed_backups(instance, namespace, crs):
-        status = _status(b)
-        records.append(
-            BackupRecord(
-                name=b["metadata"]["name"],
-                type=str((b.get("spec") or {}).get("type")),
-                covered_from=parse_time(status["coveredFrom"]) if status.get("coveredFrom") else None,
-                covered_to=parse_time(status["coveredTo"]),
-            )
-        )
-    return analyze_chain(records)
-
-
-def backup_chain(
-    instance: str, namespace: str = "tenants", configuration: Configuration = None, secrets: Secrets = None
-) -> dict[str, Any]:
-    """The completed full and log backups of ``instance`` in order, the gaps between them, and the
-    restorable range (``earliest_restorable``, ``latest_restorable``; None: nothing restorable)."""
-    chain = _chain(instance, namespace, _crs(configuration, secrets))
-    doc = chain.as_dict()
-    brief = {k: doc[k] for k in ("full", "log", "earliest_restorable", "latest_restorable")}
-    brief["gaps"] = len(doc["gaps"])
-    update_pitr(kube.run_dir(), "backup", {"chain": brief})
-    observe("backup_chain", brief)
-    return doc
-
-
 # --------------------------------------------------------------------------- restore
 
 
@@ -482,6 +459,30 @@ def _marked_time() -> str:
     if not marked:
         raise ProbeError("no PITR target time: run mark_target_time first or pass target_time")
     return str(marked)
+
+
+def _condition(status: Mapping[str, Any], kind: str) -> str | None:
+    """The message of condition ``kind`` when it is True (None otherwise)."""
+    for cond in status.get("conditions") or []:
+        if isinstance(cond, Mapping) and cond.get("type") == kind and cond.get("status") == "True":
+            return str(cond.get("message") or cond.get("reason") or kind)
+    return None
+
+
+def _label_restore_target(instances: _Cr, namespace: str, target: str) -> None:
+    """Label the instance the operator created for this restore, so nothing takes it for a tenant.
+
+    The lab operator labels its targets itself; another operator may not. A target that
+    cannot be labelled is logged, not fatal: the restore's outcome does not depend on it.
+    """
+    obj = instances.get(namespace, target)
+    labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
+    if obj is None or labels.get(ROLE_LABEL) == RESTORE_TARGET:
+        return
+    try:
+        instances.patch(namespace, target, {"metadata": {"labels": {ROLE_LABEL: RESTORE_TARGET}}})
+    except ProbeError as exc:
+        logger.warning(f"cannot label restore target {namespace}/{target} as {RESTORE_TARGET}: {exc}")
 
 
 def _restore(
@@ -508,11 +509,14 @@ def _restore(
         },
     }
     started = time.monotonic()
+    existed = crs["instance"].get(namespace, target) is not None
     restores.create(namespace, body)
     obj, _ = _poll(
         lambda: restores.get(namespace, name), lambda o: _status(o).get("phase") in DONE_PHASES, timeout
     )
     duration = time.monotonic() - started
+    if create_target and not existed:
+        _label_restore_target(crs["instance"], namespace, target)
     status = _status(obj)
     phase = status.get("phase") or ("gone" if obj is None else "Pending")
     ok = phase == "Completed"
@@ -534,6 +538,8 @@ def _restore(
         "phase": phase,
         "error": error,
         "achieved": status.get("achievedRestorePoint"),
+        "backup_id": status.get("backupId"),
+        "fallback": _condition(status, "FallbackToOlderFull"),
         "duration_seconds": round(duration, 3),
         "server_duration_seconds": _seconds_between(status.get("startTime"), status.get("endTime")),
     }
@@ -718,13 +724,18 @@ def validate_pitr(
 ) -> dict[str, Any]:
     """Check the restored ``target`` against the acknowledged-write journal of ``source`` for this run.
 
-    Every acknowledged write with a server time at or before targetTime - epsilon must
-    be present, none after targetTime + epsilon; writes in between are counted as
-    ambiguous. Records ``pitr.validation`` (ok, missing, extra, ambiguous, unexpected,
-    changed, expected, found, restore_point_error_seconds) and raises ProbeError when
-    the data does not match.
+    Every acknowledged write committed at or before targetTime must be present, none
+    committed after it. Each row is read back with its commit time where the engine
+    keeps one (``read_back_committed``); rows without one, and absent rows, are judged
+    by their own latency window, and only writes whose window contains targetTime are
+    counted as ambiguous (:mod:`probes.pitr`). Records ``pitr.validation`` (ok, missing,
+    extra, ambiguous, window, unexpected, changed, expected, found,
+    restore_point_error_seconds) and raises ProbeError when the data does not match.
+    ``epsilon_seconds`` (``HARNESS_PITR_EPSILON``) no longer widens this check: the
+    windows are per row. It is accepted so that experiments passing it still run; the
+    restore smoke of ``verify_backups`` counts rows with it.
     """
-    from loadgen.backup_sql import backup_sql
+    from loadgen.dialects import dialect
 
     folder = kube.run_dir()
     if folder is None:
@@ -743,14 +754,17 @@ def validate_pitr(
         connected = _instance_tenant(target, namespace, configuration, timeout)
         try:
             run_id = _run_id(folder)
-            sql = backup_sql(connected.tenant.dialect)
-            raw = _query(connected.tenant, sql.read_rows, (run_id,), timeout)
+            sql = dialect(connected.tenant.dialect)
+            raw = _query(connected.tenant, sql.read_back_committed, (run_id, source), timeout)
         finally:
             connected.close()
-        rows = [TargetRow(str(r), str(t), int(w), int(s), float(ts)) for r, t, w, s, ts in raw]
+        rows = [
+            TargetRow(run_id, source, int(w), int(q), float(ts), None if c is None else float(c))
+            for w, q, ts, c in raw
+        ]
         writes, _ = read_journal(folder / "journal")
         verdict = validate_restore(
-            run_id, source, writes, rows, when, epsilon=epsilon_seconds, achieved=achieved
+            run_id, source, writes, rows, when, resolution=sql.restore_resolution, achieved=achieved
         )
     except ProbeError as exc:
         update_pitr(folder, "validation", {**base, "ok": False, "error": str(exc)})
@@ -759,40 +773,18 @@ def validate_pitr(
     update_pitr(folder, "validation", result)
     observe(
         "pitr_validation",
-        {k: result[k] for k in ("ok", "expected", "found", "missing", "extra", "ambiguous")},
+        {k: result[k] for k in ("ok", "expected", "found", "missing", "extra", "ambiguous", "window")},
     )
     if not verdict.ok:
         raise ProbeError(
             f"PITR data validation failed on {target}: missing {verdict.missing}, extra {verdict.extra}, "
-            f"unexpected {verdict.unexpected}, changed {verdict.changed} (ambiguous {verdict.ambiguous})"
+            f"unexpected {verdict.unexpected}, changed {verdict.changed} "
+            f"(ambiguous {verdict.ambiguous}, judged by {verdict.window})"
         )
     return result
 
 
 # --------------------------------------------------------------------------- integrity
-
-
-def _backups_folder(instance: str, namespace: str, configuration: Configuration) -> Path | None:
-    """Where ``instance``'s backups volume is readable from here, if anywhere (never creates it).
-
-    ``backups_folder`` (a template with ``{namespace}`` and ``{instance}``) when set, else
-    the lab's volume folder ``<lab>/cluster/volumes/<namespace>/<instance>-backups``.
-    """
-    template = str((configuration or {}).get("backups_folder") or "")
-    if template:
-        path = Path(template.format(namespace=namespace, instance=instance))
-    else:
-        from lab.paths import project_root
-
-        volumes = os.environ.get("LAB_VOLUMES")
-        lab = os.environ.get("HARNESS_LAB_DIR")
-        base = (
-            Path(volumes)
-            if volumes
-            else (Path(lab) if lab else project_root() / ".lab") / "cluster" / "volumes"
-        )
-        path = base / namespace / f"{instance}-backups"
-    return path if path.is_dir() else None
 
 
 def _check_store(
@@ -876,7 +868,7 @@ def _smoke(
     from loadgen.backup_sql import backup_sql
 
     crs = _crs(configuration, secrets)
-    chain = _chain(instance, namespace, crs)
+    chain = instance_chain(instance, namespace, configuration, secrets)
     if chain.latest_restorable is None:
         return False, "restore smoke: no restorable backup", {}
     point = format_time(chain.latest_restorable)

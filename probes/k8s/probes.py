@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from common.crd import is_restore_target
 from loadgen.discovery import CrdCoordinates, lookup, name_list
 from loadgen.runner import active_load
 from probes.errors import ProbeError
@@ -41,7 +42,9 @@ def _instances(namespace: str, configuration: Configuration, secrets: Secrets) -
     except Exception as exc:
         raise kube.api_problem(exc, f"{coords.plural}.{coords.group} in {namespace}") from None
     names = name_list((configuration or {}).get("tenants"))
-    return [i for i in items if not names or i["metadata"]["name"] in names]
+    if names:
+        return [i for i in items if i["metadata"]["name"] in names]
+    return [i for i in items if not is_restore_target(i)]  # restore targets are not tenants
 
 
 def _not_ready(namespace: str, configuration: Configuration, secrets: Secrets) -> list[str]:
@@ -70,7 +73,7 @@ def write_success_rate(window_seconds: float = 10.0) -> float:
     """The lowest per-tenant share of acknowledged writes among attempts of the last ``window_seconds``.
 
     A tenant counts as 0.0 when it is stale: its newest acknowledged write is older
-    than about two write intervals, or it acknowledged fewer than half the writes it
+    than two write intervals (at least 1 s), or it acknowledged fewer than half the writes it
     was offered in the window. A load process that died is a ProbeError naming how.
     """
     folder = kube.run_dir()
