@@ -295,13 +295,19 @@ def test_operator_reconciles_an_instance(api: KubeClient, kubelet: FakeKubelet, 
 
     # an explicit port replaces the allocated one everywhere
     api.patch(INSTANCES, "tenant-0", {"spec": {"port": port + 1000}}, ns)
-    operator.reconcile_all()
+
+    def port_reached() -> Any:
+        # Level-triggered, as above: a pass that lost a write race to the StatefulSet
+        # controller (409) is repaired by the next pass.
+        operator.reconcile_all()
+        template = api.get("statefulsets", "tenant-0", ns)["spec"]["template"]["spec"]
+        return template["containers"][0]["ports"][0]["containerPort"] == port + 1000
+
+    wait_for("the new port on the StatefulSet", port_reached)
     moved_port = api.get(INSTANCES, "tenant-0", ns)
     assert moved_port["metadata"]["annotations"][PORT_ANNOTATION] == str(port + 1000)
     assert moved_port["status"]["endpoint"] == f"127.0.0.1:{port + 1000}"
     assert api.get("services", "tenant-0", ns)["spec"]["ports"][0]["port"] == port + 1000
-    container = api.get("statefulsets", "tenant-0", ns)["spec"]["template"]["spec"]["containers"][0]
-    assert container["ports"][0]["containerPort"] == port + 1000
 
     # the ClusterRole grants exactly what the operator used (its watches included)
     used = set(recorder.used)
@@ -466,6 +472,16 @@ def _store_with_a_chain(root: Path, around: float) -> None:
     )
 
 
+def _reconciled(operator: Any, what: str, check: Callable[[], Any]) -> Any:
+    """Reconcile until ``check`` holds: a pass that lost a write race (409) is repaired by the next."""
+
+    def one_pass() -> Any:
+        operator.reconcile_all()
+        return check()
+
+    return wait_for(what, one_pass)
+
+
 def test_a_failed_restore_reports_the_executors_reason_and_keeps_its_target_stopped(
     api: KubeClient, kubelet: FakeKubelet, ns: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -508,7 +524,11 @@ def test_a_failed_restore_reports_the_executors_reason_and_keeps_its_target_stop
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["Failed"]["message"] == reason
     assert "full-2: backup full-2: checksum mismatch" in conditions["FallbackToOlderFull"]["message"]
-    operator.reconcile_all()
+    _reconciled(
+        operator,
+        "the failed target stopped",
+        lambda: api.get("statefulsets", "src-pitr", ns)["spec"]["replicas"] == 0,
+    )
     target = api.get(INSTANCES, "src-pitr", ns)
     annotations = target["metadata"]["annotations"]
     assert annotations[RESTORE_FAILED_ANNOTATION] == "r1" and RESTORING_ANNOTATION not in annotations
@@ -519,7 +539,10 @@ def test_a_failed_restore_reports_the_executors_reason_and_keeps_its_target_stop
     assert api.get("statefulsets", "src-pitr", ns)["spec"]["replicas"] == 0  # kept stopped for inspection
     # The documented way out: remove the mark (or restore into it again, or delete it).
     api.patch(INSTANCES, "src-pitr", {"metadata": {"annotations": {RESTORE_FAILED_ANNOTATION: None}}}, ns)
-    operator.reconcile_all()
-    assert api.get("statefulsets", "src-pitr", ns)["spec"]["replicas"] == 1
+    _reconciled(
+        operator,
+        "the target started again",
+        lambda: api.get("statefulsets", "src-pitr", ns)["spec"]["replicas"] == 1,
+    )
     target = api.get(INSTANCES, "src-pitr", ns)
     assert "RestoreFailed" not in {c["type"] for c in target["status"]["conditions"]}
