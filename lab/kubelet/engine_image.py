@@ -36,6 +36,7 @@ written to the log or to any command line.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -314,6 +315,9 @@ def main() -> int:
         return 1
     code = postmaster.wait()
     _say(f"PostgreSQL stopped (exit {code})")
+    if sockets.parent == Path("/tmp"):  # noqa: S108 - the short-path fallback of _prepare
+        with contextlib.suppress(OSError):
+            sockets.rmdir()  # empty after a clean stop; a killed server's lock keeps it for the next start
     return code if code >= 0 else 128 - code
 
 
