@@ -68,12 +68,20 @@ def int_param(query: Any, name: str, default: int | None = None) -> int | None:
         raise bad_request(f"{name} must be an integer, got {raw[:40]!r}") from exc
 
 
+#: What the Kubernetes API server accepts for a boolean query parameter (Go's strconv.ParseBool).
+_GO_BOOLEANS = frozenset({"1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False"})
+
+
 def bool_param(query: Any, name: str, default: bool = False) -> bool:
-    """A boolean query parameter (absent or empty: ``default``); 400 when it is not a boolean."""
-    try:
-        return boolean(query.get(name), default=default, name=name)
-    except ValueError as exc:
-        raise bad_request(str(exc)) from None
+    """A boolean query parameter (absent or empty: ``default``); 400 when Kubernetes would refuse it.
+
+    The API server parses these with Go's ``strconv.ParseBool``, so ``yes`` or ``on`` are
+    refused here too, although the harness's own configuration reader accepts them.
+    """
+    value = query.get(name)
+    if value not in (None, "") and value not in _GO_BOOLEANS:
+        raise bad_request(f"{name}: {value!r} is not a boolean: use true or false")
+    return boolean(value, default=default, name=name)
 
 
 def present(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
