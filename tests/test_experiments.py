@@ -89,6 +89,18 @@ class Lab:
         made = sorted(set(self.runs.glob("*")) - before)
         return done, (made[-1] if made else None)
 
+    def start(self, experiment: str, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        """``chaos run`` in the background, output merged into stdout (for tests that interrupt it)."""
+        argv = [CHAOS, "--no-version-check", "run", *extra, "--var-file", str(EXPERIMENTS / "lab.vars.json")]
+        return subprocess.Popen(
+            [*argv, str(EXPERIMENTS / f"{experiment}.json")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**self.env, **(env or {})},
+            cwd=self.home,
+        )
+
     def client(self) -> KubeClient:
         return KubeClient.from_kubeconfig(self.home / "kubeconfig")
 
@@ -188,6 +200,7 @@ def test_experiment_end_to_end(lab: Lab, experiment: str, kind: str, affected: b
     # The first steady-state check came only after every tenant acked for the stability period.
     journal = json.loads((run / "chaos-journal.json").read_text())
     checked = parse_time(journal["steady_states"]["before"]["probes"][0]["start"])
+    assert checked is not None
     writes, _ = read_journal(run / "journal")
     for tenant in summary["tenants"]:
         first = min(w.end for w in writes if w.tenant == tenant and w.outcome == "ok")
@@ -249,21 +262,7 @@ def test_sigint_during_a_drain_uncordons_and_stops_the_load(lab: Lab) -> None:
     client.create("poddisruptionbudgets", pdb, "tenants")
     try:
         before = set(lab.runs.glob("*"))
-        proc = subprocess.Popen(
-            [
-                CHAOS,
-                "--no-version-check",
-                "run",
-                "--var-file",
-                str(EXPERIMENTS / "lab.vars.json"),
-                str(EXPERIMENTS / "node-drain.json"),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=lab.env,
-            cwd=lab.home,
-        )
+        proc = lab.start("node-drain")
         deadline = time.monotonic() + 60
         run = None
         while time.monotonic() < deadline:
@@ -457,22 +456,11 @@ def test_a_var_file_key_the_experiment_does_not_declare_is_refused(lab: Lab, tmp
 def test_a_load_killed_after_recovery_makes_the_run_no_go(lab: Lab) -> None:
     """The reproduction: kill -9 the Locust child of ``chaos run`` during the pause after the fault."""
     before = set(lab.runs.glob("*"))
-    proc = subprocess.Popen(
-        [
-            CHAOS,
-            "--no-version-check",
-            "run",
-            "--rollback-strategy",
-            "always",
-            "--var-file",
-            str(EXPERIMENTS / "lab.vars.json"),
-            str(EXPERIMENTS / "pod-eviction.json"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**lab.env, "HARNESS_TARGET_TENANT": "tenant-1", "HARNESS_OBSERVE_SECONDS": "10"},
-        cwd=lab.home,
+    proc = lab.start(
+        "pod-eviction",
+        "--rollback-strategy",
+        "always",
+        env={"HARNESS_TARGET_TENANT": "tenant-1", "HARNESS_OBSERVE_SECONDS": "10"},
     )
     try:
         deadline = time.monotonic() + 90

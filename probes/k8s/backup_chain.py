@@ -28,9 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.crd import CrdCoordinates
-from probes.errors import ProbeError
 from probes.k8s import kube
+from probes.k8s.crs import custom_resources
 from probes.observations import observe
 from probes.pitr import (
     BackupChain,
@@ -220,16 +219,7 @@ def chain_report(backups: list[dict[str, Any]], folder: Path | None) -> ChainRep
 def _completed_backups(
     instance: str, namespace: str, configuration: Configuration, secrets: Secrets
 ) -> list[dict[str, Any]]:
-    try:
-        coords = CrdCoordinates.from_configuration(configuration)
-    except ValueError as exc:
-        raise ProbeError(str(exc)) from None
-    try:
-        items = kube.custom(secrets).list_namespaced_custom_object(
-            coords.group, coords.version, namespace, coords.backup_plural
-        )["items"]
-    except Exception as exc:
-        raise kube.api_problem(exc, f"{coords.backup_plural}.{coords.group} in {namespace}") from None
+    items = custom_resources(configuration, secrets)["backup"].list(namespace)
     return [
         b
         for b in items

@@ -42,12 +42,14 @@ from pathlib import Path
 from typing import Any
 
 from common.config import boolean
-from common.crd import RESTORE_TARGET, ROLE_LABEL, CrdCoordinates
+from common.crd import RESTORE_TARGET, ROLE_LABEL
 from loadgen.journal import read_journal
 from probes.errors import ProbeError
 from probes.k8s import kube
 from probes.k8s.backup_chain import backup_chain, instance_chain
 from probes.k8s.backup_chain import store_folder as _backups_folder
+from probes.k8s.crs import CustomResources, custom_resources
+from probes.k8s.crs import coordinates as crd_coordinates
 from probes.observations import observe
 from probes.pitr import (
     DEFAULT_EPSILON,
@@ -89,79 +91,6 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "mssql-chaos-harness"}
 
 
 # --------------------------------------------------------------------------- CR access
-
-
-def _coordinates(configuration: Configuration) -> CrdCoordinates:
-    try:
-        return CrdCoordinates.from_configuration(configuration)
-    except ValueError as exc:
-        raise ProbeError(str(exc)) from None
-
-
-class _Cr:
-    """Get/create/patch/delete/list one kind of custom resource, with one-line errors."""
-
-    def __init__(self, coords: CrdCoordinates, plural: str, kind: str, secrets: Secrets) -> None:
-        self.coords, self.plural, self.kind, self.secrets = coords, plural, kind, secrets
-        self._client: Any = None
-
-    def _api(self) -> Any:
-        if self._client is None:
-            self._client = kube.custom(self.secrets)
-        return self._client
-
-    def _args(self, namespace: str) -> tuple[str, str, str, str]:
-        return (self.coords.group, self.coords.version, namespace, self.plural)
-
-    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return dict(self._api().get_namespaced_custom_object(*self._args(namespace), name))
-        except Exception as exc:
-            if getattr(exc, "status", None) == 404:
-                return None
-            raise kube.api_problem(exc, f"{self.kind} {namespace}/{name}") from None
-
-    def create(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        try:
-            return dict(self._api().create_namespaced_custom_object(*self._args(namespace), body))
-        except Exception as exc:
-            what = f"creating {self.kind} {namespace}/{body['metadata']['name']}"
-            if getattr(exc, "status", None) == 404:
-                raise ProbeError(
-                    f"{what}: not found (404): is the {self.plural}.{self.coords.group} CRD installed?"
-                ) from None
-            raise kube.api_problem(exc, what) from None
-
-    def patch(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        try:
-            return dict(self._api().patch_namespaced_custom_object(*self._args(namespace), name, body))
-        except Exception as exc:
-            raise kube.api_problem(exc, f"updating {self.kind} {namespace}/{name}") from None
-
-    def delete(self, namespace: str, name: str) -> bool:
-        try:
-            self._api().delete_namespaced_custom_object(*self._args(namespace), name)
-            return True
-        except Exception as exc:
-            if getattr(exc, "status", None) == 404:
-                return False
-            raise kube.api_problem(exc, f"deleting {self.kind} {namespace}/{name}") from None
-
-    def list(self, namespace: str) -> list[dict[str, Any]]:
-        try:
-            return list(self._api().list_namespaced_custom_object(*self._args(namespace))["items"])
-        except Exception as exc:
-            raise kube.api_problem(exc, f"{self.plural}.{self.coords.group} in {namespace}") from None
-
-
-def _crs(configuration: Configuration, secrets: Secrets) -> dict[str, _Cr]:
-    c = _coordinates(configuration)
-    return {
-        "instance": _Cr(c, c.plural, "MSSQLInstance", secrets),
-        "backup": _Cr(c, c.backup_plural, "MSSQLBackup", secrets),
-        "policy": _Cr(c, c.backup_policy_plural, "MSSQLBackupPolicy", secrets),
-        "restore": _Cr(c, c.restore_plural, "MSSQLRestore", secrets),
-    }
 
 
 def _metadata(name: str, namespace: str) -> dict[str, Any]:
@@ -248,7 +177,7 @@ def apply_backup_policy(
     from loadgen.discovery import lookup
 
     kube.check_namespace(namespace, configuration)
-    crs = _crs(configuration, secrets)
+    crs = custom_resources(configuration, secrets)
     name = name or f"{instance}-backups"
     spec = {
         "instance": instance,
@@ -364,7 +293,7 @@ def request_backup(
     if type not in ("full", "log"):
         raise ProbeError(f"backup type {type!r} is not full or log")
     kube.check_namespace(namespace, configuration)
-    crs = _crs(configuration, secrets)
+    crs = custom_resources(configuration, secrets)
     if crs["instance"].get(namespace, instance) is None:
         message = f"instance {namespace}/{instance} does not exist: nothing to back up"
         _first_error(message)
@@ -406,7 +335,7 @@ def wait_for_backup(
     name = name or str(recorded.get("pending") or recorded.get("last_requested") or "")
     if not name:
         raise ProbeError("no backup to wait for: pass its name or request_backup(wait=False) first")
-    backups = _crs(configuration, secrets)["backup"]
+    backups = custom_resources(configuration, secrets)["backup"]
     wanted = DONE_PHASES if phase == "Completed" else ("Running", *DONE_PHASES)
     started = time.monotonic()
     obj, _ = _poll(lambda: backups.get(namespace, name), lambda o: _status(o).get("phase") in wanted, timeout)
@@ -432,7 +361,9 @@ def wait_for_backup(
     return result
 
 
-def _completed_backups(instance: str, namespace: str, crs: Mapping[str, _Cr]) -> list[dict[str, Any]]:
+def _completed_backups(
+    instance: str, namespace: str, crs: Mapping[str, CustomResources]
+) -> list[dict[str, Any]]:
     return [
         b
         for b in crs["backup"].list(namespace)
@@ -469,7 +400,7 @@ def _condition(status: Mapping[str, Any], kind: str) -> str | None:
     return None
 
 
-def _label_restore_target(instances: _Cr, namespace: str, target: str) -> None:
+def _label_restore_target(instances: CustomResources, namespace: str, target: str) -> None:
     """Label the instance the operator created for this restore, so nothing takes it for a tenant.
 
     The lab operator labels its targets itself; another operator may not. A target that
@@ -492,7 +423,7 @@ def _restore(
     target_time: str,
     create_target: bool,
     timeout: float,
-    crs: Mapping[str, _Cr],
+    crs: Mapping[str, CustomResources],
 ) -> dict[str, Any]:
     """Create an MSSQLRestore, wait for Completed/Failed; the outcome as a dict (no raise on Failed)."""
     restores = crs["restore"]
@@ -576,7 +507,7 @@ def request_restore(
         when,
         _flag(create_target, "create_target"),
         timeout,
-        _crs(configuration, secrets),
+        custom_resources(configuration, secrets),
     )
     update_pitr(kube.run_dir(), "restore", result)
     observe("restore_duration_seconds", result["duration_seconds"] if result["ok"] else None)
@@ -585,7 +516,7 @@ def request_restore(
     return result
 
 
-def _delete_instance(name: str, namespace: str, timeout: float, crs: Mapping[str, _Cr]) -> bool:
+def _delete_instance(name: str, namespace: str, timeout: float, crs: Mapping[str, CustomResources]) -> bool:
     instances = crs["instance"]
     if not instances.delete(namespace, name):
         return False
@@ -619,7 +550,7 @@ def delete_restore_target(
     target = target or f"{source}-pitr"
     if target == source or target in _load_tenants():
         raise ProbeError(f"refusing to delete {target}: it is a tenant under load, not a restore target")
-    return _delete_instance(target, namespace, timeout, _crs(configuration, secrets))
+    return _delete_instance(target, namespace, timeout, custom_resources(configuration, secrets))
 
 
 # --------------------------------------------------------------------------- reading instances
@@ -643,7 +574,7 @@ def _instance_tenant(name: str, namespace: str, configuration: Configuration, ti
     from loadgen.tenants import load_tenants
 
     config = dict(configuration or {})
-    coordinates = _coordinates(config)
+    coordinates = crd_coordinates(config)
     deadline = time.monotonic() + timeout
     folder = Path(tempfile.mkdtemp(prefix="harness-pitr-"))
     os.chmod(folder, 0o700)
@@ -695,8 +626,8 @@ def _wait_ready(
 ) -> None:
     from loadgen.discovery import lookup
 
-    coords = _coordinates(configuration)
-    instances = _crs(configuration, secrets)["instance"]
+    coords = crd_coordinates(configuration)
+    instances = custom_resources(configuration, secrets)["instance"]
     obj, _ = _poll(
         lambda: instances.get(namespace, name), lambda o: str(lookup(o, coords.ready_path)) == "True", timeout
     )
@@ -867,7 +798,7 @@ def _smoke(
     """Restore the latest restorable point into ``scratch`` and compare row counts with the source."""
     from loadgen.backup_sql import backup_sql
 
-    crs = _crs(configuration, secrets)
+    crs = custom_resources(configuration, secrets)
     chain = instance_chain(instance, namespace, configuration, secrets)
     if chain.latest_restorable is None:
         return False, "restore smoke: no restorable backup", {}
@@ -924,7 +855,7 @@ def verify_backups(
     "checksums", "smoke"}``; ProbeError when integrity does not hold.
     """
     kube.check_namespace(namespace, configuration)
-    crs = _crs(configuration, secrets)
+    crs = custom_resources(configuration, secrets)
     folder = _backups_folder(instance, namespace, configuration)
     dialect = str((configuration or {}).get("dialect") or "postgresql")
     if folder is not None:

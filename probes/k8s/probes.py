@@ -22,6 +22,7 @@ from loadgen.runner import active_load
 from probes.errors import ProbeError
 from probes.faultlog import FAULT_LOG_NAME, read_faults
 from probes.k8s import kube
+from probes.k8s.crs import custom_resources
 from probes.live import live_journal, run_facts
 from probes.observations import observe, read_observations
 
@@ -34,13 +35,7 @@ Secrets = Mapping[str, Any] | None
 
 
 def _instances(namespace: str, configuration: Configuration, secrets: Secrets) -> list[dict[str, Any]]:
-    coords = CrdCoordinates.from_configuration(configuration or {})
-    try:
-        items = kube.custom(secrets).list_namespaced_custom_object(
-            coords.group, coords.version, namespace, coords.plural
-        )["items"]
-    except Exception as exc:
-        raise kube.api_problem(exc, f"{coords.plural}.{coords.group} in {namespace}") from None
+    items = custom_resources(configuration, secrets)["instance"].list(namespace)
     names = name_list((configuration or {}).get("tenants"))
     if names:
         return [i for i in items if i["metadata"]["name"] in names]
