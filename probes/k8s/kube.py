@@ -35,6 +35,7 @@ __all__ = [
     "api_problem",
     "api_server_url",
     "is_embedded_lab",
+    "is_lab_version",
 ]
 
 DEFAULT_POD_SELECTOR = "mssql.example.com/instance={tenant}"
@@ -101,6 +102,11 @@ def git_version(secrets: Mapping[str, Any] | None = None) -> str:
 _lab_servers: dict[str, bool] = {}
 
 
+def is_lab_version(git_version_text: str) -> bool:
+    """True for the version string only the embedded lab serves (``lab.api.discovery.KUBE_VERSION``)."""
+    return git_version_text == KUBE_VERSION[2]
+
+
 def is_embedded_lab(secrets: Mapping[str, Any] | None = None) -> bool:
     """True when the API server is this project's embedded lab (asked once per API server).
 
@@ -109,7 +115,7 @@ def is_embedded_lab(secrets: Mapping[str, Any] | None = None) -> bool:
     """
     url = api_server_url(secrets)
     if url not in _lab_servers:
-        _lab_servers[url] = git_version(secrets) == KUBE_VERSION[2]
+        _lab_servers[url] = is_lab_version(git_version(secrets))
     return _lab_servers[url]
 
 

@@ -45,7 +45,7 @@ def target_identity(
     except Exception:
         nodes = None
     return {
-        "kind": LAB if kube.is_embedded_lab(secrets) else CLUSTER,
+        "kind": LAB if kube.is_lab_version(version) else CLUSTER,  # one /version request, not two
         "api_server": kube.api_server_url(secrets),
         "kubernetes_version": version,
         "nodes": nodes,
