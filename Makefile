@@ -17,7 +17,7 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]' 2>&1 | grep -v "is ignored" || true
-	@$(BIN)/python -c 'import locust, pyodbc, chaoslib, chaosk8s, matplotlib, prometheus_client' \
+	@$(BIN)/python -c 'import locust, pyodbc, chaoslib, chaosk8s, matplotlib, prometheus_client, hdrh' \
 		|| { echo "setup: the venv is incomplete: delete .venv and run make setup again" >&2; exit 2; }
 	@touch $(STAMP)
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job (make demo): the embedded lab, the fault and backup experiments under load with
-# `chaos run`, then the go/no-go document over their run folders. The lab is stopped at
+# `chaos run`, a short capacity sweep, then the go/no-go document over their run folders. The lab is stopped at
 # the end, whatever happened. Every experiment runs even if an earlier one failed.
 #
 #   experiments/run-all.sh [TENANTS] [NODES]
@@ -25,6 +25,12 @@ for experiment in operator-restart pod-eviction node-drain node-restart pitr-res
     --rollback-strategy always --var-file experiments/lab.vars.json \
     --journal-path "$out/journal-$experiment.json" "experiments/$experiment.json" || failed=1
 done
+
+# A short capacity sweep: 2, 4 and 6 tenants of its own, a pod eviction at every step.
+echo "== chaos run experiments/capacity.json (tenants 2 to 6, step 2, pod eviction at each step)"
+HARNESS_OBSERVE_SECONDS=${HARNESS_OBSERVE_SECONDS:-7} "$CHAOS" --no-version-check \
+  --log-file "$out/chaostoolkit-capacity.log" run --var-file experiments/lab.vars.json \
+  --journal-path "$out/journal-capacity.json" experiments/capacity.json || failed=1
 
 runs=$(find "$out" -mindepth 1 -maxdepth 1 -type d | sort)
 # shellcheck disable=SC2086

@@ -1,6 +1,7 @@
 """``python -m lab``: run the embedded lab cluster.
 
     python -m lab up [--tenants N] [--nodes 3] [--port P] [--timeout S]
+                     [--node-cpu CORES|off] [--commit-cpu-ms MS|off]
     python -m lab status [--json]
     python -m lab down [--wipe]
     python -m lab restart-node NAME --down SECONDS [--no-wait] [--json]
@@ -9,6 +10,11 @@
 ``.lab/cluster/pids``), applies the operator, creates MSSQLInstances ``tenant-0..N-1``
 in namespace ``tenants``, waits until they are Ready and writes ``.lab/kubeconfig`` and
 ``.lab/tenants.json``. Any failure is one line on stderr and exit status 2.
+
+``--node-cpu`` and ``--commit-cpu-ms`` are the capacity knobs (:mod:`lab.capacity`): a
+CPU quota per node and a server CPU cost per committed insert, so one node carries at
+most ``node_cpu / (commit_cpu_ms / 1000 * rate)`` tenants writing ``rate`` rows/s. Off by
+default; once given they are kept (``restart-node``, the next ``up``) until ``off``.
 
 ``restart-node --json`` prints its result as one JSON object on one line instead of the
 sentence, for programs that run it: ``signalled_at`` (UTC epoch seconds, read just
@@ -23,6 +29,7 @@ import json
 import sys
 
 from lab import cluster
+from lab.capacity import NodeKnobs
 from lab.errors import LabError
 
 __all__ = ["main"]
@@ -43,6 +50,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     p_up.add_argument(
         "--timeout", type=float, default=180.0, help="seconds to wait for the tenants to be Ready"
+    )
+    p_up.add_argument(
+        "--node-cpu",
+        default=None,
+        metavar="CORES",
+        help="CPU quota of every node, in cores (cgroups); 'off' removes a kept one (default: off)",
+    )
+    p_up.add_argument(
+        "--commit-cpu-ms",
+        default=None,
+        metavar="MS",
+        help="server CPU every committed insert costs; 'off' removes a kept one (default: off)",
     )
     p_status = sub.add_parser("status", help="processes, nodes and instances")
     p_status.add_argument("--json", action="store_true", help="print JSON")
@@ -66,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _print_status(info: dict[str, object]) -> None:
     print(f"lab: {info['lab_dir']}  api: {info['url'] or '-'} ({info['api']})")
+    print(f"  knobs: {info['knobs']}")
     for proc in info["processes"]:  # type: ignore[attr-defined]
         print(f"  {proc['name']:<24} pid {proc['pid'] or '-':<8} {'alive' if proc['alive'] else 'stopped'}")
     for node in info["nodes"]:  # type: ignore[attr-defined]
@@ -81,11 +101,22 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "up":
-            result = cluster.up(args.tenants, args.nodes, port=args.port, timeout=args.timeout, say=_say)
+            result = cluster.up(
+                args.tenants,
+                args.nodes,
+                port=args.port,
+                node_cpu=args.node_cpu,
+                commit_cpu_ms=args.commit_cpu_ms,
+                timeout=args.timeout,
+                say=_say,
+            )
             print(
                 f"lab up at {result['url']}: {len(result['nodes'])} nodes, {len(result['tenants'])} tenants "
                 f"ready in {result['ready_after']:.1f}s"
             )
+            knobs = NodeKnobs(result["node_cpu"], result["commit_cpu_ms"])
+            if knobs != NodeKnobs():
+                print(f"  knobs: {knobs.describe()}")
             print(f"  export KUBECONFIG={result['kubeconfig']}")
             print("  kubectl get nodes; kubectl get mssqlinstances -n tenants; kubectl get pods -A")
             print(f"  tenants file for the load generator: {result['tenants_file']}")

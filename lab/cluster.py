@@ -4,8 +4,8 @@ Layout under ``lab_dir()/"cluster"`` (see :class:`Layout`): ``api/`` (API server
 ``logs/`` (pod logs), ``volumes/<namespace>/<claim>/`` (PVCs), ``pids/`` (one pidfile
 per process: ``controlplane.pid``, ``kubelet-<node>.pid``), ``nodes/<node>/`` (kubelet
 state and ``kubelet.log``), ``secrets/`` (tenant password files, mode 0600), and
-``cluster.json`` (the API port and node names, kept so every ``up`` reuses them and the
-kubeconfig stays valid). ``lab_dir()/"kubeconfig"`` and ``lab_dir()/"tenants.json"``
+``cluster.json`` (the API port, node names and capacity knobs, kept so every ``up`` reuses
+them and the kubeconfig stays valid). ``lab_dir()/"kubeconfig"`` and ``lab_dir()/"tenants.json"``
 are what users and the load generator read.
 
 Every process is started detached (own session) and found again through its
@@ -40,6 +40,7 @@ from common.crd import CrdCoordinates
 from common.times import parse_time
 from lab import processes
 from lab.api.kubeconfig import write_kubeconfig
+from lab.capacity import Knob, NodeKnobs, remove_node_groups, resolve_knobs
 from lab.errors import LabError
 from lab.kubeclient import ApiError, Kind, KubeClient
 from lab.kubelet.probes import sql_ping
@@ -56,6 +57,7 @@ __all__ = [
     "down",
     "node_names",
     "restart_node",
+    "running",
     "status",
     "up",
 ]
@@ -178,7 +180,7 @@ def _marker(name: str) -> list[str]:
     return ["lab.kubelet", name.removeprefix("kubelet-")]
 
 
-def _running(layout: Layout, name: str) -> psutil.Process | None:
+def running(layout: Layout, name: str) -> psutil.Process | None:
     """The process of pidfile ``name`` if it is alive and still the lab process it was."""
     try:
         pid = int((layout.pids / f"{name}.pid").read_text().split()[0])
@@ -288,6 +290,7 @@ def _start_control_plane(layout: Layout, port: int, timeout: float) -> None:
 
 
 def _kubelet_argv(layout: Layout, node: str, url: str) -> list[str]:
+    """The kubelet's command line, with the lab's capacity knobs from ``cluster.json``."""
     return [
         sys.executable,
         "-m",
@@ -302,6 +305,7 @@ def _kubelet_argv(layout: Layout, node: str, url: str) -> list[str]:
         str(layout.logs),
         "--volumes",
         str(layout.volumes),
+        *NodeKnobs.from_config(_load_config(layout)).kubelet_args(),
     ]
 
 
@@ -438,6 +442,8 @@ def up(
     nodes: int = 3,
     *,
     port: int | None = None,
+    node_cpu: Knob = None,
+    commit_cpu_ms: Knob = None,
     layout: Layout | None = None,
     timeout: float = 180.0,
     say: Say = _quiet,
@@ -445,9 +451,20 @@ def up(
     """Start (or complete) the lab and wait until ``tenants`` instances are Ready.
 
     Idempotent: what already runs is reused, what is missing is started or created.
-    LabError (one line) when PostgreSQL is missing, the port is taken, or something
-    does not come up in time. Returns what was done: url, nodes, tenants, timings.
+    ``node_cpu`` (cores) and ``commit_cpu_ms`` are the capacity knobs (:mod:`lab.capacity`):
+    None keeps what the lab was started with, ``"off"`` turns one off; they are checked
+    before anything starts. LabError (one line) when a knob is bad, PostgreSQL is missing,
+    the port is taken, or something does not come up in time. Returns what was done:
+    url, nodes, tenants, timings, knobs.
     """
+    layout = layout or Layout.default()
+    config = _load_config(layout)
+    stored = NodeKnobs.from_config(config)
+    knobs = resolve_knobs(stored, node_cpu, commit_cpu_ms)
+    if knobs != stored and any(running(layout, f"kubelet-{n}") for n in config.get("nodes") or []):
+        current = " ".join(stored.kubelet_args()) or "no capacity knobs"
+        raise LabError(f"the lab runs with {current}: `python -m lab down` first to change the knobs")
+    knobs.store(config)
     if tenants < 1 or nodes < 1:
         raise LabError(
             f"need at least 1 node and 1 tenant (got {nodes} nodes, {tenants} tenants): "
@@ -455,10 +472,8 @@ def up(
         )
     check_capacity(tenants)
     began = time.monotonic()
-    layout = layout or Layout.default()
     pg_bindir()
-    config = _load_config(layout)
-    if port is not None and config.get("port") not in (None, port) and _running(layout, "controlplane"):
+    if port is not None and config.get("port") not in (None, port) and running(layout, "controlplane"):
         raise LabError(
             f"the lab already runs on port {config['port']}: `python -m lab down` first to change it"
         )
@@ -466,7 +481,7 @@ def up(
     known = list(config.get("nodes") or [])
     config["nodes"] = sorted(set(known) | set(node_names(nodes)), key=lambda n: (len(n), n))
     url = _url(config)
-    reused = _running(layout, "controlplane") is not None
+    reused = running(layout, "controlplane") is not None
     for folder in (layout.root, layout.logs, layout.volumes, layout.pids, layout.nodes):
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o755)
@@ -493,7 +508,7 @@ def up(
     started_nodes = []
     kubelets_started_at = time.time()
     for node in config["nodes"]:
-        if _running(layout, f"kubelet-{node}") is None:
+        if running(layout, f"kubelet-{node}") is None:
             kill_leftovers(layout.node_state(node) / "containers")
             _start_kubelet(layout, node, url)
             started_nodes.append(node)
@@ -560,17 +575,20 @@ def up(
         "tenants_file": str(layout.tenants_file),
         "nodes_ready_after": round(cp_ready, 3),
         "ready_after": round(time.monotonic() - began, 3),
+        "node_cpu": knobs.node_cpu,
+        "commit_cpu_ms": knobs.commit_cpu_ms,
     }
 
 
 def status(layout: Layout | None = None) -> dict[str, Any]:
-    """Processes (pid, alive), nodes (Ready, cordoned) and instances (phase, endpoint)."""
+    """Processes (pid, alive), nodes (Ready, cordoned), instances (phase, endpoint), capacity knobs."""
     layout = layout or Layout.default()
     config = _load_config(layout)
+    knobs = NodeKnobs.from_config(config)
     names = ["controlplane", *(f"kubelet-{n}" for n in config.get("nodes") or [])]
     procs = []
     for name in names:
-        proc = _running(layout, name)
+        proc = running(layout, name)
         procs.append({"name": name, "pid": proc.pid if proc else None, "alive": proc is not None})
     result: dict[str, Any] = {
         "lab_dir": str(layout.lab),
@@ -579,6 +597,9 @@ def status(layout: Layout | None = None) -> dict[str, Any]:
         "nodes": [],
         "instances": [],
         "api": "down",
+        "node_cpu": knobs.node_cpu,
+        "commit_cpu_ms": knobs.commit_cpu_ms,
+        "knobs": knobs.describe(),
     }
     if not config.get("port") or not procs[0]["alive"]:
         return result
@@ -646,7 +667,7 @@ class _Killed:
 
 def _kill_node(layout: Layout, node: str) -> _Killed:
     """SIGKILL the node's kubelet tree and every recorded container process."""
-    kubelet = _running(layout, f"kubelet-{node}")
+    kubelet = running(layout, f"kubelet-{node}")
     count = 0
     signalled_at = None
     if kubelet is not None:
@@ -675,13 +696,14 @@ def _kill_node(layout: Layout, node: str) -> _Killed:
 def down(wipe: bool = False, layout: Layout | None = None, say: Say = _quiet) -> dict[str, Any]:
     """Stop the kubelets (their pods first) and the control plane; verify nothing is left.
 
-    Data stays unless ``wipe``. LabError if a lab process survives.
+    The nodes' CPU cgroups are removed. Data stays unless ``wipe`` (the capacity knobs are
+    data: the next ``up`` keeps them). LabError if a lab process survives.
     """
     layout = layout or Layout.default()
     config = _load_config(layout)
     nodes = list(config.get("nodes") or [])
     stopped = []
-    kubelets = [(n, p) for n in nodes if (p := _running(layout, f"kubelet-{n}")) is not None]
+    kubelets = [(n, p) for n in nodes if (p := running(layout, f"kubelet-{n}")) is not None]
     for _, proc in kubelets:
         with contextlib.suppress(psutil.Error):
             proc.terminate()
@@ -693,7 +715,7 @@ def down(wipe: bool = False, layout: Layout | None = None, say: Say = _quiet) ->
     for node in nodes:
         kill_leftovers(layout.node_state(node) / "containers")
         (layout.pids / f"kubelet-{node}.pid").unlink(missing_ok=True)
-    control = _running(layout, "controlplane")
+    control = running(layout, "controlplane")
     if control is not None:
         if not _stop_process(control, 15):
             say("the control plane did not stop in 15s: killing it")
@@ -706,12 +728,18 @@ def down(wipe: bool = False, layout: Layout | None = None, say: Say = _quiet) ->
         survivors = processes.kill_trees(left)
         if survivors:
             raise LabError(f"lab processes {[p.pid for p in survivors]} survived SIGKILL: stop them by hand")
+    groups = remove_node_groups(layout.root, nodes)
     if wipe:
         shutil.rmtree(layout.root, ignore_errors=True)
         layout.kubeconfig.unlink(missing_ok=True)
         layout.tenants_file.unlink(missing_ok=True)
         layout.policy.unlink(missing_ok=True)
-    return {"stopped": stopped, "leftovers_killed": [p.pid for p in left], "wiped": wipe}
+    return {
+        "stopped": stopped,
+        "leftovers_killed": [p.pid for p in left],
+        "wiped": wipe,
+        "cgroups_removed": groups,
+    }
 
 
 def restart_node(
@@ -730,7 +758,7 @@ def restart_node(
     if node not in (config.get("nodes") or []):
         known = ", ".join(config.get("nodes") or []) or "none (run `python -m lab up`)"
         raise LabError(f"no lab node named {node!r}: known nodes are {known}")
-    if _running(layout, "controlplane") is None:
+    if running(layout, "controlplane") is None:
         raise LabError("the lab is not running: `python -m lab up` first")
     killed_at = time.time()
     killed = _kill_node(layout, node)

@@ -8,7 +8,10 @@ Files are JSON lines, opened in append mode and line-buffered: every record reac
 the kernel as it is written (so a reader sees it at once and a killed load process
 loses nothing acknowledged), and no run ever truncates an earlier file. A reader
 skips a torn last line. Wall-clock times are seconds since the epoch, UTC;
-``latency`` comes from a monotonic clock.
+``latency`` comes from a monotonic clock. Under paced load ``due`` is when the attempt
+was scheduled to start: latency counted from it (``end - due``) includes the time a
+stalled writer spent behind schedule, so slow servers cannot hide by slowing the
+client down (no coordinated omission).
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ class Write:
     outcome: Outcome
     server_ts: float | None = None
     error: str | None = None
+    #: When the attempt was scheduled to start (epoch seconds), under paced load; None
+    #: when unpaced, and in journals written before pacing was recorded.
+    due: float | None = None
 
     @property
     def key(self) -> tuple[int, int]:

@@ -165,16 +165,29 @@ class TenantUser(User):
         )
 
     def wait_time(self) -> float:
-        """Constant rate while healthy; the writer's short, jittered backoff after failures."""
+        """Open-model pacing while healthy; the writer's short, jittered backoff after failures.
+
+        Writes are scheduled at fixed times (every ``interval``), whatever the previous write
+        took: a writer that fell behind catches up back to back, and each attempt journals
+        the time it was due, so its latency counts from the schedule (no coordinated
+        omission). After a failure the schedule restarts when the backoff ends: the
+        outage itself is measured as RTO, not as latency.
+        """
         if self.writer.failures or self.writer.blocked():
             self._next = time.monotonic() + self.writer.backoff()
             return self._next - time.monotonic()
-        self._next = max(self._next + self._interval, time.monotonic() - self._interval)
+        if self._interval > 0:
+            self._next += self._interval
+        else:
+            self._next = time.monotonic()
         return max(0.0, self._next - time.monotonic())
 
     @task
     def write(self) -> None:
-        record = self.writer.write_once()
+        due = None
+        if self._interval > 0:
+            due = time.time() - (time.monotonic() - self._next)
+        record = self.writer.write_once(due)
         if record is None:
             return
         self.environment.events.request.fire(

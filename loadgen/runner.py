@@ -7,6 +7,7 @@ DSN, driver or password fails in one clear line before any load starts.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -99,6 +100,9 @@ class LoadRun:
     connect_timeout: float = 0.5
     extra_args: list[str] = field(default_factory=list)
     _proc: subprocess.Popen[bytes] | None = None
+    _exited: threading.Event = field(default_factory=threading.Event)
+    _code: int | None = None
+    cpu_seconds: float | None = None
     started_at: float | None = None
     stop_requested_at: float | None = None
     ended_at: float | None = None
@@ -166,9 +170,15 @@ class LoadRun:
         threading.Thread(target=self._watch, name=f"load-watch-{self._proc.pid}", daemon=True).start()
 
     def _watch(self) -> None:
+        """The only waiter: reaps Locust with ``wait4`` to keep its CPU time (and its workers')."""
         assert self._proc is not None
-        code = self._proc.wait()
+        _, status, usage = os.wait4(self._proc.pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        self.cpu_seconds = usage.ru_utime + usage.ru_stime
+        self._proc.returncode = code  # Popen must not wait for a process already reaped
         self.ended_at = time.time()
+        self._code = code
+        self._exited.set()
         if self.stop_requested_at is None and not self._finished_by_itself(code):
             self.died_at = self.ended_at
 
@@ -183,7 +193,7 @@ class LoadRun:
         return self._proc.pid if self._proc else None
 
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self._proc is not None and not self._exited.is_set()
 
     def problem(self) -> str | None:
         """Why the load cannot be trusted right now (died, or ended badly), else None."""
@@ -211,6 +221,7 @@ class LoadRun:
             "ended_at": self.ended_at,
             "exit_code": self.returncode(),
             "died_at": self.died_at,
+            "cpu_seconds": self.cpu_seconds,
         }
 
     def wait_acks(self, tenants: list[str], stability: float = 0.0, timeout: float = 30.0) -> None:
@@ -250,30 +261,33 @@ class LoadRun:
     def wait(self, timeout: float | None = None) -> int:
         """Wait for Locust to finish by itself (``duration``); returns its exit code."""
         assert self._proc is not None
-        return self._proc.wait(timeout=timeout)
+        if not self._exited.wait(timeout):
+            raise subprocess.TimeoutExpired(self.command(), timeout or 0.0)
+        assert self._code is not None
+        return self._code
 
     def returncode(self) -> int | None:
-        return self._proc.poll() if self._proc else None
+        return self._code if self._exited.is_set() else None
 
     def stop(self, grace: float = 15.0) -> int | None:
         """SIGTERM (Locust stops users and writes its summary), SIGKILL after ``grace`` seconds."""
         if self._proc is None:
             return None
-        code = self._proc.poll()
+        code = self.returncode()
         if code is not None and self.stop_requested_at is None and not self._finished_by_itself(code):
             self.died_at = self.died_at or self.ended_at or time.time()  # it was already gone
         if self.stop_requested_at is None:
             self.stop_requested_at = time.time()
-        if self._proc.poll() is None:
-            os.killpg(self._proc.pid, signal.SIGTERM)
-            try:
-                self._proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                os.killpg(self._proc.pid, signal.SIGKILL)
-                self._proc.wait()
+        if self.running():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGTERM)
+            if not self._exited.wait(grace):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self._proc.pid, signal.SIGKILL)
+                self._exited.wait()
         if self in _active:
             _active.remove(self)
-        return self._proc.returncode
+        return self.returncode()
 
 
 def _describe_exit(code: int | None) -> str:

@@ -155,8 +155,11 @@ class TenantWriter:
             return min(remaining, self._jitter(self.poll_interval))
         return remaining
 
-    def write_once(self) -> Write | None:
-        """Make one attempt and journal it; None if it is not due yet or too many calls hang."""
+    def write_once(self, due: float | None = None) -> Write | None:
+        """Make one attempt and journal it; None if it is not due yet or too many calls hang.
+
+        ``due`` is when the attempt was scheduled to start (epoch seconds), journaled with it.
+        """
         if self.blocked():
             return None
         if self._conn is None and self.failures and time.monotonic() < self._retry_at:
@@ -170,12 +173,18 @@ class TenantWriter:
             # Stopped mid-call (Locust kills user greenlets on stop): the insert may
             # have reached the server, so journal it as unknown before unwinding.
             self._conn = None
-            self._journal(start, began, "info", None, "Interrupted")
+            self._journal(start, began, "info", None, "Interrupted", due)
             raise
-        return self._journal(start, began, outcome, server_ts, error)
+        return self._journal(start, began, outcome, server_ts, error, due)
 
     def _journal(
-        self, start: float, began: float, outcome: Outcome, server_ts: float | None, error: str | None
+        self,
+        start: float,
+        began: float,
+        outcome: Outcome,
+        server_ts: float | None,
+        error: str | None,
+        due: float | None = None,
     ) -> Write:
         latency = time.perf_counter() - began
         record = Write(
@@ -188,6 +197,7 @@ class TenantWriter:
             outcome=outcome,
             server_ts=server_ts,
             error=error,
+            due=due,
         )
         self.journal.write(record)
         if self.metrics is not None:

@@ -155,7 +155,7 @@ def _tenants_file(run_dir: Path, configuration: Mapping[str, Any]) -> tuple[Path
     return write_tenants_file(target, entries), secrets_dir
 
 
-def _cli_values(flag: str, argv: list[str]) -> list[str]:
+def cli_values(flag: str, argv: list[str]) -> list[str]:
     values = []
     for i, arg in enumerate(argv):
         if arg == flag and i + 1 < len(argv):
@@ -175,7 +175,7 @@ def check_var_files(argv: list[str], known: set[str] | None = None) -> None:
     """
     import yaml
 
-    for path in _cli_values("--var-file", argv):
+    for path in cli_values("--var-file", argv):
         if path.endswith(".env"):
             continue
         try:
@@ -210,7 +210,7 @@ def _declared_keys(experiment: Mapping[str, Any], argv: list[str]) -> set[str]:
     keys = set(experiment.get("configuration") or {})
     for arg in argv[1:]:
         path = Path(arg)
-        if path.suffix == ".json" and path.is_file() and arg not in _cli_values("--var-file", argv):
+        if path.suffix == ".json" and path.is_file() and arg not in cli_values("--var-file", argv):
             for sibling in path.resolve().parent.glob("*.json"):
                 try:
                     doc = json.loads(sibling.read_text())

@@ -1,5 +1,9 @@
 """``python -m probes local-run``: a measured run against local engine instances.
 
+``python -m probes capacity ...`` is ``python -m orchestration capacity ...`` (the sweep
+drives probes and reports, so it lives in the layer above them; this only hands the
+process over to it, without importing it).
+
 Prints the report path on success. Any error a user can fix ends in one line on
 stderr and exit code 2, with whatever the run already wrote left in place.
 """
@@ -7,6 +11,7 @@ stderr and exit code 2, with whatever the run already wrote left in place.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -46,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["capacity"]:
+        os.execv(sys.executable, [sys.executable, "-m", "orchestration", *argv])  # noqa: S606
     args = _parser().parse_args(argv)
     if args.command == "finalize":
         try:

@@ -1,11 +1,15 @@
-"""Command line: ``python -m reports build RUN_DIR [--rto SECONDS] [--stability SECONDS]`` and
-``python -m reports gonogo RUN_DIR... --out PATH [--checklist PATH]``.
+"""Command line: ``python -m reports build RUN_DIR [--rto SECONDS] [--stability SECONDS]``,
+``python -m reports gonogo RUN_DIR... --out PATH [--checklist PATH]`` and
+``python -m reports capacity SWEEP_DIR``.
 
 ``build`` prints the path of the report it wrote; ``gonogo`` prints the verdict and the
-path of the go/no-go document (its exit status does not depend on the verdict). Errors a
-user can fix (a missing run folder, ``run.json``, ``summary.json`` or journal, an
-unreadable fault log or read-back) print one line,
-``reports: <message>``, on stderr and exit with status 2, without a traceback.
+path of the go/no-go document (its exit status does not depend on the verdict; a folder
+holding ``capacity.json`` among its folders is a capacity sweep); ``capacity`` renders a
+sweep's ``capacity.md`` and plots again from its ``capacity.json`` and prints the report's
+path. Errors a user can fix (a missing run folder, ``run.json``, ``summary.json``,
+``capacity.json`` or journal, an unreadable fault log or read-back, a malformed
+``capacity.json``) print one line, ``reports: <message>``, on stderr and exit with status
+2, without a traceback.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 from loadgen.errors import LoadgenError
 from probes.errors import ProbeError
 from reports.build import build, read_run_meta
+from reports.capacity import render_sweep
 from reports.errors import ReportError
 from reports.gonogo import write_gonogo
 
@@ -59,7 +64,13 @@ def _parser() -> argparse.ArgumentParser:
     gonogo_cmd = commands.add_parser(
         "gonogo", help="judge the production-gates checklist from run folders and write the go/no-go document"
     )
-    gonogo_cmd.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="run folders to judge")
+    gonogo_cmd.add_argument(
+        "run_dirs",
+        type=Path,
+        nargs="+",
+        metavar="RUN_DIR",
+        help="run folders to judge, and capacity sweep folders (holding capacity.json)",
+    )
     gonogo_cmd.add_argument(
         "--out",
         type=Path,
@@ -72,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="PATH",
         help="the checklist (default: the project's reports/checklist.md)",
+    )
+    capacity_cmd = commands.add_parser(
+        "capacity", help="render a capacity sweep's capacity.md and plots again from its capacity.json"
+    )
+    capacity_cmd.add_argument(
+        "sweep_dir", type=Path, metavar="SWEEP_DIR", help="the sweep folder (the one holding capacity.json)"
     )
     return parser
 
@@ -92,7 +109,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        report = _build(args) if args.command == "build" else _gonogo(args)
+        if args.command == "build":
+            report: object = _build(args)
+        elif args.command == "capacity":
+            report = render_sweep(args.sweep_dir)
+        else:
+            report = _gonogo(args)
     except (ReportError, ProbeError, LoadgenError) as exc:
         message = " ".join(str(exc).split())
         print(f"reports: {message}", file=sys.stderr)

@@ -10,7 +10,10 @@ Backup and restore runs add ``pitr.json`` and ``integrity.json`` (written by
 taking precedence over blocks of the same name in ``run.json``.
 
 ``build`` writes next to them: ``summary.json``, ``report.md``, ``timeline-<tenant>.png``
-per tenant, ``rto-rpo.png`` and ``metrics.prom``, and returns the report's path. It can
+per tenant, ``rto-rpo.png`` and ``metrics.prom``, and returns the report's path. Beside
+the analysis it measures write latency per tenant (``probes.latency``, outside the
+outage windows the analysis found) and the load's efficiency (``probes.efficiency``,
+from ``run.json``'s ``write_rate`` and ``load``). It can
 be run again at any time; every output is rewritten from the same inputs.
 """
 
@@ -24,8 +27,10 @@ from typing import Any
 from loadgen.journal import Write, journal_files, journal_run_ids, read_journal
 from probes.analysis import analyze
 from probes.chaosjournal import failed_activities
+from probes.efficiency import run_efficiency
 from probes.errors import ProbeError
 from probes.faultlog import FAULT_LOG_NAME, read_faults
+from probes.latency import journal_latency, outage_windows
 from probes.model import Fault, LoadLife, Objective, RunAnalysis, RunContext, TenantResult
 from probes.observations import read_observations
 from probes.pitr import INTEGRITY_NAME, PITR_NAME, read_json_block
@@ -272,11 +277,26 @@ def build(run_dir: Path, *, objective: Objective | None = None, stability: float
     if observed:
         extra["control_plane"] = observed
 
-    write_summary(run_dir / SUMMARY_NAME, analysis, extra)
+    try:
+        latency = journal_latency(journal, outage_windows(analysis), tenants=analysis.tenants)
+    except (OSError, TypeError, UnicodeDecodeError) as exc:
+        raise ReportError(
+            f"{journal} cannot be read ({exc}); remove or fix the broken journal file"
+        ) from None
+    context = meta.context
+    efficiency = run_efficiency(writes, len(analysis.tenants), context.write_rate, context.load).as_dict()
+
+    write_summary(run_dir / SUMMARY_NAME, analysis, extra, latency=latency, efficiency=efficiency)
     plots = _plots(run_dir, analysis, writes)
-    write_metrics(run_dir / METRICS_NAME, analysis)
+    write_metrics(run_dir / METRICS_NAME, analysis, latency=latency, efficiency=efficiency)
     report = run_dir / REPORT_NAME
-    text = render_report(analysis, plots, extra if meta.target is not None else {})
+    text = render_report(
+        analysis,
+        plots,
+        extra if meta.target is not None else {},
+        latency=latency,
+        efficiency=efficiency,
+    )
     tmp = report.with_name(f".{REPORT_NAME}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(report)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from reports.gonogo_runs import Run, as_dict, run_problems
+from reports.capacity_data import CAPACITY_NAME, CAPACITY_REPORT
+from reports.gonogo_runs import Run, Sweep, as_dict, run_problems
 
 __all__ = [
     "FAIL",
@@ -41,27 +42,40 @@ Verdict = tuple[str, list[str]]
 
 @dataclass(frozen=True)
 class GateContext:
-    """The runs a gate judges, and where the document is (its links are relative to ``base``)."""
+    """The runs (and capacity sweeps) a gate judges, and where the document is.
+
+    Links are relative to ``base``. A sweep's step runs are not in ``runs`` unless they
+    were passed as run folders themselves.
+    """
 
     runs: list[Run]
     base: Path
     document: Path
+    sweeps: list[Sweep] = field(default_factory=list)
 
     def link(self, run: Run, sub: str = "", label: str | None = None) -> str:
-        target = run.path.resolve() / sub if sub else run.path.resolve()
+        return self._link(run.path, sub, label or run.run_id)
+
+    def sweep_link(self, sweep: Sweep, label: str | None = None) -> str:
+        """The sweep's capacity.md (its capacity.json until the report has been rendered)."""
+        report = CAPACITY_REPORT if (sweep.path / CAPACITY_REPORT).is_file() else CAPACITY_NAME
+        return self._link(sweep.path, report, label or f"{sweep.sweep_id}/{report}")
+
+    def _link(self, path: Path, sub: str, label: str) -> str:
+        target = path.resolve() / sub if sub else path.resolve()
         rel = os.path.relpath(target, self.base)
         if not sub:
             rel += "/"
         rel = rel.replace(os.sep, "/")
-        return f"[{label or run.run_id}]({f'<{rel}>' if ' ' in rel else rel})"
+        return f"[{label}]({f'<{rel}>' if ' ' in rel else rel})"
 
     @property
     def k8s(self) -> list[Run]:
         return [r for r in self.runs if r.is_k8s]
 
-    def only(self, runs: Iterable[Run]) -> GateContext:
-        """The same document judged from fewer runs (the production ones, for lab-only gates)."""
-        return replace(self, runs=list(runs))
+    def only(self, runs: Iterable[Run], sweeps: Iterable[Sweep] | None = None) -> GateContext:
+        """The same document judged from fewer runs and sweeps (the production ones, for lab-only gates)."""
+        return replace(self, runs=list(runs), sweeps=list(self.sweeps if sweeps is None else sweeps))
 
 
 Decide = Callable[[GateContext], Verdict]

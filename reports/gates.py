@@ -20,6 +20,16 @@ failed rollback also FAILs failure injection, whatever the experiment. Any RTO o
 objective (the stricter of the run's and the checklist's 60 s) or a tenant that never
 recovered FAILs the RTO gate; lost acknowledged writes in a run of two or more tenants
 FAIL the concurrency gate.
+
+**Capacity sweeps** (folders holding ``capacity.json``) are evidence for the concurrency
+gate only: it cites, per write rate, the largest tenant count that passed with the
+sweep's fault at every step, linking the sweep's ``capacity.md``. A step that fails is
+how a sweep finds its boundary, not a failure of the gate, but a write rate at which no
+count passed, acknowledged writes lost at any step, or a largest passing count whose own
+steps did not pass (or say NO-GO) FAIL it. A sweep that is incomplete, has no step, or
+cannot show that its largest passing count lost nothing holds the gate at NOT RUN even
+when runs pass it. A sweep whose target is not a real cluster counts as lab evidence, so
+its PASS reads ``PASS (lab only)``, as for runs.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from reports import gates_backup, gates_cluster
+from reports.capacity_data import answers, boundary, fmt_rate, measure, steps_at, steps_of, write_rates
 from reports.gate_base import (
     FAIL,
     LAB_ONLY,
@@ -47,6 +58,7 @@ from reports.gonogo_runs import (
     FAILURE_KINDS,
     REQUIRED_FAILURE_KINDS,
     Run,
+    Sweep,
     chaos_problems,
     number,
     rto_findings,
@@ -98,6 +110,83 @@ def _instance_ready(ctx: GateContext) -> Verdict:
     )
 
 
+def _largest_passing_checks(sweep: Sweep, rate: float, tenants: int) -> Verdict:
+    """Whether the steps at the largest passing count back it: all passed, GO, nothing lost."""
+    steps = [s for s in steps_at(steps_of(sweep.doc), rate) if s.get("tenants") == tenants]
+    where = f"N = {tenants} at {fmt_rate(rate)} writes/s"
+    if not steps:
+        return NOT_RUN, [f"{where} is named the largest passing count, but no step at it is recorded"]
+    bad = [s for s in steps if s.get("passed") is not True or s.get("run_verdict") == "NO-GO"]
+    if bad:
+        trials = ", ".join(str(s.get("trial", "?")) for s in bad)
+        return FAIL, [f"{where} is named the largest passing count, but trial(s) {trials} at it did not pass"]
+    unknown = [s for s in steps if measure(s, "lost") is None or s.get("run_verdict") != "GO"]
+    if unknown:
+        return NOT_RUN, [
+            f"{where}: cannot tell whether acknowledged writes were lost (loss or verdict unknown)"
+        ]
+    return PASS, []
+
+
+def _sweep_part(ctx: GateContext, sweep: Sweep) -> tuple[Verdict, tuple[int, float] | None]:
+    """The sweep's verdict for the concurrency gate; when it passes, its largest passing count and rate."""
+    link = ctx.sweep_link(sweep)
+    if not steps_of(sweep.doc):
+        return (NOT_RUN, [f"capacity sweep {link}: no step ran, so it has no result"]), None
+    shown = f"capacity sweep {link}"
+    if not sweep.target.production:
+        shown += f" ({sweep.target.short}: not production evidence)"
+    lines = [f"{shown}: {sentence}" for sentence in answers(sweep.doc)]
+    lost = [
+        f"{link}: {measure(s, 'lost'):.0f} acknowledged write(s) lost at N = {s.get('tenants')}, "
+        f"{fmt_rate(measure(s, 'write_rate') or 0.0)} writes/s, trial {s.get('trial', '?')}"
+        for s in steps_of(sweep.doc)
+        if (measure(s, "lost") or 0) > 0
+    ]
+    parts: list[Verdict] = [(FAIL, lost)] if lost else []
+    best: tuple[int, float] | None = None
+    for rate in write_rates(sweep.doc):
+        found = boundary(sweep.doc, rate)
+        if found.largest_passing is None:
+            ran = bool(steps_at(steps_of(sweep.doc), rate))
+            parts.append((FAIL, []) if ran and found.first_failing is not None else (NOT_RUN, []))
+            continue
+        status, why = _largest_passing_checks(sweep, rate, found.largest_passing)
+        parts.append((status, [f"{link}: {w}" for w in why]))
+        if best is None or found.largest_passing > best[0]:
+            best = (found.largest_passing, rate)
+    statuses = {status for status, _ in parts}
+    status = FAIL if FAIL in statuses else NOT_RUN if NOT_RUN in statuses else PASS
+    if status == PASS and sweep.incomplete:
+        status = NOT_RUN
+    if status != FAIL and sweep.incomplete:
+        lines.append(
+            f"capacity sweep {link} is incomplete ({sweep.incomplete}): what it reached is not a result; "
+            "run the sweep to the end"
+        )
+    evidence = lines + [e for _, why in parts for e in why]
+    return (status, evidence), best if status == PASS else None
+
+
+def _headline(ctx: GateContext, sweeps: list[tuple[Sweep, tuple[int, float]]]) -> str:
+    """``N = <largest>``; with a sweep given, from real-cluster evidence when any passed, else from all."""
+    found = [
+        (len(r.tenants), r.target.production, "") for r in ctx.runs if r.lost() == 0 and len(r.tenants) >= 2
+    ]
+    found += [
+        (
+            n,
+            s.target.production,
+            f" (capacity sweep {s.sweep_id}: largest passing at {fmt_rate(rate)} writes/s "
+            f"under {s.fault or 'an unrecorded fault'})",
+        )
+        for s, (n, rate) in sweeps
+    ]
+    production = [f for f in found if f[1]] if sweeps else []
+    n, _, where = max(production or found, key=lambda f: f[0])
+    return f"N = {n}{where}"
+
+
 @_gate("multi-tenant-concurrency")
 def _concurrency(ctx: GateContext) -> Verdict:
     parts: list[Verdict] = []
@@ -116,10 +205,17 @@ def _concurrency(ctx: GateContext) -> Verdict:
         r for r in ctx.runs if not r.is_k8s and not r.failure_kinds() and r.fault not in BACKUP_KINDS
     ]
     parts += problems_of(ctx, local_runs)
-    status, evidence = combine(parts, (NOT_RUN, ["no run with two or more tenants and a known loss count"]))
+    judged = [(sweep, _sweep_part(ctx, sweep)) for sweep in ctx.sweeps]
+    sweep_parts = [part for _, (part, _) in judged]
+    status, evidence = combine(
+        parts + sweep_parts, (NOT_RUN, ["no run with two or more tenants and a known loss count"])
+    )
+    holding = [e for part in sweep_parts if part[0] == NOT_RUN for e in part[1]]
+    if status == PASS and holding:  # an unfinished sweep cannot leave the gate a PASS
+        return NOT_RUN, holding + [e for e in evidence if e not in holding]
     if status == PASS:
-        best = max(len(r.tenants) for r in ctx.runs if r.lost() == 0 and len(r.tenants) >= 2)
-        evidence = [f"N = {best}", *evidence]
+        passing = [(sweep, best) for sweep, (_, best) in judged if best is not None]
+        evidence = [_headline(ctx, passing), *evidence]
     return status, evidence
 
 
@@ -241,12 +337,17 @@ def judge(gate_id: str, ctx: GateContext) -> Verdict:
     decide = GATES[gate_id]
     status, evidence = decide(ctx)
     elsewhere = [r for r in ctx.runs if not r.target.production]
-    if status != PASS or not elsewhere:
+    elsewhere_sweeps = [s for s in ctx.sweeps if not s.target.production]
+    if status != PASS or not (elsewhere or elsewhere_sweeps):
         return status, evidence
     production = [r for r in ctx.runs if r.target.production]
-    alone = decide(ctx.only(production))[0] if production else None
+    production_sweeps = [s for s in ctx.sweeps if s.target.production]
+    alone = decide(ctx.only(production, production_sweeps))[0] if production or production_sweeps else None
     if alone == PASS:
         return status, evidence
-    where = ", ".join(f"{ctx.link(r)} ({r.target.short})" for r in elsewhere)
+    where = ", ".join(
+        [f"{ctx.link(r)} ({r.target.short})" for r in elsewhere]
+        + [f"capacity sweep {ctx.sweep_link(s)} ({s.target.short})" for s in elsewhere_sweeps]
+    )
     cluster = f"the cluster runs alone give {alone}" if alone else "no run on a real cluster"
     return LAB_ONLY, [f"passed only with runs that are not on a real cluster: {where}; {cluster}", *evidence]

@@ -1,7 +1,8 @@
 """The release go/no-go document: the production-gates checklist, judged from run folders.
 
 ``write_gonogo(run_dirs, out)`` (``python -m reports gonogo RUN_DIR... --out PATH``) reads
-every run folder (``reports.gonogo_runs``), parses the checklist (``reports.checklist``),
+every run folder (``reports.gonogo_runs``; a folder holding ``capacity.json`` is a capacity
+sweep, evidence for the concurrency gate), parses the checklist (``reports.checklist``),
 decides each line with the gate its id names (``reports.gates``) and writes the markdown
 plus ``<out-stem>-rto.png`` (RTO per tenant per fault across the runs) next to ``out``.
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from reports.checklist import (
@@ -38,7 +39,9 @@ from reports.gonogo_runs import (
     REQUIRED_FAILURE_KINDS,
     SUMMARY_NAME,
     Run,
+    Sweep,
     Target,
+    load_folder,
     load_run,
     run_problems,
     steady_state,
@@ -60,6 +63,7 @@ __all__ = [
     "GateResult",
     "GoNoGo",
     "Run",
+    "Sweep",
     "Target",
     "default_checklist_path",
     "evaluate",
@@ -98,6 +102,7 @@ class GoNoGo:
     gates: list[GateResult]
     runs: list[Run]
     checklist: Checklist
+    sweeps: list[Sweep] = field(default_factory=list)
 
     @property
     def blocking(self) -> list[GateResult]:
@@ -119,16 +124,21 @@ def _decide(item: ChecklistItem, ctx: GateContext) -> GateResult:
 
 
 def evaluate(
-    checklist: Checklist, runs: Sequence[Run], *, document: Path, base: Path | None = None
+    checklist: Checklist,
+    runs: Sequence[Run],
+    *,
+    document: Path,
+    base: Path | None = None,
+    sweeps: Sequence[Sweep] = (),
 ) -> GoNoGo:
-    """Decide every checklist line from ``runs``.
+    """Decide every checklist line from ``runs`` and capacity ``sweeps``.
 
     Links to run folders are relative to ``base`` (default: the document's folder).
     """
-    ctx = GateContext(list(runs), (base or document.parent).resolve(), document)
+    ctx = GateContext(list(runs), (base or document.parent).resolve(), document, list(sweeps))
     gates = [_decide(item, ctx) for item in checklist.items]
     go = all(g.result == PASS for g in gates if g.item.mandatory) and any(g.item.mandatory for g in gates)
-    return GoNoGo("GO" if go else "NO-GO", gates, list(runs), checklist)
+    return GoNoGo("GO" if go else "NO-GO", gates, list(runs), checklist, list(sweeps))
 
 
 # --------------------------------------------------------------------------- document
@@ -184,8 +194,7 @@ def _why(result: GoNoGo) -> list[str]:
     return lines
 
 
-def _target_cell(run: Run) -> str:
-    target = run.target
+def _target_cell(target: Target) -> str:
     return target.describe() if target.production else f"{target.describe()} (not production evidence)"
 
 
@@ -206,7 +215,7 @@ def _runs_table(result: GoNoGo, ctx: GateContext) -> list[str]:
         rows.append(
             [
                 run.run_id,
-                _target_cell(run),
+                _target_cell(run.target),
                 what,
                 str(len(run.tenants)),
                 fmt_rto(run.results()),
@@ -223,6 +232,9 @@ def _header(result: GoNoGo, ctx: GateContext, checklist_path: Path | None) -> li
     lines = [f"# Go/No-Go: {result.checklist.title}", ""]
     lines.append(f"- Generated: {utc_iso(time.time())} (UTC)")
     lines.append(f"- Runs: {', '.join(ctx.link(r) for r in result.runs) or 'none'}")
+    if result.sweeps:
+        shown = ", ".join(f"{ctx.sweep_link(s)} ({_target_cell(s.target)})" for s in result.sweeps)
+        lines.append(f"- Capacity sweeps (evidence for the concurrency gate): {shown}")
     if checklist_path is not None:
         shown = os.path.relpath(checklist_path.resolve(), ctx.base).replace(os.sep, "/")
         lines.append(f"- Checklist: `{shown}`")
@@ -247,7 +259,10 @@ _HOW = (
     "the 60 s objective or a tenant that never recovered fails the RTO gate. Failure injection passes only "
     "when operator restart, pod eviction and node restart all ran and passed. This document's own gate "
     "passes only when every run finished, its summary was built after its data ended, and all runs share "
-    "one target."
+    "one target. A capacity sweep (a folder holding capacity.json) is evidence for the concurrency gate "
+    "only: it cites the largest tenant count that passed per write rate; an incomplete sweep holds the gate "
+    "at NOT RUN, a write rate at which no count passed fails it, and the sweep's step runs count as runs "
+    "only when passed themselves."
 )
 
 
@@ -255,7 +270,7 @@ def render_gonogo(
     result: GoNoGo, *, document: Path, checklist_path: Path | None = None, plot: str | None = None
 ) -> str:
     """The go/no-go markdown; ``plot`` is the combined RTO plot's path relative to the document."""
-    ctx = GateContext(result.runs, document.parent.resolve(), document)
+    ctx = GateContext(result.runs, document.parent.resolve(), document, result.sweeps)
     lines = _header(result, ctx, checklist_path)
     lines += _why(result)
     sections = list(dict.fromkeys(g.item.section for g in result.gates))
@@ -291,7 +306,10 @@ def plot_name(out: Path) -> str:
 def write_gonogo(
     run_dirs: Sequence[str | Path], out: str | Path, checklist: str | Path | None = None
 ) -> GoNoGo:
-    """Read the runs and the checklist, write the document and its plot; returns the decision."""
+    """Read the runs (and capacity sweeps) and the checklist, write the document and its plot.
+
+    Returns the decision. A sweep's step runs are judged only when passed as run folders too.
+    """
     if not run_dirs:
         raise ReportError("no run folder given; pass one or more run folders (runs/<run-id>/)")
     checklist_path = Path(checklist) if checklist is not None else default_checklist_path()
@@ -304,11 +322,13 @@ def write_gonogo(
     parsed = parse_checklist(text)
     if not parsed.items:
         raise ReportError(f"{checklist_path} has no '- [ ]' lines; pass the production-gates checklist")
-    runs = [load_run(p) for p in run_dirs]
+    folders = [load_folder(p) for p in run_dirs]
+    runs = [f for f in folders if isinstance(f, Run)]
+    sweeps = [f for f in folders if isinstance(f, Sweep)]
     document = Path(out)
     if not document.parent.resolve().is_dir():
         raise ReportError(f"folder {document.parent} does not exist; create it or pass another --out")
-    result = evaluate(parsed, runs, document=document)
+    result = evaluate(parsed, runs, document=document, sweeps=sweeps)
     plot = plot_name(document)
     combined_rto_plot(document.parent / plot, [r.summary for r in runs], objective=CHECKLIST_RTO_SECONDS)
     body = render_gonogo(result, document=document, checklist_path=checklist_path, plot=plot)

@@ -17,6 +17,10 @@ the harness, not the operator under test. Older summaries hold the string
 ``"kubernetes"`` or no target: they cannot say where they ran, so they are not
 production evidence either.
 
+**Capacity sweeps.** A folder holding ``capacity.json`` (``reports.capacity_data``) is a
+capacity sweep, not a run: ``load_folder`` reads it as a ``Sweep``. Its steps are run
+folders of their own; they are judged as runs only when they are passed themselves.
+
 **A run's problems** (``run_problems``: each one FAILs the gate the run exercises): a
 NO-GO verdict (its violations); a summary that says GO but holds an RTO over the
 objective, a tenant that never recovered or lost writes (the summary may come from an
@@ -28,14 +32,14 @@ a failed method activity or rollback.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from probes.chaosjournal import failed_activities, last_line
+from reports.capacity_data import CAPACITY_NAME, incomplete_reason, read_capacity
 from reports.errors import ReportError
-from reports.jsonfile import optional_object, read_object
+from reports.jsonfile import number, optional_object, read_object
 from reports.times import parse_time
 
 __all__ = [
@@ -49,10 +53,12 @@ __all__ = [
     "REQUIRED_FAILURE_KINDS",
     "SUMMARY_NAME",
     "Run",
+    "Sweep",
     "Target",
     "as_dict",
     "chaos_problems",
     "dicts",
+    "load_folder",
     "load_run",
     "number",
     "rto_findings",
@@ -73,14 +79,6 @@ RBAC_NAME = "rbac.json"
 PREFLIGHT_NAME = "preflight.json"
 EVIDENCE_DIR = "evidence"
 OPERATOR_LOG = "operator.log"
-
-
-def number(value: Any) -> float | None:
-    """A finite JSON number as float; None for anything else (booleans included)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    result = float(value)
-    return result if math.isfinite(result) else None
 
 
 def as_dict(value: Any) -> dict[str, Any]:
@@ -111,6 +109,8 @@ class Target:
         if not isinstance(value, dict):
             return cls(kind=None, recorded=None if value is None else str(value))
         nodes = value.get("nodes")
+        if isinstance(nodes, list):  # a capacity sweep names its nodes
+            nodes = len(nodes)
         return cls(
             kind=_text(value.get("kind")),
             api_server=_text(value.get("api_server")),
@@ -248,6 +248,32 @@ class Run:
         return self.path.joinpath(EVIDENCE_DIR, *parts)
 
 
+@dataclass(frozen=True)
+class Sweep:
+    """One capacity sweep folder and its ``capacity.json`` (checked by ``read_capacity``)."""
+
+    path: Path
+    doc: dict[str, Any]
+
+    @property
+    def sweep_id(self) -> str:
+        return str(self.doc.get("sweep_id") or self.path.resolve().name)
+
+    @property
+    def target(self) -> Target:
+        return Target.read(self.doc.get("target"))
+
+    @property
+    def fault(self) -> str | None:
+        value = as_dict(self.doc.get("settings")).get("fault")
+        return str(value) if value else None
+
+    @property
+    def incomplete(self) -> str | None:
+        """Why the sweep is not a finished result; None when it finished."""
+        return incomplete_reason(self.doc)
+
+
 def _read_json(path: Path, what: str) -> dict[str, Any]:
     return read_object(path, f"fix or remove the {what}")
 
@@ -264,7 +290,8 @@ def load_run(path: str | Path) -> Run:
     summary = folder / SUMMARY_NAME
     if not summary.is_file():
         raise ReportError(
-            f"{summary} is missing; run `python -m reports build {folder}` first or pass another run folder"
+            f"{summary} is missing; run `python -m reports build {folder}` first or pass another run folder "
+            f"(or a capacity sweep folder, with {CAPACITY_NAME})"
         )
     return Run(
         path=folder,
@@ -273,6 +300,14 @@ def load_run(path: str | Path) -> Run:
         rbac=_optional_json(folder / RBAC_NAME, "RBAC preflight"),
         preflight=_optional_json(folder / PREFLIGHT_NAME, "preflight"),
     )
+
+
+def load_folder(path: str | Path) -> Run | Sweep:
+    """A capacity sweep when the folder holds ``capacity.json``, else a run folder (``load_run``)."""
+    folder = Path(path)
+    if (folder / CAPACITY_NAME).is_file():
+        return Sweep(folder, read_capacity(folder))
+    return load_run(folder)
 
 
 # --------------------------------------------------------------------------- run problems

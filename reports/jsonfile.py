@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from reports.errors import ReportError
 
-__all__ = ["optional_object", "read_object"]
+__all__ = ["number", "optional_object", "read_object"]
 
 
 def read_object(path: Path, fix: str) -> dict[str, Any]:
@@ -25,3 +26,11 @@ def read_object(path: Path, fix: str) -> dict[str, Any]:
 def optional_object(path: Path, fix: str) -> dict[str, Any] | None:
     """:func:`read_object`, or None when the file does not exist."""
     return read_object(path, fix) if Path(path).is_file() else None
+
+
+def number(value: Any) -> float | None:
+    """A finite JSON number as float; None for anything else (booleans included)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    result = float(value)
+    return result if math.isfinite(result) else None

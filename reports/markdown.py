@@ -1,8 +1,9 @@
 """The go/no-go report a person reads: ``report.md``.
 
-The verdict comes first (with every violation), then the objective, one table per
-fault, the whole-run totals, the plots and how each number was measured. A value the
-analysis could not know is written "cannot tell" (with the analysis' note), never 0.
+The verdict comes first (with every violation), then the objective, the load (p99
+write latency and efficiency, when measured), one table per fault, the whole-run
+totals, the plots and how each number was measured. A value the analysis could not
+know is written "cannot tell" (with the analysis' note), never 0.
 Plot paths are used as given, so pass paths relative to the report's folder.
 """
 
@@ -12,6 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from probes.latency import ALL_TENANTS
 from probes.model import FaultResult, RunAnalysis, TenantResult, TenantTotals
 from reports.times import utc_iso
 
@@ -221,10 +223,49 @@ def _evidence_class(target: Any) -> list[str]:
     ]
 
 
+def _ms(value: Any) -> str:
+    return CANNOT_TELL if value is None else f"{float(value):.1f} ms"
+
+
+def _rate(value: Any) -> str:
+    return CANNOT_TELL if value is None else f"{float(value):.1f}"
+
+
+def _load_section(latency: Mapping[str, Any] | None, efficiency: Mapping[str, Any] | None) -> list[str]:
+    """One line: p99 write latency over every tenant and the load's efficiency."""
+    if latency is None and efficiency is None:
+        return []
+    merged = (latency or {}).get(ALL_TENANTS) or {}
+    eff = efficiency or {}
+    share = eff.get("efficiency")
+    count = merged.get("count")
+    measured = (
+        f"{count} acknowledged writes outside outages, from their scheduled time where known"
+        if count is not None
+        else "not measured"
+    )
+    line = (
+        f"- Write latency p99 {_ms(merged.get('p99_ms'))} (all tenants, {measured}; "
+        f"late starts {merged.get('late_starts', CANNOT_TELL)}); efficiency "
+        f"{CANNOT_TELL if share is None else f'{float(share):.3f}'} "
+        f"({_rate(eff.get('acked_per_second'))} acknowledged of {_rate(eff.get('offered_per_second'))} "
+        "offered writes/s)."
+    )
+    return ["## Load", "", line, ""]
+
+
 def render_report(
-    analysis: RunAnalysis, plots: Mapping[str, str], extra: Mapping[str, Any] | None = None
+    analysis: RunAnalysis,
+    plots: Mapping[str, str],
+    extra: Mapping[str, Any] | None = None,
+    *,
+    latency: Mapping[str, Any] | None = None,
+    efficiency: Mapping[str, Any] | None = None,
 ) -> str:
-    """The report as markdown text. ``plots`` maps a caption to an image path (relative to the report)."""
+    """The report as markdown text. ``plots`` maps a caption to an image path (relative to the report).
+
+    ``latency`` and ``efficiency`` are summary.json's blocks; given, a "Load" section shows them.
+    """
     go = analysis.verdict == "GO"
     lines = [f"# Chaos run {analysis.run_id}: {analysis.verdict}", ""]
     if go:
@@ -249,6 +290,7 @@ def render_report(
         f"- Run from {_time(analysis.started_at)} to {_time(analysis.ended_at)}.",
         "",
     ]
+    lines += _load_section(latency, efficiency)
     lines += _extra_section(extra or {})
     lines += ["## Faults", ""]
     if not analysis.faults:

@@ -11,16 +11,25 @@ dashboards can follow RTO across runs. Gauges (all in their own registry):
   ``harness_rpo_seconds{fault,tenant}``: absent when the value is unknown (never 0)
 - ``harness_acked_writes{tenant}``, ``harness_lost_acked_writes{tenant}`` (whole run;
   lost is absent when the read-back failed)
+- ``harness_write_latency_p99_seconds{tenant}``: p99 latency of acknowledged writes
+  outside the tenant's outages, from their scheduled time when known
+  (``probes.latency``); ``harness_run_write_latency_p99_seconds`` the same over every
+  tenant; absent when no write was measured
+- ``harness_load_efficiency``: acknowledged ÷ offered writes per second over the
+  load's window (``probes.efficiency``); absent when unknown (unpaced load)
 
 A fault name that repeats within a run gets ``#2``, ``#3``... so no series is overwritten.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
+from probes.latency import ALL_TENANTS, tenant_key
 from probes.model import RunAnalysis
 from reports.errors import ReportError
 
@@ -38,8 +47,13 @@ def fault_labels(analysis: RunAnalysis) -> list[str]:
     return labels
 
 
-def metrics_registry(analysis: RunAnalysis) -> CollectorRegistry:
-    """A fresh registry holding the run's gauges."""
+def metrics_registry(
+    analysis: RunAnalysis,
+    *,
+    latency: Mapping[str, Any] | None = None,
+    efficiency: Mapping[str, Any] | None = None,
+) -> CollectorRegistry:
+    """A fresh registry holding the run's gauges (``latency``/``efficiency``: as in summary.json)."""
     registry = CollectorRegistry()
 
     def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
@@ -88,14 +102,58 @@ def metrics_registry(analysis: RunAnalysis) -> CollectorRegistry:
         acked.labels(tenant=totals.tenant).set(totals.acked)
         if totals.lost is not None:
             lost.labels(tenant=totals.tenant).set(totals.lost)
+    _load_gauges(registry, analysis, latency or {}, efficiency or {})
     return registry
 
 
-def write_metrics(path: str | Path, analysis: RunAnalysis) -> Path:
+def _p99_seconds(entry: Any) -> float | None:
+    value = entry.get("p99_ms") if isinstance(entry, Mapping) else None
+    return None if value is None else float(value) / 1000.0
+
+
+def _load_gauges(
+    registry: CollectorRegistry,
+    analysis: RunAnalysis,
+    latency: Mapping[str, Any],
+    efficiency: Mapping[str, Any],
+) -> None:
+    p99 = Gauge(
+        "harness_write_latency_p99_seconds",
+        "p99 latency of acknowledged writes outside outages, from their scheduled time when known.",
+        ("tenant",),
+        registry=registry,
+    )
+    for tenant in analysis.tenants:
+        value = _p99_seconds(latency.get(tenant_key(tenant)))
+        if value is not None:
+            p99.labels(tenant=tenant).set(value)
+    run_p99 = _p99_seconds(latency.get(ALL_TENANTS))
+    if run_p99 is not None:
+        Gauge(
+            "harness_run_write_latency_p99_seconds",
+            "p99 write latency over every tenant (same writes as harness_write_latency_p99_seconds).",
+            registry=registry,
+        ).set(run_p99)
+    share = efficiency.get("efficiency")
+    if share is not None:
+        Gauge(
+            "harness_load_efficiency",
+            "Acknowledged writes per second over offered writes per second during the load.",
+            registry=registry,
+        ).set(float(share))
+
+
+def write_metrics(
+    path: str | Path,
+    analysis: RunAnalysis,
+    *,
+    latency: Mapping[str, Any] | None = None,
+    efficiency: Mapping[str, Any] | None = None,
+) -> Path:
     """Write the Prometheus text file atomically; returns the path."""
     target = Path(path)
     try:
-        write_to_textfile(str(target), metrics_registry(analysis))
+        write_to_textfile(str(target), metrics_registry(analysis, latency=latency, efficiency=efficiency))
     except OSError as exc:
         raise ReportError(f"cannot write metrics {target}: {exc.strerror or exc}; check the folder") from exc
     return target

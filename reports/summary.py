@@ -10,7 +10,29 @@ Shape (``schema`` 1)::
                  "ended_at", "ended_at_epoch", "details",
                  "results": [{every TenantResult field}]}],
      "totals": {tenant: {every TenantTotals field, "lost_keys": [[writer, seq], ...]}},
+     "latency": {tenant: LATENCY, ..., "all": LATENCY} | null,
+     "efficiency": {"window_seconds", "offered_per_second", "acked_per_second",
+                    "efficiency", "acked_writes", "offered_writes", "tenants",
+                    "write_rate"} | null,
      ...extra}
+
+    LATENCY = {"count", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms",
+               "late_starts", "excluded_in_outage", "measured_from_schedule",
+               "histogram"}
+
+``latency`` and ``efficiency`` were added to schema 1 (additive: older summaries lack
+them; ``null`` when not computed). ``latency`` (:mod:`probes.latency`) is per tenant
+plus ``all`` (every tenant merged; a tenant literally named ``all`` is listed as
+``tenant:all``): acknowledged writes outside the tenant's outage windows, latency from
+the scheduled time when the journal has it (``measured_from_schedule`` of ``count``),
+percentiles and ``max_ms`` in milliseconds (``null`` when ``count`` is 0),
+``late_starts`` (attempts that started more than 10 ms after they were due),
+``excluded_in_outage`` (acknowledged writes left out because they were scheduled
+inside an outage) and ``histogram``, HdrHistogram's compressed base64 encoding
+(``probes.latency.merge_encoded`` merges tenants, runs or trials). ``efficiency``
+(:mod:`probes.efficiency`) is acknowledged writes per second over offered writes per
+second between the load's start and its stop request; each rate is ``null`` when
+unknown (no write rate: unpaced load; no window).
 
 Every ``*_at`` field is an ISO-8601 UTC string ending in ``Z`` with an ``*_at_epoch``
 sibling holding the epoch seconds. A value the analysis could not know is ``null``,
@@ -77,7 +99,13 @@ def _totals_dict(totals: TenantTotals) -> dict[str, Any]:
     return out
 
 
-def summary_dict(analysis: RunAnalysis, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def summary_dict(
+    analysis: RunAnalysis,
+    extra: dict[str, Any] | None = None,
+    *,
+    latency: dict[str, Any] | None = None,
+    efficiency: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The summary as plain JSON-ready data (see the module docstring for the shape)."""
     out: dict[str, Any] = {"schema": SCHEMA_VERSION, "run_id": analysis.run_id}
     _stamp(out, "generated_at", time.time())
@@ -93,6 +121,8 @@ def summary_dict(analysis: RunAnalysis, extra: dict[str, Any] | None = None) -> 
     out["violations"] = list(analysis.violations)
     out["faults"] = [_fault_dict(f) for f in analysis.faults]
     out["totals"] = {t.tenant: _totals_dict(t) for t in analysis.totals}
+    out["latency"] = latency
+    out["efficiency"] = efficiency
     for key, value in (extra or {}).items():
         if key in out:
             raise ReportError(f"summary field {key!r} is computed from the analysis; rename the extra field")
@@ -100,10 +130,18 @@ def summary_dict(analysis: RunAnalysis, extra: dict[str, Any] | None = None) -> 
     return _clean(out)
 
 
-def write_summary(path: str | Path, analysis: RunAnalysis, extra: dict[str, Any] | None = None) -> Path:
+def write_summary(
+    path: str | Path,
+    analysis: RunAnalysis,
+    extra: dict[str, Any] | None = None,
+    *,
+    latency: dict[str, Any] | None = None,
+    efficiency: dict[str, Any] | None = None,
+) -> Path:
     """Write ``summary.json`` atomically (temp file + rename); returns the path."""
     target = Path(path)
-    text = json.dumps(summary_dict(analysis, extra), indent=2, allow_nan=False, default=str)
+    summary = summary_dict(analysis, extra, latency=latency, efficiency=efficiency)
+    text = json.dumps(summary, indent=2, allow_nan=False, default=str)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     tmp.write_text(text + "\n", encoding="utf-8")
     tmp.replace(target)

@@ -4,6 +4,10 @@
 default from the cluster layout (see :mod:`lab.kubelet.config`). Logs go to stderr.
 SIGTERM stops every pod of the node (grace capped by ``--stop-grace``) and exits 0;
 a bad argument is one line on stderr and exit status 2.
+
+``--node-cpu CORES`` puts every container of the node under one CPU quota (a cgroup,
+:mod:`lab.cgroups`, removed on a clean exit); ``--commit-cpu-ms MS`` gives engine
+containers ``LAB_COMMIT_CPU_MS`` (:mod:`lab.kubelet.commit_cost`). Both are off by default.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from lab.cgroups import MIN_CORES
 from lab.errors import LabError
+from lab.kubelet.commit_cost import MAX_COMMIT_CPU_MS
 from lab.kubelet.config import KubeletConfig
 from lab.kubelet.kubelet import Kubelet
 
@@ -41,10 +47,26 @@ def parse_args(argv: list[str] | None = None) -> tuple[KubeletConfig, bool]:
         default=10.0,
         help="longest grace period for pods when the kubelet itself stops, seconds",
     )
+    parser.add_argument(
+        "--node-cpu", type=float, default=None, metavar="CORES", help="CPU quota of the node (default none)"
+    )
+    parser.add_argument(
+        "--commit-cpu-ms",
+        type=float,
+        default=None,
+        metavar="MS",
+        help="server CPU every committed insert costs in engine containers (default none)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every container event")
     args = parser.parse_args(argv)
     if not args.node.strip():
         parser.error("--node must not be empty")
+    if args.node_cpu is not None and not args.node_cpu >= MIN_CORES:
+        parser.error(f"--node-cpu must be at least {MIN_CORES} cores, got {args.node_cpu:g}")
+    if args.commit_cpu_ms is not None and not 0 < args.commit_cpu_ms <= MAX_COMMIT_CPU_MS:
+        parser.error(
+            f"--commit-cpu-ms must be above 0 and at most {MAX_COMMIT_CPU_MS:g}, got {args.commit_cpu_ms:g}"
+        )
     cfg = KubeletConfig(
         node=args.node,
         server=args.server,
@@ -56,6 +78,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[KubeletConfig, bool]:
         backoff_base=args.backoff_base,
         backoff_max=args.backoff_max,
         stop_grace_cap=args.stop_grace,
+        node_cpu=args.node_cpu,
+        commit_cpu_ms=args.commit_cpu_ms,
     )
     return cfg, args.verbose
 
@@ -78,7 +102,11 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    return kubelet.run()
+    try:
+        return kubelet.run()
+    except LabError as exc:
+        print(f"lab kubelet: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from lab.cgroups import group_name
+
 __all__ = ["KubeletConfig", "node_labels"]
 
 
@@ -43,10 +45,14 @@ class KubeletConfig:
     backoff_max: float = 10.0
     stop_grace_cap: float = 10.0
     labels: dict[str, str] = field(default_factory=dict)
+    #: CPU quota of the whole node in cores (a cgroup every container joins); None: unlimited.
+    node_cpu: float | None = None
+    #: Server CPU every committed insert costs in the node's engine containers; None: nothing.
+    commit_cpu_ms: float | None = None
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir).resolve()
-        cluster = self.state_dir.parent.parent if self.state_dir.parent.name == "nodes" else None
+        cluster = self.cluster_dir if self.cluster_dir != self.state_dir else None
         if self.logs_dir is None:
             self.logs_dir = (cluster / "logs") if cluster else self.state_dir / "logs"
         if self.volumes_dir is None:
@@ -55,6 +61,16 @@ class KubeletConfig:
         self.volumes_dir = Path(self.volumes_dir).resolve()
         self.server = self.server.rstrip("/")
         self.labels = {**node_labels(self.node), **self.labels}
+
+    @property
+    def cluster_dir(self) -> Path:
+        """The lab folder of this node (``<cluster>`` of ``<cluster>/nodes/<node>``), else its state."""
+        return self.state_dir.parent.parent if self.state_dir.parent.name == "nodes" else self.state_dir
+
+    @property
+    def cpu_group(self) -> str:
+        """The node's CPU cgroup (:func:`lab.cgroups.group_name`), used when ``node_cpu`` is set."""
+        return group_name(self.cluster_dir, self.node)
 
     @property
     def logs(self) -> Path:

@@ -26,6 +26,11 @@ with the pod's environment:
   gets ``REPLICATION`` (``pg_basebackup`` needs it) and ``EXECUTE`` on
   ``pg_switch_wal()`` in database ``postgres`` (a log backup closes the current
   segment); it is not a superuser.
+* ``LAB_COMMIT_CPU_MS`` (set by the kubelet only when the node has ``--commit-cpu-ms``):
+  every INSERT into a table of the tenant database costs that much server CPU, by a
+  trigger calibrated on this server at every start (:mod:`lab.kubelet.commit_cost`, a
+  test instrument for a computable capacity, not a model of SQL Server). Without it,
+  any earlier install is removed.
 
 PostgreSQL runs as the ``postgres`` user when we are root, dies with this process
 (``PR_SET_PDEATHSIG``), and the lock files a killed server left (``postmaster.pid``, the socket's
@@ -54,6 +59,7 @@ import psutil
 
 from lab.engine import init_data_dir, keep_commit_timestamps, server_run_kwargs
 from lab.errors import LabError
+from lab.kubelet import commit_cost
 from lab.paths import pg_bindir, server_user
 
 __all__ = ["archive_settings", "lock_is_stale", "main", "setup_sql"]
@@ -206,12 +212,15 @@ def _ready(data: Path, port: int) -> bool:
         return False
 
 
-def _setup(sockets: Path, port: int, user: str, password: str, database: str) -> None:
+def _psql(sockets: Path, port: int, database: str, script: str, what: str) -> str:
+    """Run ``script`` through psql as the superuser on ``database``; its output, LabError naming ``what``."""
     proc = subprocess.run(
         [
             str(pg_bindir() / "psql"),
             "-X",
             "-q",
+            "-A",
+            "-t",
             "-h",
             str(sockets),
             "-p",
@@ -219,9 +228,9 @@ def _setup(sockets: Path, port: int, user: str, password: str, database: str) ->
             "-U",
             "postgres",
             "-d",
-            "postgres",
+            database,
         ],
-        input=setup_sql(user, password, database),
+        input=script,
         capture_output=True,
         text=True,
         check=False,
@@ -229,11 +238,37 @@ def _setup(sockets: Path, port: int, user: str, password: str, database: str) ->
         **server_run_kwargs(),
     )
     if proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).strip().splitlines()
-        raise LabError(
-            f"setting up role {user} and database {database} failed: "
-            f"{detail[-1] if detail else proc.returncode}"
-        )
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        errors = [line for line in lines if line.startswith(("ERROR", "FATAL", "psql:"))]
+        detail = (errors or lines or [str(proc.returncode)])[-1]
+        raise LabError(f"{what} failed: {detail}")
+    return proc.stdout
+
+
+def _setup(sockets: Path, port: int, user: str, password: str, database: str) -> None:
+    _psql(
+        sockets,
+        port,
+        "postgres",
+        setup_sql(user, password, database),
+        f"setting up role {user} and database {database}",
+    )
+
+
+def _commit_cost(sockets: Path, port: int, database: str, cost_ms: float | None) -> None:
+    """Install the commit CPU cost into ``database`` (calibrated now), or remove it when None."""
+    if cost_ms is None:
+        _psql(sockets, port, database, commit_cost.uninstall_sql(), "removing the commit CPU cost")
+        return
+    began = time.monotonic()
+    iterations, per_iteration = commit_cost.calibrate(
+        lambda script: _psql(sockets, port, "postgres", script, "calibrating the commit CPU cost"), cost_ms
+    )
+    _psql(sockets, port, database, commit_cost.install_sql(iterations), "installing the commit CPU cost")
+    _say(
+        f"every INSERT into {database} costs {cost_ms:g} ms of server CPU: {iterations} loop iterations "
+        f"of {per_iteration * 1e9:.2f} ns CPU each (calibrated in {time.monotonic() - began:.1f}s)"
+    )
 
 
 def main() -> int:
@@ -248,6 +283,11 @@ def main() -> int:
         return 1
     user = env.get("LAB_DB_USER") or "harness"
     database = env.get("LAB_DB_NAME") or "harness"
+    try:
+        cost_ms = commit_cost.commit_cpu_ms(env)
+    except LabError as exc:
+        print(f"engine: {exc}", file=sys.stderr, flush=True)
+        return 1
     try:
         port = int(env.get("LAB_ENGINE_PORT", ""))
     except ValueError:
@@ -306,6 +346,7 @@ def main() -> int:
             time.sleep(0.02)
         if not stopping:
             _setup(sockets, port, user, password, database)
+            _commit_cost(sockets, port, database, cost_ms)
             _say(f"ready on 127.0.0.1:{port}, database {database}, user {user}")
     except LabError as exc:
         print(f"engine: {exc}", file=sys.stderr, flush=True)

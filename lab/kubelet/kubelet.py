@@ -3,7 +3,9 @@
 :meth:`Kubelet.run` blocks until :meth:`Kubelet.stop` (SIGTERM/SIGINT in the CLI):
 
 1. becomes a child subreaper and kills what a previous kubelet of this node left
-   running (its container records);
+   running (its container records); with ``node_cpu``, makes (or reuses) the node's CPU
+   cgroup, which every container's main process joins right after it is started, so
+   everything it forks later (PostgreSQL and its backends) shares the node's quota;
 2. registers the Node and heartbeats (:mod:`lab.kubelet.node`);
 3. lists and watches pods with ``spec.nodeName=<node>`` (relisting every
    ``resync`` seconds and after any watch error); a pod seen for the first time gets
@@ -12,8 +14,8 @@
 4. reaps adopted orphans every second.
 
 On stop, every pod's containers are stopped (grace capped at ``stop_grace_cap``),
-the pods are reported not ready and the node NotReady; the pods stay bound to the
-node, and the next kubelet of this node runs them again.
+the pods are reported not ready and the node NotReady, and the node's CPU cgroup is
+removed; the pods stay bound to the node, and the next kubelet of this node runs them again.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import time
 from typing import Any
 
 from lab import processes
+from lab.cgroups import CpuGroup
+from lab.errors import LabError
 from lab.kubeclient import ApiError, KubeClient
 from lab.kubelet.config import KubeletConfig
 from lab.kubelet.node import NodeAgent
@@ -55,6 +59,7 @@ class Kubelet:
         self._changed = threading.Event()
         self._workers: dict[str, PodWorker] = {}
         self._done: set[str] = set()
+        self.cpu_group: CpuGroup | None = None
 
     def new_client(self) -> KubeClient:
         """A client of its own (one HTTP session per thread)."""
@@ -76,6 +81,14 @@ class Kubelet:
         left = kill_leftovers(self.cfg.containers_dir)
         if left:
             log.info("killed %d processes left by a previous kubelet of %s", left, self.cfg.node)
+        if self.cfg.node_cpu is not None:
+            self.cpu_group = CpuGroup.create(self.cfg.cpu_group, self.cfg.node_cpu)
+            log.info(
+                "node %s limited to %g CPUs (cgroup %s)",
+                self.cfg.node,
+                self.cfg.node_cpu,
+                self.cpu_group.path,
+            )
         self.node_agent.start()
         informer = threading.Thread(target=self._inform, name="pod-informer", daemon=True)
         informer.start()
@@ -103,6 +116,11 @@ class Kubelet:
         self.node_agent.stop(report_not_ready=True)
         kill_leftovers(self.cfg.containers_dir)
         self.spawner.reap()
+        if self.cpu_group is not None:
+            try:
+                self.cpu_group.remove()
+            except LabError as exc:
+                log.warning("node %s: %s", self.cfg.node, exc)
         log.info("kubelet for node %s stopped", self.cfg.node)
 
     # -- pods -------------------------------------------------------------------------------

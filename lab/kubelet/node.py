@@ -6,7 +6,9 @@ The kubelet creates its Node if missing (labels from :func:`lab.kubelet.config.n
 with a fresh ``lastHeartbeatTime``, plus the three pressure conditions False. It also
 renews a Lease ``kube-node-lease/<node>`` (``renewTime`` in microseconds,
 ``leaseDurationSeconds`` 4). A deleted Node is registered again. On a clean stop
-the kubelet reports Ready=False (reason KubeletNotReady).
+the kubelet reports Ready=False (reason KubeletNotReady). The Node's ``capacity`` and
+``allocatable`` cpu are its CPU quota in millicores when it has one (``--node-cpu``),
+else the machine's CPUs.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def node_object(cfg: KubeletConfig) -> Obj:
     """The Node the kubelet registers (status included, as kubelets do)."""
     memory_ki = f"{psutil.virtual_memory().total // 1024}Ki"
     resources = {
-        "cpu": str(os.cpu_count() or 1),
+        "cpu": f"{round(cfg.node_cpu * 1000)}m" if cfg.node_cpu else str(os.cpu_count() or 1),
         "memory": memory_ki,
         "pods": "110",
         "ephemeral-storage": "10Gi",

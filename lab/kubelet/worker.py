@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lab.errors import LabError
 from lab.kubeclient import ApiError, KubeClient
-from lab.kubelet import images, podspec
+from lab.kubelet import commit_cost, images, podspec
 from lab.kubelet.probes import ProbeContext, ProbeState, run_probe
 from lab.kubelet.runtime import ContainerProcess
 from lab.kubelet.status import (
@@ -287,6 +288,10 @@ class PodWorker(threading.Thread):
             return
         if engine_port is not None:
             env["LAB_ENGINE_PORT"] = str(engine_port)
+        if launch.is_engine:
+            env.pop(commit_cost.ENV, None)  # the node's knob, never the pod's
+            if self.cfg.commit_cpu_ms is not None:
+                env[commit_cost.ENV] = f"{self.cfg.commit_cpu_ms:g}"
         workdir = str(slot.spec.get("workingDir") or "")
         cwd = podspec.host_path_for(workdir, mounts) if workdir else None
         cwd = cwd or self._scratch
@@ -312,11 +317,15 @@ class PodWorker(threading.Thread):
         try:
             proc.start()
         except OSError as exc:
-            st.state, st.exit_code, st.reason = "terminated", 128, "StartError"
-            st.message = f"failed to start {launch.argv[0]}: {exc.strerror or exc}"
-            st.started_at = st.finished_at = time.time()
-            if self._should_restart(slot):
-                self._schedule_restart(slot, now, 0.0)
+            self._start_failed(slot, f"failed to start {launch.argv[0]}: {exc.strerror or exc}", now)
+            return
+        group = self.kubelet.cpu_group
+        try:
+            if group is not None and proc.pid is not None:
+                group.add(proc.pid)  # before it forks anything: its children inherit the group
+        except LabError as exc:
+            proc.kill()
+            self._start_failed(slot, str(exc), now)
             return
         log.info("%s/%s container %s started: pid %s", self.namespace, self.pod_name, st.name, proc.pid)
         slot.proc, slot.refreshed = proc, now
@@ -334,6 +343,13 @@ class PodWorker(threading.Thread):
         }
         st.started = "startup" not in slot.probes
         st.ready = st.started and "readiness" not in slot.probes and not slot.init
+
+    def _start_failed(self, slot: Slot, message: str, now: float) -> None:
+        st = slot.state
+        st.state, st.exit_code, st.reason, st.message = "terminated", 128, "StartError", message
+        st.started_at = st.finished_at = time.time()
+        if self._should_restart(slot):
+            self._schedule_restart(slot, now, 0.0)
 
     def _wait(self, slot: Slot, reason: str, message: str, retry_at: float) -> None:
         st = slot.state
