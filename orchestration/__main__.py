@@ -14,13 +14,12 @@ import json
 import sys
 from pathlib import Path
 
-from reports.capacity import answer
-
 from loadgen.tenants import redact
 from orchestration.capacity import CAPACITY_NAME, cleanup, run_sweep
 from orchestration.capacity_settings import Settings
 from orchestration.errors import OrchestrationError
 from probes.errors import ProbeError
+from reports.capacity import answer
 
 __all__ = ["main"]
 

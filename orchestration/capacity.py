@@ -249,6 +249,8 @@ def _progress(step: dict[str, Any], eta: float | None) -> str:
         f"efficiency {_fmt(step['efficiency'], '', 2)}: "
         f"{'PASS' if step['passed'] else 'FAIL (' + '; '.join(step['reasons']) + ')'}"
     )
+    if step.get("load_cpu_per_tenant") is not None:
+        line += f"; load CPU {step['load_cpu_per_tenant'] * 1000:.0f} ms/s per tenant"
     if eta is not None:
         line += f"; at most about {eta / 60:.0f} min left"
     return line

@@ -209,7 +209,17 @@ def step_record(run_dir: Path | None, tenants: list[str]) -> dict[str, Any]:
         "offered_per_second": efficiency.get("offered_per_second"),
         "ready_again_seconds": {"all instances": ready_seconds},
         "load_cpu_seconds": (run.get("load") or {}).get("cpu_seconds"),
+        "load_cpu_per_tenant": _load_cpu_per_tenant(run.get("load") or {}, len(tenants)),
     }
+
+
+def _load_cpu_per_tenant(load: Mapping[str, Any], tenants: int) -> float | None:
+    """The load generator's CPU (cores) per tenant while it ran: how to size the load side."""
+    values = [load.get(k) for k in ("cpu_seconds", "started_at", "ended_at")]
+    if not all(isinstance(v, int | float) for v in values) or tenants < 1:
+        return None
+    cpu, began, ended = (float(v) for v in values)  # type: ignore[arg-type]
+    return cpu / (ended - began) / tenants if ended > began else None
 
 
 def judge(

@@ -138,7 +138,9 @@ def test_a_step_record_reads_a_run_folder_and_keeps_unknowns_unknown(tmp_path: P
         "efficiency": {"efficiency": 0.9, "acked_per_second": 36.0, "offered_per_second": 40.0},
     }
     (run / "summary.json").write_text(json.dumps(summary))
-    (run / "run.json").write_text(json.dumps({"load": {"cpu_seconds": 3.25}}))
+    (run / "run.json").write_text(
+        json.dumps({"load": {"cpu_seconds": 3.25, "started_at": 100.0, "ended_at": 110.0}})
+    )
     (run / "observations.jsonl").write_text(
         json.dumps({"name": "recovery", "value": {"instances_ready_seconds": 2.5}}) + "\n"
     )
@@ -149,6 +151,7 @@ def test_a_step_record_reads_a_run_folder_and_keeps_unknowns_unknown(tmp_path: P
     assert record["late_starts"] == 4 and record["efficiency"] == 0.9
     assert record["ready_again_seconds"] == {"all instances": 2.5}
     assert record["load_cpu_seconds"] == 3.25
+    assert record["load_cpu_per_tenant"] == pytest.approx(3.25 / 10 / 2)
     missing = step_record(None, ["a"])
     assert missing["run_verdict"] is None and missing["lost"] is None
     assert judge(missing, 60, 200, 0.85)
