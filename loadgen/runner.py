@@ -172,15 +172,20 @@ class LoadRun:
     def _watch(self) -> None:
         """The only waiter: reaps Locust with ``wait4`` to keep its CPU time (and its workers')."""
         assert self._proc is not None
-        _, status, usage = os.wait4(self._proc.pid, 0)
-        code = os.waitstatus_to_exitcode(status)
-        self.cpu_seconds = usage.ru_utime + usage.ru_stime
-        self._proc.returncode = code  # Popen must not wait for a process already reaped
-        self.ended_at = time.time()
-        self._code = code
-        self._exited.set()
-        if self.stop_requested_at is None and not self._finished_by_itself(code):
-            self.died_at = self.ended_at
+        code = -signal.SIGKILL  # what is recorded if the process cannot be waited for
+        try:
+            _, status, usage = os.wait4(self._proc.pid, 0)
+            code = os.waitstatus_to_exitcode(status)
+            self.cpu_seconds = usage.ru_utime + usage.ru_stime
+        except ChildProcessError:
+            pass  # reaped elsewhere: its exit status is lost, so it counts as killed
+        finally:
+            self._proc.returncode = code  # Popen must not wait for a process already reaped
+            self.ended_at = time.time()
+            self._code = code
+            if self.stop_requested_at is None and not self._finished_by_itself(code):
+                self.died_at = self.ended_at
+            self._exited.set()  # last: whoever wakes sees every field above
 
     def _finished_by_itself(self, code: int) -> bool:
         """A run with a ``duration`` that ended cleanly around its end did not die."""
@@ -284,7 +289,8 @@ class LoadRun:
             if not self._exited.wait(grace):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self._proc.pid, signal.SIGKILL)
-                self._exited.wait()
+                if not self._exited.wait(30.0):
+                    raise LoadgenError(f"the load process (pid {self._proc.pid}) survived SIGKILL for 30 s")
         if self in _active:
             _active.remove(self)
         return self.returncode()

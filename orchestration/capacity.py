@@ -38,7 +38,7 @@ from lab.errors import LabError
 from orchestration.capacity_search import Boundary, planned_steps, search
 from orchestration.capacity_settings import Settings, read_var_files
 from orchestration.capacity_step import StepPlan, check_experiment, judge, run_step, step_record
-from orchestration.capacity_tenants import LEDGER_NAME, SweepTenants, lab_template, load_template
+from orchestration.capacity_tenants import LEDGER_NAME, NotReady, SweepTenants, lab_template, load_template
 from orchestration.errors import OrchestrationError
 from probes.errors import ProbeError
 from probes.k8s import kube
@@ -129,6 +129,11 @@ def prepare(settings: Settings) -> Prepared:
     return Prepared(settings, configuration, coords, target, template)
 
 
+def _claim_selector(configuration: dict[str, Any]) -> str:
+    """The labels of an instance's pods (and so of its StatefulSet's claims), ``{tenant}`` for its name."""
+    return str(configuration.get("tenant_pod_selector") or f"{CrdCoordinates().group}/instance={{tenant}}")
+
+
 class _Sweep:
     """One sweep's state: its folder, its instances, its document."""
 
@@ -140,7 +145,8 @@ class _Sweep:
         instances = custom_resources(prepared.configuration, None)["instance"]
         self.tenants = SweepTenants(
             instances, prepared.coords, self.s.namespace, self.id, prepared.template, self.folder,
-            ready_timeout=self.s.ready_timeout, say=say,
+            ready_timeout=self.s.ready_timeout, claim_selector=_claim_selector(prepared.configuration),
+            say=say,
         )  # fmt: skip
         self.durations: list[float] = []
         self.doc: dict[str, Any] = {
@@ -180,7 +186,10 @@ class _Sweep:
 
     def step(self, rate_index: int, rate: float, tenants: int, trial: int, phase: str) -> bool:
         index = len(self.doc["steps"])
-        names = self.tenants.scale_to(tenants)
+        try:
+            names = self.tenants.scale_to(tenants)
+        except NotReady as exc:
+            return self._not_ready(rate_index, rate, tenants, trial, phase, str(exc))
         folder = self.folder / "steps" / f"{index + 1:02d}-n{tenants}-r{rate:g}-t{trial}"
         variables = {
             **self.p.settings.extra_vars,
@@ -215,6 +224,22 @@ class _Sweep:
         self.write()
         self.say(_progress(record, self.doc["eta_seconds"]))
         return not reasons
+
+    def _not_ready(
+        self, rate_index: int, rate: float, tenants: int, trial: int, phase: str, why: str
+    ) -> bool:
+        """A count the target cannot even start is a failing step with no run folder."""
+        record = step_record(None, [])
+        record.update(
+            tenants=tenants, write_rate=rate, trial=trial, phase=phase, passed=False, reasons=[why],
+            fault_target=None, duration_seconds=None, nodes={}, nodes_unavailable="no step ran",
+        )  # fmt: skip
+        self.doc["steps"].append(record)
+        done = sum(1 for st in self.doc["steps"] if st["write_rate"] == rate)
+        self.doc["eta_seconds"] = self._eta(rate_index, done)
+        self.write()
+        self.say(_progress(record, self.doc["eta_seconds"]))
+        return False
 
     def boundary(self, rate: float, found: Boundary) -> None:
         failing = [
@@ -301,7 +326,11 @@ def _main_thread() -> bool:
 
 
 def cleanup(folder: Path, settings: Settings, say: Say = print) -> list[str]:
-    """Delete what an earlier sweep (killed before it could clean up) left, from its ledger."""
+    """Delete what an earlier sweep (killed before it could clean up) left, from its ledger.
+
+    Each instance is deleted in the namespace its ledger line names, whatever ``settings``
+    says; only instances still labelled with the sweep's id are touched.
+    """
     doc_path = Path(folder) / CAPACITY_NAME
     if not (Path(folder) / LEDGER_NAME).exists():
         raise OrchestrationError(f"{folder} has no {LEDGER_NAME}: pass the folder of a capacity sweep")
@@ -309,5 +338,8 @@ def cleanup(folder: Path, settings: Settings, say: Say = print) -> list[str]:
     configuration = _configuration(settings)
     coords = CrdCoordinates.from_configuration(configuration)
     instances = custom_resources(configuration, None)["instance"]
-    tenants = SweepTenants(instances, coords, settings.namespace, sweep_id, {}, Path(folder), say=say)
+    tenants = SweepTenants(
+        instances, coords, settings.namespace, sweep_id, {}, Path(folder),
+        claim_selector=_claim_selector(configuration), say=say,
+    )  # fmt: skip
     return tenants.delete_all()

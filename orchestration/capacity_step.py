@@ -12,12 +12,15 @@ A step fails when any of these holds, and each reason is kept in words:
 - any acknowledged write was lost, or losses are unknown (nothing could be read back);
 - p99 write latency (from each write's scheduled time) is over the limit, or unknown;
 - efficiency (acknowledged writes/s ÷ offered writes/s) is under the minimum, or unknown;
+- the load generator was saturated (its one process near a whole core): the limit found
+  could be the harness's own, so the step cannot tell;
 - the run's own verdict is NO-GO for any other reason (a dead load, a measurement gap,
   a fault that did not complete): a step the harness cannot trust is not capacity.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -37,6 +40,8 @@ from probes.resources import NodeSampler, summarize
 __all__ = ["StepPlan", "judge", "run_step", "step_record"]
 
 Say = Callable[[str], None]
+#: A Locust process is one interpreter: past this much CPU it, not the target, sets the pace.
+SATURATED_LOAD_CORES = 0.9
 
 
 @dataclass(frozen=True)
@@ -105,12 +110,15 @@ def run_step(plan: StepPlan, target_kind: str, say: Say = print) -> tuple[Path |
             code = proc.wait()
         except BaseException:
             # Interrupted: chaos stops its experiment, runs the rollbacks and the report; wait for it.
-            proc.send_signal(signal.SIGINT)
+            # Whatever happens meanwhile (a second Ctrl-C, a timeout), it does not outlive us.
             try:
+                proc.send_signal(signal.SIGINT)
                 proc.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            finally:
+                if proc.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
             raise
     runs = [p for p in plan.folder.iterdir() if p.is_dir() and (p / "run.json").exists()]
     facts: dict[str, Any] = {"chaos_exit_code": code, "duration_seconds": round(time.monotonic() - began, 3)}
@@ -255,6 +263,12 @@ def judge(
         reasons.append("efficiency unknown")
     elif eff < min_efficiency:
         reasons.append(f"efficiency {eff:.2f} under the {min_efficiency:g} minimum")
+    load_cores = (record.get("load_cpu_per_tenant") or 0.0) * len(per_tenant)
+    if load_cores > SATURATED_LOAD_CORES:
+        reasons.append(
+            f"cannot tell: the load generator used {load_cores:.2f} cores of its one process, "
+            "so the limit measured may be the harness's"
+        )
     if record["run_verdict"] != "GO":
         listed = "; ".join(str(v) for v in record["run_violations"][:2]) or "no verdict"
         reasons.append(f"the run itself is NO-GO ({listed[:240]})")

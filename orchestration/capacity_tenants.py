@@ -25,14 +25,27 @@ from common.crd import CrdCoordinates
 from loadgen.discovery import lookup
 from orchestration.errors import OrchestrationError
 from probes.errors import ProbeError
+from probes.k8s import kube
 from probes.k8s.crs import CustomResources
 
-__all__ = ["LEDGER_NAME", "SWEEP_LABEL", "SweepTenants", "lab_template", "load_template"]
+__all__ = [
+    "LEDGER_NAME",
+    "SWEEP_LABEL",
+    "NotReady",
+    "SweepTenants",
+    "lab_template",
+    "ledger_entries",
+    "load_template",
+]
 
 SWEEP_LABEL = "mssql-chaos-harness/capacity-sweep"
 LEDGER_NAME = "created.jsonl"
 
 Say = Callable[[str], None]
+
+
+class NotReady(OrchestrationError):
+    """The target could not make this many instances Ready in time: a failing step, not a broken sweep."""
 
 
 def lab_template(coords: CrdCoordinates) -> dict[str, Any]:
@@ -86,11 +99,15 @@ class SweepTenants:
         folder: Path,
         *,
         ready_timeout: float = 180.0,
+        claim_selector: str = "",
         say: Say = print,
     ) -> None:
         self.instances, self.coords, self.namespace = instances, coords, namespace
         self.sweep_id, self.template, self.ledger = sweep_id, dict(template), Path(folder) / LEDGER_NAME
         self.ready_timeout, self.say = ready_timeout, say
+        self.claim_selector = (
+            claim_selector  # e.g. "mssql.example.com/instance={tenant}": the instance's claims
+        )
         self.live: list[str] = []
 
     def name(self, index: int) -> str:
@@ -133,10 +150,10 @@ class SweepTenants:
             if not waiting:
                 return
             if time.monotonic() > deadline:
-                raise OrchestrationError(
-                    f"{len(waiting)} sweep instance(s) not Ready after {self.ready_timeout:.0f} s "
-                    f"({', '.join(waiting[:3])}{', ...' if len(waiting) > 3 else ''}): the target cannot "
-                    "schedule this many; lower the sweep's upper bound"
+                raise NotReady(
+                    f"{len(waiting)} of {len(names)} instance(s) not Ready after {self.ready_timeout:.0f} s "
+                    f"({', '.join(waiting[:3])}{', ...' if len(waiting) > 3 else ''}): the target could not "
+                    "schedule or start this many"
                 )
             time.sleep(0.5)
 
@@ -154,38 +171,60 @@ class SweepTenants:
             self.instances.delete(self.namespace, name)
 
     def delete_all(self, wait: float = 60.0) -> list[str]:
-        """Delete every instance in the ledger that still carries this sweep's label."""
-        names = ledger_names(self.ledger, self.namespace)
-        deleted = []
-        for name in names:
+        """Delete every instance in the ledger that still carries this sweep's label, then its claims.
+
+        Each instance is deleted in the namespace the ledger recorded for it. The claims
+        a StatefulSet made for it (selected by ``claim_selector``) outlive it in
+        Kubernetes, so they are deleted once the instance is gone.
+        """
+        deleted: list[tuple[str, str]] = []
+        for namespace, name in ledger_entries(self.ledger):
             try:
-                obj = self.instances.get(self.namespace, name)
+                obj = self.instances.get(namespace, name)
                 labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
                 if obj is not None and labels.get(SWEEP_LABEL) == self.sweep_id:
-                    self.instances.delete(self.namespace, name)
-                    deleted.append(name)
+                    self.instances.delete(namespace, name)
+                    deleted.append((namespace, name))
             except ProbeError as exc:
-                self.say(f"capacity: could not delete {self.namespace}/{name}: {exc}")
+                self.say(f"capacity: could not delete {namespace}/{name}: {exc}")
         self.live = []
         deadline = time.monotonic() + wait
         pending = list(deleted)
         while pending and time.monotonic() < deadline:
-            pending = [n for n in pending if self.instances.get(self.namespace, n) is not None]
+            pending = [(ns, n) for ns, n in pending if self.instances.get(ns, n) is not None]
             if pending:
                 time.sleep(0.5)
-        return deleted
+        for namespace, name in deleted:
+            if (namespace, name) not in pending:
+                self._delete_claims(namespace, name)
+        return [name for _, name in deleted]
+
+    def _delete_claims(self, namespace: str, name: str) -> None:
+        if not self.claim_selector:
+            return
+        selector = self.claim_selector.replace("{tenant}", name)
+        try:
+            api = kube.core(None)
+            for claim in api.list_namespaced_persistent_volume_claim(
+                namespace, label_selector=selector
+            ).items:
+                api.delete_namespaced_persistent_volume_claim(claim.metadata.name, namespace)
+        except Exception as exc:  # the claims are storage left behind, not a failed sweep: say so
+            self.say(f"capacity: could not delete the claims of {namespace}/{name} ({selector}): {exc}")
 
 
-def ledger_names(ledger: Path, namespace: str | None = None) -> list[str]:
-    """The instance names a sweep's ledger lists (in ``namespace`` when given), in order."""
+def ledger_entries(ledger: Path) -> list[tuple[str, str]]:
+    """``(namespace, name)`` of every instance a sweep's ledger lists, once each, in order."""
     if not ledger.exists():
         return []
-    names: list[str] = []
+    entries: list[tuple[str, str]] = []
     for line in ledger.read_text(encoding="utf-8").splitlines():
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if (namespace is None or entry.get("namespace") == namespace) and entry.get("name") not in names:
-            names.append(str(entry.get("name")))
-    return names
+        if isinstance(entry, dict) and entry.get("name"):
+            pair = (str(entry.get("namespace")), str(entry["name"]))
+            if pair not in entries:
+                entries.append(pair)
+    return entries

@@ -6,11 +6,16 @@
   journal record's end). Starting at the first attempt, not at the process start, keeps
   the interpreter's own start-up (about a second of imports) out of the measure; a
   tenant that never wrote still counts as offered for the whole window.
-- **Offered**: tenants times ``write_rate`` (writes per second per tenant) times the window.
-- **Acked**: acknowledged (``ok``) writes whose ``end`` lies in the window.
-- **Efficiency**: acked ÷ offered. Connection set-up and any outage
-  inside the window count against it: it says how much of what was asked for was
-  delivered, whatever the reason.
+- **Offered**: ``write_rate`` (writes per second per tenant) times each tenant's time in
+  the window outside its own outage windows (from a fault's injection to the tenant's
+  recovery, :func:`probes.latency.outage_windows`), summed over the tenants.
+- **Acked**: acknowledged (``ok``) writes whose ``end`` lies in the window and whose
+  scheduled time (else start) lies outside the tenant's outage windows.
+- **Efficiency**: acked ÷ offered. The injected fault's own outage is RTO's to judge,
+  not efficiency's: counted here it would fail small tenant counts (one tenant down for
+  30 s is a quarter of two tenants' load, an eighth of four's) and make capacity look
+  worse the fewer tenants there are. Connection set-up and every slowdown outside the
+  outage windows count against it.
 
 Unknown is None, never 0: without a write rate (unpaced load) nothing was offered at
 a known rate, so ``offered_per_second`` and ``efficiency`` are None; without a window
@@ -19,7 +24,7 @@ a known rate, so ``offered_per_second`` and ``efficiency`` are None; without a w
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -57,23 +62,47 @@ def _window(writes: Sequence[Write], load: LoadLife | None) -> tuple[float | Non
     return start, stop
 
 
+def _overlap(lo: float, hi: float, windows: Sequence[tuple[float, float | None]]) -> float:
+    """Seconds of ``[lo, hi]`` covered by ``windows`` (an open end runs to ``hi``)."""
+    spans = sorted((max(lo, a), min(hi, hi if b is None else b)) for a, b in windows)
+    covered, reach = 0.0, lo
+    for a, b in spans:
+        start = max(a, reach)
+        if b > start:
+            covered += b - start
+            reach = b
+    return covered
+
+
 def run_efficiency(
-    writes: Iterable[Write], tenants: int, write_rate: float | None, load: LoadLife | None = None
+    writes: Iterable[Write],
+    tenants: int,
+    write_rate: float | None,
+    load: LoadLife | None = None,
+    outages: Mapping[str, Sequence[tuple[float, float | None]]] | None = None,
 ) -> Efficiency:
-    """Acks/s ÷ offered writes/s over the load's window (see the module doc)."""
+    """Acks/s ÷ offered writes/s over the load's window, outage windows left out (see the module doc)."""
     attempts = list(writes)
+    outages = outages or {}
     rate = write_rate if write_rate is not None and write_rate > 0 else None
     lo, hi = _window(attempts, load)
     if lo is None or hi is None or hi <= lo:
         return Efficiency(None, None, None, None, None, None, tenants, rate)
     window = hi - lo
-    acked = sum(1 for w in attempts if w.outcome == "ok" and lo <= w.end <= hi)
-    offered = tenants * rate * window if rate is not None and tenants > 0 else None
+
+    def in_outage(w: Write) -> bool:
+        at = w.start if w.due is None else w.due
+        return any(a <= at and (b is None or at <= b) for a, b in outages.get(w.tenant, ()))
+
+    acked = sum(1 for w in attempts if w.outcome == "ok" and lo <= w.end <= hi and not in_outage(w))
+    names = {w.tenant for w in attempts} | set(outages)
+    down = sum(_overlap(lo, hi, outages.get(t, ())) for t in names)
+    offered = rate * (tenants * window - down) if rate is not None and tenants > 0 else None
     return Efficiency(
         window_seconds=window,
         offered_per_second=None if offered is None else offered / window,
         acked_per_second=acked / window,
-        efficiency=None if offered is None else acked / offered,
+        efficiency=None if offered is None or offered <= 0 else acked / offered,
         acked_writes=acked,
         offered_writes=offered,
         tenants=tenants,

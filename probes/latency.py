@@ -2,8 +2,15 @@
 
 What enters a tenant's histogram, and how it is measured:
 
-- **Acknowledged writes only** (outcome ``ok``): a ``fail`` or ``info`` attempt has no
-  latency worth the name; outages are measured as RTO (:mod:`probes.analysis`).
+- **Every attempt outside an outage**: an acknowledged write at its latency; a ``fail``
+  or ``info`` attempt (a timeout, a refused connection outside any fault window) at the
+  time it took to give up, a lower bound on what its client waited (counted in
+  ``unacknowledged``). A server that stalls for a second outside a fault therefore
+  shows in the percentiles even though none of the stalled writes was acknowledged.
+- **Corrected for the writes a stall kept from being sent**: with a known write
+  interval (``expected_interval``, one over the write rate), an attempt that took longer
+  than the interval is recorded with HdrHistogram's coordinated-omission correction,
+  which adds the writes that were due meanwhile at the latencies they would have seen.
 - **From the schedule**: under paced (open-model) load each attempt journals ``due``,
   the time it was scheduled to start, and its latency is ``end - due``. A writer that
   stalled therefore shows the stall in every attempt it delayed, instead of hiding it
@@ -16,6 +23,9 @@ What enters a tenant's histogram, and how it is measured:
   the histogram and counted in ``excluded_in_outage``. A window runs from a fault's
   injection to the tenant's recovery (:func:`outage_windows`); one that never
   recovered extends to the end of the run.
+
+Percentiles are nearest-rank (the smallest recorded value with at least p % of the
+count at or below it), as the run's RTO percentiles are.
 
 Histograms cover 1 µs to 1 hour with 3 significant digits (values are recorded in
 whole microseconds and clamped into that range). Each journal file (one load process)
@@ -112,9 +122,22 @@ def histogram_stats(histogram: HdrHistogram) -> dict[str, Any]:
     count = int(histogram.get_total_count())
     out: dict[str, Any] = {"count": count}
     for key, pct in PERCENTILES:
-        out[key] = _ms(histogram.get_value_at_percentile(pct)) if count else None
+        out[key] = _ms(_nearest_rank(histogram, pct, count)) if count else None
     out["max_ms"] = _ms(histogram.get_max_value()) if count else None
     return out
+
+
+def _nearest_rank(histogram: HdrHistogram, percentile: float, count: int) -> int:
+    """The value at nearest rank ``ceil(p/100 * count)`` (HdrHistogram's own rounds the rank down)."""
+    target = max(1, math.ceil(percentile / 100.0 * count - 1e-9))
+    seen = 0
+    value = 0
+    for item in histogram.get_recorded_iterator():
+        seen += item.count_at_value_iterated_to
+        value = item.value_iterated_to
+        if seen >= target:
+            break
+    return int(histogram.get_highest_equivalent_value(value))
 
 
 def attempt_latency(write: Write) -> float:
@@ -137,6 +160,7 @@ class TenantLatency:
     late_starts: int = 0
     excluded_in_outage: int = 0
     from_schedule: int = 0
+    unacknowledged: int = 0
 
     def add(self, other: TenantLatency) -> None:
         """Merge ``other`` into this one."""
@@ -144,6 +168,7 @@ class TenantLatency:
         self.late_starts += other.late_starts
         self.excluded_in_outage += other.excluded_in_outage
         self.from_schedule += other.from_schedule
+        self.unacknowledged += other.unacknowledged
 
     def as_dict(self) -> dict[str, Any]:
         """The summary entry: stats in ms, counts, and the encoded histogram."""
@@ -152,6 +177,7 @@ class TenantLatency:
             "late_starts": self.late_starts,
             "excluded_in_outage": self.excluded_in_outage,
             "measured_from_schedule": self.from_schedule,
+            "unacknowledged": self.unacknowledged,
             "histogram": encode_histogram(self.histogram),
         }
 
@@ -163,9 +189,11 @@ class LatencyRecorder:
         self,
         outages: Mapping[str, Sequence[OutageWindow]] | None = None,
         late_start: float = LATE_START_SECONDS,
+        expected_interval: float | None = None,
     ) -> None:
         self.outages: Mapping[str, Sequence[OutageWindow]] = outages or {}
         self.late_start = late_start
+        self.expected_interval = expected_interval
         self.tenants: dict[str, TenantLatency] = {}
 
     def _tenant(self, name: str) -> TenantLatency:
@@ -183,12 +211,16 @@ class LatencyRecorder:
         due = getattr(write, "due", None)
         if due is not None and write.start - due > self.late_start:
             entry.late_starts += 1
-        if write.outcome != "ok":
-            return
         if self._in_outage(write.tenant, write.start if due is None else due):
-            entry.excluded_in_outage += 1
+            entry.excluded_in_outage += write.outcome == "ok"
             return
-        entry.histogram.record_value(_microseconds(attempt_latency(write)))
+        if write.outcome != "ok":
+            entry.unacknowledged += 1
+        value = _microseconds(attempt_latency(write))
+        if self.expected_interval:
+            entry.histogram.record_corrected_value(value, _microseconds(self.expected_interval))
+        else:
+            entry.histogram.record_value(value)
         if due is not None:
             entry.from_schedule += 1
 
@@ -264,12 +296,15 @@ def journal_latency(
     *,
     tenants: Sequence[str] = (),
     late_start: float = LATE_START_SECONDS,
+    expected_interval: float | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Latency per tenant (and all tenants) of the journal in ``folder``: :func:`latency_summary`.
 
     Each file is read once into its own recorder, then merged into the total.
+    ``expected_interval`` (seconds between one tenant's writes) turns on the
+    coordinated-omission correction.
     """
-    total = LatencyRecorder(outages, late_start)
+    total = LatencyRecorder(outages, late_start, expected_interval)
     for path in journal_files(folder):
-        total.merge(LatencyRecorder(outages, late_start).record_all(file_writes(path)))
+        total.merge(LatencyRecorder(outages, late_start, expected_interval).record_all(file_writes(path)))
     return latency_summary(total, tenants)

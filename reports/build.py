@@ -277,14 +277,20 @@ def build(run_dir: Path, *, objective: Objective | None = None, stability: float
     if observed:
         extra["control_plane"] = observed
 
+    outages = outage_windows(analysis)
     try:
-        latency = journal_latency(journal, outage_windows(analysis), tenants=analysis.tenants)
+        rate = meta.context.write_rate
+        latency = journal_latency(
+            journal, outages, tenants=analysis.tenants, expected_interval=1.0 / rate if rate else None
+        )
     except (OSError, TypeError, UnicodeDecodeError) as exc:
         raise ReportError(
             f"{journal} cannot be read ({exc}); remove or fix the broken journal file"
         ) from None
     context = meta.context
-    efficiency = run_efficiency(writes, len(analysis.tenants), context.write_rate, context.load).as_dict()
+    efficiency = run_efficiency(
+        writes, len(analysis.tenants), context.write_rate, context.load, outages
+    ).as_dict()
 
     write_summary(run_dir / SUMMARY_NAME, analysis, extra, latency=latency, efficiency=efficiency)
     plots = _plots(run_dir, analysis, writes)

@@ -151,6 +151,10 @@ def _sweep_part(ctx: GateContext, sweep: Sweep) -> tuple[Verdict, tuple[int, flo
             ran = bool(steps_at(steps_of(sweep.doc), rate))
             parts.append((FAIL, []) if ran and found.first_failing is not None else (NOT_RUN, []))
             continue
+        if found.largest_passing < 2:  # concurrency needs two tenants, as for runs
+            fewer = f"{link}: no count of two or more tenants passed at {fmt_rate(rate)} writes/s"
+            parts.append((FAIL if found.first_failing is not None else NOT_RUN, [fewer]))
+            continue
         status, why = _largest_passing_checks(sweep, rate, found.largest_passing)
         parts.append((status, [f"{link}: {w}" for w in why]))
         if best is None or found.largest_passing > best[0]:

@@ -700,3 +700,19 @@ def test_cli_gonogo_takes_a_sweep_folder(tmp_path: Path, capsys: pytest.CaptureF
     (bad / "capacity.json").write_text(json.dumps({"kind": "capacity", "schema": 9}))
     assert main(["gonogo", str(bad), "--out", str(out)]) == 2
     assert "schema 9" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("second", "expected"), [(False, FAIL), (None, NOT_RUN)], ids=["2-failed", "only-1-ran"]
+)
+def test_a_sweep_whose_largest_passing_count_is_one_cannot_pass_the_concurrency_gate(
+    tmp_path: Path, second: bool | None, expected: str
+) -> None:
+    steps = [_step(1)]
+    if second is not None:
+        steps.append(_step(2, passed=second, reasons=["p99 latency 260 ms over the 200 ms limit"]))
+    doc = _doc(steps, [_boundary(1, 2 if second is not None else None)])
+    result, _ = _judge(tmp_path, [_sweep(tmp_path, doc)])
+    status, evidence = _concurrency(result)
+    assert status == expected
+    assert "no count of two or more tenants passed at 20 writes/s" in evidence

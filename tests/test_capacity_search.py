@@ -17,7 +17,7 @@ from common.crd import CrdCoordinates
 from orchestration.capacity_search import planned_steps, search, tenant_counts
 from orchestration.capacity_settings import Settings, read_var_files
 from orchestration.capacity_step import check_experiment, judge, step_record
-from orchestration.capacity_tenants import ledger_names, load_template
+from orchestration.capacity_tenants import ledger_entries, load_template
 from orchestration.errors import OrchestrationError
 
 
@@ -112,6 +112,7 @@ def test_one_lost_acknowledged_write_fails_the_step_whatever_its_rto() -> None:
         ({"efficiency": None}, "efficiency unknown"),
         ({"run_verdict": "NO-GO", "run_violations": ["measurement gap"]}, "NO-GO (measurement gap"),
         ({"run_verdict": None}, "NO-GO"),
+        ({"load_cpu_per_tenant": 0.5}, "cannot tell: the load generator used 1.00 cores"),
     ],
 )
 def test_each_failing_criterion_is_named(over: dict[str, Any], words: str) -> None:
@@ -218,5 +219,4 @@ def test_the_ledger_lists_each_instance_once_per_namespace(tmp_path: Path) -> No
         {"namespace": "u", "name": "x"},
     ]
     ledger.write_text("\n".join(json.dumps(line) for line in lines) + "\n{torn")
-    assert ledger_names(ledger, "t") == ["cap-1-0"]
-    assert ledger_names(ledger) == ["cap-1-0", "x"]
+    assert ledger_entries(ledger) == [("t", "cap-1-0"), ("u", "x")]

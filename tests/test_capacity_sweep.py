@@ -68,8 +68,11 @@ def lab() -> Iterator[Lab]:
 
 
 def _sweep_instances(lab: Lab) -> list[str]:
+    """The sweep's instances still in the lab, and the claims they left."""
     items = lab.client().list(INSTANCES, "tenants")
-    return [i["metadata"]["name"] for i in items if SWEEP_LABEL in (i["metadata"].get("labels") or {})]
+    left = [i["metadata"]["name"] for i in items if SWEEP_LABEL in (i["metadata"].get("labels") or {})]
+    claims = lab.client().list("persistentvolumeclaims", "tenants")
+    return left + [c["metadata"]["name"] for c in claims if "-cap-" in c["metadata"]["name"]]
 
 
 def _capacity(lab: Lab, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:

@@ -191,7 +191,7 @@ def test_knobs_of_a_running_lab_change_only_after_down(tmp_path: Path) -> None:
     try:
         layout.pids.mkdir(parents=True)
         (layout.pids / "kubelet-lab-node-1.pid").write_text(f"{fake.pid}\n")
-        wait_for(lambda: cluster._running(layout, "kubelet-lab-node-1"), 5)
+        wait_for(lambda: cluster.running(layout, "kubelet-lab-node-1"), 5)
         with pytest.raises(LabError) as info:
             cluster.up(node_cpu="off", layout=layout)
         assert str(info.value).startswith("the lab runs with --node-cpu 0.5 --commit-cpu-ms 2: ")
