@@ -174,11 +174,13 @@ class SweepTenants:
         """Delete every instance in the ledger that still carries this sweep's label, then its claims.
 
         Each instance is deleted in the namespace the ledger recorded for it. The claims
-        a StatefulSet made for it (selected by ``claim_selector``) outlive it in
-        Kubernetes, so they are deleted once the instance is gone.
+        made for it (selected by ``claim_selector``: a StatefulSet's claims carry its pod
+        labels) outlive it in Kubernetes, so they are deleted once the instance is gone,
+        for every instance of the ledger (a cleanup after a killed sweep frees them too).
         """
         deleted: list[tuple[str, str]] = []
-        for namespace, name in ledger_entries(self.ledger):
+        entries = ledger_entries(self.ledger)
+        for namespace, name in entries:
             try:
                 obj = self.instances.get(namespace, name)
                 labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
@@ -194,10 +196,19 @@ class SweepTenants:
             pending = [(ns, n) for ns, n in pending if self.instances.get(ns, n) is not None]
             if pending:
                 time.sleep(0.5)
-        for namespace, name in deleted:
-            if (namespace, name) not in pending:
+        for (
+            namespace,
+            name,
+        ) in entries:  # claims of every ledger instance that is gone, also from earlier tries
+            if (namespace, name) not in pending and self._gone(namespace, name):
                 self._delete_claims(namespace, name)
         return [name for _, name in deleted]
+
+    def _gone(self, namespace: str, name: str) -> bool:
+        try:
+            return self.instances.get(namespace, name) is None
+        except ProbeError:
+            return False
 
     def _delete_claims(self, namespace: str, name: str) -> None:
         if not self.claim_selector:
@@ -208,7 +219,10 @@ class SweepTenants:
             for claim in api.list_namespaced_persistent_volume_claim(
                 namespace, label_selector=selector
             ).items:
-                api.delete_namespaced_persistent_volume_claim(claim.metadata.name, namespace)
+                # The deleted object is not read back: servers answer with the claim or a Status.
+                api.delete_namespaced_persistent_volume_claim(
+                    claim.metadata.name, namespace, _preload_content=False
+                )
         except Exception as exc:  # the claims are storage left behind, not a failed sweep: say so
             self.say(f"capacity: could not delete the claims of {namespace}/{name} ({selector}): {exc}")
 

@@ -287,8 +287,9 @@ def knee(steps: Sequence[Any], write_rate: float) -> int | None:
 def _count(tenants: int, nodes: int | None) -> str:
     if nodes is not None and nodes > 1:
         per = tenants / nodes
-        shown = f"{per:.0f}" if per.is_integer() else f"{per:.1f}"
-        return f"{shown} tenants per node ({tenants} in all on {nodes} nodes)"
+        if per.is_integer():
+            return f"{per:.0f} tenants per node ({tenants} in all on {nodes} nodes)"
+        return f"{tenants} tenants on {nodes} nodes ({per:.1f} per node)"
     if nodes == 1:
         return f"{tenants} tenants on 1 node"
     return f"{tenants} tenants in all"
