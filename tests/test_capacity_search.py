@@ -8,6 +8,9 @@ runs on the lab is tests/test_capacity_sweep.py.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -220,3 +223,17 @@ def test_the_ledger_lists_each_instance_once_per_namespace(tmp_path: Path) -> No
     ]
     ledger.write_text("\n".join(json.dumps(line) for line in lines) + "\n{torn")
     assert ledger_entries(ledger) == [("t", "cap-1-0"), ("u", "x")]
+
+
+@pytest.mark.parametrize("entry", ["orchestration", "probes"])
+def test_both_entry_points_refuse_bad_knobs_in_one_line_before_reaching_any_target(entry: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", entry, "capacity", "--from", "6", "--to", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "KUBECONFIG": "/nonexistent"},
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr == "capacity: tenants_from (6) is above tenants_to (2): swap them\n"
