@@ -46,7 +46,7 @@ from probes.k8s.crs import custom_resources
 from probes.k8s.target import target_identity
 from reports.capacity import capacity_plots, write_capacity_report
 
-__all__ = ["CAPACITY_NAME", "cleanup", "prepare", "run_sweep"]
+__all__ = ["CAPACITY_NAME", "cleanup", "prepare", "run_sweep", "worker_nodes"]
 
 CAPACITY_NAME = "capacity.json"
 Say = Callable[[str], None]
@@ -74,16 +74,30 @@ def _configuration(settings: Settings) -> dict[str, Any]:
     return configuration
 
 
-def _schedulable_pods() -> int | None:
-    """Pods the cluster's nodes can still take (allocatable pods minus running ones), if known."""
+def worker_nodes(nodes: list[Any]) -> list[Any]:
+    """The nodes that take ordinary pods: schedulable and without a NoSchedule/NoExecute taint.
+
+    Control-plane nodes carry ``node-role.kubernetes.io/control-plane:NoSchedule``: counted,
+    they would make "tenants per node" read low on a cluster.
+    """
+    return [
+        n
+        for n in nodes
+        if not (n.spec and n.spec.unschedulable)
+        and not any(t.effect in ("NoSchedule", "NoExecute") for t in (n.spec and n.spec.taints) or [])
+    ]
+
+
+def _schedulable() -> tuple[int | None, int | None]:
+    """``(worker nodes, pods they can still take)``: allocatable pods minus running ones; None if unknown."""
     try:
         api = kube.core(None)
-        nodes = [n for n in api.list_node().items if not (n.spec and n.spec.unschedulable)]
+        nodes = worker_nodes(api.list_node().items)
         pods = api.list_pod_for_all_namespaces(field_selector="status.phase=Running").items
     except Exception:
-        return None
+        return None, None
     allocatable = sum(int((n.status.allocatable or {}).get("pods", 0) or 0) for n in nodes)
-    return allocatable - len(pods) if allocatable else None
+    return len(nodes) or None, (allocatable - len(pods) if allocatable else None)
 
 
 def prepare(settings: Settings) -> Prepared:
@@ -120,12 +134,15 @@ def prepare(settings: Settings) -> Prepared:
                 "(one MSSQLInstance, YAML or JSON)"
             )
         template = load_template(settings.template, coords)
-        room = _schedulable_pods()
+        room = _schedulable()[1]
         if room is not None and settings.tenants_to > room:
             raise OrchestrationError(
                 f"the cluster can schedule about {room} more pods and the sweep needs {settings.tenants_to} "
                 "instances: lower tenants_to"
             )
+    workers = _schedulable()[0]
+    if workers is not None:
+        target = {**target, "nodes": workers}  # tenants per node counts the nodes that take tenants
     return Prepared(settings, configuration, coords, target, template)
 
 

@@ -12,11 +12,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from common.crd import CrdCoordinates
+from orchestration.capacity import worker_nodes
 from orchestration.capacity_search import planned_steps, search, tenant_counts
 from orchestration.capacity_settings import Settings, read_var_files
 from orchestration.capacity_step import check_experiment, judge, step_record
@@ -237,3 +239,13 @@ def test_both_entry_points_refuse_bad_knobs_in_one_line_before_reaching_any_targ
     )
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr == "capacity: tenants_from (6) is above tenants_to (2): swap them\n"
+
+
+def test_tenants_per_node_counts_only_the_nodes_that_take_tenants() -> None:
+    def node(name: str, *, taints: list[str] = (), cordoned: bool = False) -> Any:  # type: ignore[assignment]
+        spec = SimpleNamespace(unschedulable=cordoned, taints=[SimpleNamespace(effect=e) for e in taints])
+        return SimpleNamespace(name=name, spec=spec)
+
+    nodes = [node("cp", taints=["NoSchedule"]), node("w1"), node("w2", taints=["PreferNoSchedule"]),
+             node("w3", cordoned=True), node("w4", taints=["NoExecute"])]  # fmt: skip
+    assert [n.name for n in worker_nodes(nodes)] == ["w1", "w2"]
