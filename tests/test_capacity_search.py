@@ -16,6 +16,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from common.crd import CrdCoordinates
 from orchestration.capacity import worker_nodes
@@ -249,3 +251,31 @@ def test_tenants_per_node_counts_only_the_nodes_that_take_tenants() -> None:
     nodes = [node("cp", taints=["NoSchedule"]), node("w1"), node("w2", taints=["PreferNoSchedule"]),
              node("w3", cordoned=True), node("w4", taints=["NoExecute"])]  # fmt: skip
     assert [n.name for n in worker_nodes(nodes)] == ["w1", "w2"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    start=st.integers(1, 10),
+    span=st.integers(0, 40),
+    step=st.integers(1, 12),
+    precision=st.integers(1, 5),
+    trials=st.integers(1, 3),
+    outcomes=st.lists(st.booleans(), min_size=1, max_size=64),
+)
+def test_the_search_keeps_its_promises_whatever_the_steps_say(
+    start: int, span: int, step: int, precision: int, trials: int, outcomes: list[bool]
+) -> None:
+    """Any pass/fail sequence (flaky included): it ends, runs no count more than ``trials``
+    times, and its boundary is a count that passed every trial and one that failed."""
+    answers = iter(outcomes * 50)
+    found = search(start, start + span, step, precision, trials, lambda n, trial, phase: next(answers))
+    for runs in found.results.values():
+        assert 1 <= len(runs) <= trials
+    low, high = found.largest_passing, found.first_failing
+    if low is not None:
+        assert found.results[low] == [True] * trials
+    if high is not None:
+        assert False in found.results[high] and len(found.results[high]) == trials
+    if low is not None and high is not None:
+        assert 0 < high - low <= precision
+        assert not [n for n in found.results if low < n < high]
