@@ -32,6 +32,7 @@ from types import FrameType
 from typing import Any
 
 from common.crd import CrdCoordinates
+from common.files import replace_text
 from common.times import utc_iso
 from lab.cluster import check_capacity
 from lab.errors import LabError
@@ -44,7 +45,7 @@ from probes.errors import ProbeError
 from probes.k8s import kube
 from probes.k8s.crs import custom_resources
 from probes.k8s.target import target_identity
-from reports.capacity import capacity_plots, write_capacity_report
+from reports.capacity import write_capacity_report
 
 __all__ = ["CAPACITY_NAME", "cleanup", "prepare", "run_sweep", "worker_nodes"]
 
@@ -119,6 +120,7 @@ def prepare(settings: Settings) -> Prepared:
         existing = instances.list(settings.namespace)
     except ProbeError as exc:
         raise OrchestrationError(str(exc)) from None
+    workers, room = _schedulable()
     if target["kind"] == "lab":
         template = load_template(settings.template, coords) if settings.template else lab_template(coords)
         try:
@@ -134,13 +136,11 @@ def prepare(settings: Settings) -> Prepared:
                 "(one MSSQLInstance, YAML or JSON)"
             )
         template = load_template(settings.template, coords)
-        room = _schedulable()[1]
         if room is not None and settings.tenants_to > room:
             raise OrchestrationError(
                 f"the cluster can schedule about {room} more pods and the sweep needs {settings.tenants_to} "
                 "instances: lower tenants_to"
             )
-    workers = _schedulable()[0]
     if workers is not None:
         target = {**target, "nodes": workers}  # tenants per node counts the nodes that take tenants
     return Prepared(settings, configuration, coords, target, template)
@@ -165,7 +165,6 @@ class _Sweep:
             ready_timeout=self.s.ready_timeout, claim_selector=_claim_selector(prepared.configuration),
             say=say,
         )  # fmt: skip
-        self.durations: list[float] = []
         self.doc: dict[str, Any] = {
             "kind": "capacity",
             "schema": 1,
@@ -183,15 +182,13 @@ class _Sweep:
         }
 
     def write(self) -> None:
-        path = self.folder / CAPACITY_NAME
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.doc, indent=2, default=str) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        """``capacity.json``, then ``capacity.md`` with its plots (which it renders)."""
+        replace_text(self.folder / CAPACITY_NAME, json.dumps(self.doc, indent=2, default=str) + "\n")
         write_capacity_report(self.doc, self.folder)
-        capacity_plots(self.doc, self.folder)
 
     def _eta(self, rate_index: int, done_at_rate: int) -> float | None:
-        if not self.durations:
+        durations = [st["duration_seconds"] for st in self.doc["steps"] if st["duration_seconds"] is not None]
+        if not durations:
             return None
         s = self.s
         left = planned_steps(
@@ -199,7 +196,7 @@ class _Sweep:
         )
         later = planned_steps(s.tenants_from, s.tenants_to, s.tenants_step, s.precision, s.trials)
         left += later * (len(s.write_rates) - rate_index - 1)
-        return left * sum(self.durations) / len(self.durations)
+        return left * sum(durations) / len(durations)
 
     def step(self, rate_index: int, rate: float, tenants: int, trial: int, phase: str) -> bool:
         index = len(self.doc["steps"])
@@ -234,13 +231,7 @@ class _Sweep:
             **record,
             **facts,
         }
-        self.doc["steps"].append(record)
-        self.durations.append(float(facts["duration_seconds"]))
-        done = sum(1 for st in self.doc["steps"] if st["write_rate"] == rate)
-        self.doc["eta_seconds"] = self._eta(rate_index, done)
-        self.write()
-        self.say(_progress(record, self.doc["eta_seconds"]))
-        return not reasons
+        return self._record(rate_index, record)
 
     def _not_ready(
         self, rate_index: int, rate: float, tenants: int, trial: int, phase: str, why: str
@@ -251,12 +242,16 @@ class _Sweep:
             tenants=tenants, write_rate=rate, trial=trial, phase=phase, passed=False, reasons=[why],
             fault_target=None, duration_seconds=None, nodes={}, nodes_unavailable="no step ran",
         )  # fmt: skip
+        return self._record(rate_index, record)
+
+    def _record(self, rate_index: int, record: dict[str, Any]) -> bool:
+        """Keep a finished step: capacity.json and the report rewritten, one progress line."""
         self.doc["steps"].append(record)
-        done = sum(1 for st in self.doc["steps"] if st["write_rate"] == rate)
+        done = sum(1 for st in self.doc["steps"] if st["write_rate"] == record["write_rate"])
         self.doc["eta_seconds"] = self._eta(rate_index, done)
         self.write()
         self.say(_progress(record, self.doc["eta_seconds"]))
-        return False
+        return bool(record["passed"])
 
     def boundary(self, rate: float, found: Boundary) -> None:
         failing = [

@@ -36,6 +36,8 @@ from typing import Any
 from orchestration.errors import OrchestrationError
 from probes.observations import read_observations
 from probes.resources import NodeSampler, summarize
+from reports.errors import ReportError
+from reports.jsonfile import optional_object
 
 __all__ = ["StepPlan", "judge", "run_step", "step_record"]
 
@@ -149,25 +151,17 @@ def _percentile(values: list[float], share: float) -> float | None:
     return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
 
 
-def _read_summary(run_dir: Path) -> dict[str, Any]:
+def _object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; empty when it is missing or broken (every value then unknown)."""
     try:
-        doc = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        return optional_object(path, "") or {}
+    except ReportError:
         return {}
-    return doc if isinstance(doc, dict) else {}
-
-
-def _run_json(run_dir: Path) -> dict[str, Any]:
-    try:
-        doc = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
 
 
 def step_record(run_dir: Path | None, tenants: list[str]) -> dict[str, Any]:
     """The measured facts of a step, from its run folder (None values: unknown)."""
-    summary = _read_summary(run_dir) if run_dir else {}
+    summary = _object(run_dir / "summary.json") if run_dir else {}
     per_tenant: dict[str, float | None] = {t: None for t in tenants}
     seen: set[str] = set()
     for fault in summary.get("faults") or []:
@@ -188,7 +182,7 @@ def step_record(run_dir: Path | None, tenants: list[str]) -> dict[str, Any]:
     losses = [(totals.get(t) or {}).get("lost") for t in tenants]
     latency = (summary.get("latency") or {}).get("all") or {}
     efficiency = summary.get("efficiency") or {}
-    run = _run_json(run_dir) if run_dir else {}
+    run = _object(run_dir / "run.json") if run_dir else {}
     ready = [o.get("value") for o in read_observations(run_dir)] if run_dir else []
     ready_seconds = next(
         (

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from common.files import replace_text
 from loadgen.journal import Write, journal_files, journal_run_ids, read_journal
 from probes.analysis import analyze
 from probes.chaosjournal import failed_activities
@@ -303,7 +304,4 @@ def build(run_dir: Path, *, objective: Objective | None = None, stability: float
         latency=latency,
         efficiency=efficiency,
     )
-    tmp = report.with_name(f".{REPORT_NAME}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(report)
-    return report
+    return replace_text(report, text)

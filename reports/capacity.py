@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from common.files import replace_text
 from reports.capacity_data import (
     CAPACITY_NAME,
     CAPACITY_REPORT,
@@ -271,10 +272,8 @@ def write_capacity_report(doc: dict[str, Any], folder: Path) -> Path:
     plots = {caption: path.name for caption, path in zip(PLOT_FILES, written, strict=True)}
     body = render_capacity(doc, plots, target)
     report = target / CAPACITY_REPORT
-    tmp = report.with_name(f".{report.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(body, encoding="utf-8")
-        tmp.replace(report)
+        replace_text(report, body)
     except OSError as exc:
         raise ReportError(f"cannot write {report}: {exc.strerror or exc}; check the sweep folder") from None
     return report

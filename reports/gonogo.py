@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.files import replace_text
 from reports.checklist import (
     GATE_IDS,
     Checklist,
@@ -332,10 +333,8 @@ def write_gonogo(
     plot = plot_name(document)
     combined_rto_plot(document.parent / plot, [r.summary for r in runs], objective=CHECKLIST_RTO_SECONDS)
     body = render_gonogo(result, document=document, checklist_path=checklist_path, plot=plot)
-    tmp = document.with_name(f".{document.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(body, encoding="utf-8")
-        tmp.replace(document)
+        replace_text(document, body)
     except OSError as exc:
         raise ReportError(f"cannot write {document}: {exc.strerror or exc}; check the folder") from None
     return result

@@ -44,12 +44,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from common.files import replace_text
 from probes.model import FaultResult, RunAnalysis, TenantResult, TenantTotals
 from reports.errors import ReportError
 from reports.times import utc_iso
@@ -142,7 +142,4 @@ def write_summary(
     target = Path(path)
     summary = summary_dict(analysis, extra, latency=latency, efficiency=efficiency)
     text = json.dumps(summary, indent=2, allow_nan=False, default=str)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(text + "\n", encoding="utf-8")
-    tmp.replace(target)
-    return target
+    return replace_text(target, text + "\n")
