@@ -2,6 +2,7 @@
 
     python -m lab up [--tenants N] [--nodes 3] [--port P] [--timeout S]
                      [--node-cpu CORES|off] [--commit-cpu-ms MS|off]
+                     [--no-monitoring] [--alert-rules FILE]
     python -m lab status [--json]
     python -m lab down [--wipe]
     python -m lab restart-node NAME --down SECONDS [--no-wait] [--json]
@@ -10,6 +11,13 @@
 ``.lab/cluster/pids``), applies the operator, creates MSSQLInstances ``tenant-0..N-1``
 in namespace ``tenants``, waits until they are Ready and writes ``.lab/kubeconfig`` and
 ``.lab/tenants.json``. Any failure is one line on stderr and exit status 2.
+
+``up`` also starts Prometheus and Alertmanager (:mod:`lab.monitoring`) once the control
+plane is ready, with the alert rules of ``deploy/alerts/mssql-harness.rules.yaml`` (or
+``--alert-rules FILE``, or ``$HARNESS_ALERT_RULES``), and returns when both are ready
+and the rules are loaded; their URLs are in ``.lab/monitoring/endpoints.json``.
+``--no-monitoring`` skips them (and stops them if they run); without it, missing
+programs or rules fail ``up``.
 
 ``--node-cpu`` and ``--commit-cpu-ms`` are the capacity knobs (:mod:`lab.capacity`): a
 CPU quota per node and a server CPU cost per committed insert, so one node carries at
@@ -27,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from lab import cluster
 from lab.capacity import NodeKnobs
@@ -63,6 +72,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MS",
         help="server CPU every committed insert costs; 'off' removes a kept one (default: off)",
     )
+    p_up.add_argument(
+        "--no-monitoring",
+        action="store_true",
+        help="do not start Prometheus and Alertmanager (and stop them if they run)",
+    )
+    p_up.add_argument(
+        "--alert-rules",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="Prometheus rules file (default: $HARNESS_ALERT_RULES, else the repository's "
+        "deploy/alerts/mssql-harness.rules.yaml)",
+    )
     p_status = sub.add_parser("status", help="processes, nodes and instances")
     p_status.add_argument("--json", action="store_true", help="print JSON")
     p_down = sub.add_parser("down", help="stop every lab process (data is kept)")
@@ -86,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
 def _print_status(info: dict[str, object]) -> None:
     print(f"lab: {info['lab_dir']}  api: {info['url'] or '-'} ({info['api']})")
     print(f"  knobs: {info['knobs']}")
-    for proc in info["processes"]:  # type: ignore[attr-defined]
+    for proc in [*info["processes"], *info["monitoring_processes"]]:  # type: ignore[misc]
         print(f"  {proc['name']:<24} pid {proc['pid'] or '-':<8} {'alive' if proc['alive'] else 'stopped'}")
     for node in info["nodes"]:  # type: ignore[attr-defined]
         cordon = "  SchedulingDisabled" if node["unschedulable"] else ""
@@ -95,6 +117,13 @@ def _print_status(info: dict[str, object]) -> None:
         print(
             f"  instance {inst['namespace']}/{inst['name']:<12} {inst['phase'] or '-':<12} {inst['endpoint']}"
         )
+    _print_monitoring(info.get("monitoring"))
+
+
+def _print_monitoring(monitoring: object) -> None:
+    if isinstance(monitoring, dict):
+        print(f"  prometheus {monitoring['prometheus']}  alertmanager {monitoring['alertmanager']}")
+        print(f"  alert rules {monitoring['rules_file']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
                 node_cpu=args.node_cpu,
                 commit_cpu_ms=args.commit_cpu_ms,
                 timeout=args.timeout,
+                monitoring=not args.no_monitoring,
+                alert_rules=args.alert_rules,
                 say=_say,
             )
             print(
@@ -120,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  export KUBECONFIG={result['kubeconfig']}")
             print("  kubectl get nodes; kubectl get mssqlinstances -n tenants; kubectl get pods -A")
             print(f"  tenants file for the load generator: {result['tenants_file']}")
+            _print_monitoring(result["monitoring"])
         elif args.command == "status":
             info = cluster.status()
             if args.json:

@@ -12,7 +12,11 @@ and it re-exports the names of what they are built from:
 - :mod:`lab.cluster_nodes`: the control plane and the kubelets as processes, a node's
   readiness, killing a node;
 - :mod:`lab.cluster_tenants`: how many tenants this machine holds (:func:`check_capacity`),
-  applying manifests, the tenants' MSSQLInstances and their ``tenants.json`` entries.
+  applying manifests, the tenants' MSSQLInstances and their ``tenants.json`` entries;
+- :mod:`lab.cluster_status`: :func:`status` (processes, nodes, instances, monitoring);
+- :mod:`lab.monitoring.stack`: Prometheus and Alertmanager (``up`` starts them once the
+  control plane is ready unless ``monitoring=False``, and returns only when both are
+  ready and the alert rules are loaded; ``down`` stops them).
 
 ``lab_dir()/"kubeconfig"`` and ``lab_dir()/"tenants.json"`` are what users and the load
 generator read.
@@ -32,6 +36,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -60,6 +65,7 @@ from lab.cluster_nodes import (
     start_control_plane,
     start_kubelet,
 )
+from lab.cluster_status import status
 from lab.cluster_tenants import (
     INSTANCES,
     ODBC_DRIVER,
@@ -76,6 +82,7 @@ from lab.cluster_tenants import (
 from lab.errors import LabError
 from lab.kubeclient import ApiError, KubeClient
 from lab.kubelet.runtime import kill_leftovers
+from lab.monitoring import stack as monitoring_stack
 from lab.paths import pg_bindir, reachable_by, server_user
 
 __all__ = [
@@ -121,11 +128,15 @@ def up(
     commit_cpu_ms: Knob = None,
     layout: Layout | None = None,
     timeout: float = 180.0,
+    monitoring: bool = True,
+    alert_rules: Path | None = None,
     say: Say = _quiet,
 ) -> dict[str, Any]:
     """Start (or complete) the lab and wait until ``tenants`` instances are Ready.
 
     Idempotent: what already runs is reused, what is missing is started or created.
+    ``monitoring`` starts Prometheus and Alertmanager (:mod:`lab.monitoring.stack`) with
+    the rules of ``alert_rules`` (default: the repository's); False stops them if they run.
     ``node_cpu`` (cores) and ``commit_cpu_ms`` are the capacity knobs (:mod:`lab.capacity`):
     None keeps what the lab was started with, ``"off"`` turns one off; they are checked
     before anything starts. LabError (one line) when a knob is bad, PostgreSQL is missing,
@@ -148,15 +159,22 @@ def up(
     check_capacity(tenants)
     began = time.monotonic()
     pg_bindir()
+    plan = monitoring_stack.preflight(alert_rules) if monitoring else None
     if port is not None and config.get("port") not in (None, port) and running(layout, "controlplane"):
         raise LabError(
             f"the lab already runs on port {config['port']}: `python -m lab down` first to change it"
         )
     config["port"] = port or config.get("port") or free_port()
+    reused = running(layout, "controlplane") is not None
+    while (
+        not isinstance(config.get("ksm_port"), int)
+        or config["ksm_port"] == config["port"]
+        or (not reused and not port_free(config["ksm_port"]))
+    ):
+        config["ksm_port"] = free_port()
     known = list(config.get("nodes") or [])
     config["nodes"] = sorted(set(known) | set(node_names(nodes)), key=lambda n: (len(n), n))
     url = api_url(config)
-    reused = running(layout, "controlplane") is not None
     for folder in (layout.root, layout.logs, layout.volumes, layout.pids, layout.nodes):
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o755)
@@ -176,7 +194,7 @@ def up(
             )
         save_config(layout, config)
         say(f"starting the control plane on {url}")
-        start_control_plane(layout, int(config["port"]), timeout=30)
+        start_control_plane(layout, int(config["port"]), timeout=30, metrics_port=int(config["ksm_port"]))
     save_config(layout, config)
     write_kubeconfig(layout.kubeconfig, url)
     client = KubeClient(url)
@@ -199,6 +217,13 @@ def up(
             f"see {layout.node_state(node) / 'kubelet.log'}",
         )
     cp_ready = time.monotonic() - began
+    ports: dict[str, int] = {}
+    if plan is not None:
+        say("starting Prometheus and Alertmanager")
+        ports = monitoring_stack.start(layout, config, plan, int(config["ksm_port"]))
+        save_config(layout, config)
+    elif monitoring_stack.stop(layout):
+        say("stopped Prometheus and Alertmanager (--no-monitoring)")
     apply_manifest(client, OPERATOR_MANIFEST)
     names = [f"tenant-{i}" for i in range(tenants)]
     if names:
@@ -241,6 +266,9 @@ def up(
     )
     entries = [tenant_entry(layout, client, inst) for inst in ready]
     layout.tenants_file.write_text(json.dumps({"tenants": entries}, indent=2) + "\n")
+    endpoints, waited = None, time.monotonic()
+    if plan is not None:
+        endpoints = monitoring_stack.wait_ready(layout, ports, plan, int(config["ksm_port"]))
     return {
         "url": url,
         "reused": reused,
@@ -252,60 +280,9 @@ def up(
         "ready_after": round(time.monotonic() - began, 3),
         "node_cpu": knobs.node_cpu,
         "commit_cpu_ms": knobs.commit_cpu_ms,
+        "monitoring": monitoring_stack.as_record(endpoints),
+        "monitoring_waited": round(time.monotonic() - waited, 3),
     }
-
-
-def status(layout: Layout | None = None) -> dict[str, Any]:
-    """Processes (pid, alive), nodes (Ready, cordoned), instances (phase, endpoint), capacity knobs."""
-    layout = layout or Layout.default()
-    config = load_config(layout)
-    knobs = NodeKnobs.from_config(config)
-    names = ["controlplane", *(f"kubelet-{n}" for n in config.get("nodes") or [])]
-    procs = []
-    for name in names:
-        proc = running(layout, name)
-        procs.append({"name": name, "pid": proc.pid if proc else None, "alive": proc is not None})
-    result: dict[str, Any] = {
-        "lab_dir": str(layout.lab),
-        "url": api_url(config) if config.get("port") else None,
-        "processes": procs,
-        "nodes": [],
-        "instances": [],
-        "api": "down",
-        "node_cpu": knobs.node_cpu,
-        "commit_cpu_ms": knobs.commit_cpu_ms,
-        "knobs": knobs.describe(),
-    }
-    if not config.get("port") or not procs[0]["alive"]:
-        return result
-    client = KubeClient(api_url(config), timeout=3)
-    try:
-        for node in client.list("nodes"):
-            conditions = (node.get("status") or {}).get("conditions") or []
-            ready = next((c.get("status") for c in conditions if c.get("type") == "Ready"), "Unknown")
-            result["nodes"].append(
-                {
-                    "name": node["metadata"]["name"],
-                    "ready": ready,
-                    "unschedulable": bool((node.get("spec") or {}).get("unschedulable")),
-                }
-            )
-        with contextlib.suppress(ApiError):
-            for inst in client.list(INSTANCES):
-                st = inst.get("status") or {}
-                result["instances"].append(
-                    {
-                        "name": inst["metadata"]["name"],
-                        "namespace": inst["metadata"]["namespace"],
-                        "phase": st.get("phase", ""),
-                        "ready": instance_ready(inst),
-                        "endpoint": st.get("endpoint", ""),
-                    }
-                )
-        result["api"] = "up"
-    except ApiError as exc:
-        result["api"] = f"unreachable ({exc})"
-    return result
 
 
 def down(wipe: bool = False, layout: Layout | None = None, say: Say = _quiet) -> dict[str, Any]:
@@ -317,7 +294,7 @@ def down(wipe: bool = False, layout: Layout | None = None, say: Say = _quiet) ->
     layout = layout or Layout.default()
     config = load_config(layout)
     nodes = list(config.get("nodes") or [])
-    stopped = []
+    stopped = monitoring_stack.stop(layout)
     kubelets = [(n, p) for n in nodes if (p := running(layout, f"kubelet-{n}")) is not None]
     for _, proc in kubelets:
         with contextlib.suppress(psutil.Error):
@@ -346,6 +323,7 @@ def down(wipe: bool = False, layout: Layout | None = None, say: Say = _quiet) ->
     groups = remove_node_groups(layout.root, nodes)
     if wipe:
         shutil.rmtree(layout.root, ignore_errors=True)
+        shutil.rmtree(layout.monitoring, ignore_errors=True)
         layout.kubeconfig.unlink(missing_ok=True)
         layout.tenants_file.unlink(missing_ok=True)
         layout.policy.unlink(missing_ok=True)

@@ -4,13 +4,17 @@ Layout under ``lab_dir()/"cluster"`` (see :class:`Layout`): ``api/`` (API server
 ``logs/`` (pod logs), ``volumes/<namespace>/<claim>/`` (PVCs), ``pids/`` (one pidfile
 per process: ``controlplane.pid``, ``kubelet-<node>.pid``), ``nodes/<node>/`` (kubelet
 state and ``kubelet.log``), ``secrets/`` (tenant password files, mode 0600), and
-``cluster.json`` (the API port, node names and capacity knobs, kept so every ``up`` reuses
-them and the kubeconfig stays valid). ``lab_dir()/"kubeconfig"`` and ``lab_dir()/"tenants.json"``
-are what users and the load generator read.
+``cluster.json`` (the API port, the kube-state-metrics stand-in's port, node names,
+capacity knobs and monitoring ports, kept so every ``up`` reuses them and the kubeconfig
+stays valid). ``lab_dir()/"kubeconfig"`` and ``lab_dir()/"tenants.json"`` are what users
+and the load generator read; ``lab_dir()/"monitoring"`` holds Prometheus and Alertmanager
+(:mod:`lab.monitoring.stack`).
 
 Every process is started detached (own session, :func:`spawn`) and found again through
 its pidfile (:func:`running`), checked against its command line so a recycled pid is
-never signalled. Also here: ``cluster.json`` (:func:`load_config`, :func:`save_config`),
+never signalled. Every process started so gets ``HARNESS_PROMETHEUS_SD_DIR`` (the lab's
+``monitoring/targets``), which kubelets pass on to pods: the lab operator announces its
+metrics endpoint there. Also here: ``cluster.json`` (:func:`load_config`, :func:`save_config`),
 loopback ports, and the one polling loop every wait of the lab uses (:func:`wait_until`).
 """
 
@@ -90,6 +94,11 @@ class Layout:
         return self.root / "cluster.json"
 
     @property
+    def monitoring(self) -> Path:
+        """Prometheus and Alertmanager: configs, data, logs, ``targets/``, ``endpoints.json``."""
+        return self.lab / "monitoring"
+
+    @property
     def kubeconfig(self) -> Path:
         return self.lab / "kubeconfig"
 
@@ -138,9 +147,11 @@ def api_url(config: dict[str, Any]) -> str:
     return f"http://127.0.0.1:{config['port']}"
 
 
-def _marker(name: str) -> list[str]:
+def _marker(layout: Layout, name: str) -> list[str]:
     if name == "controlplane":
         return ["lab.controlplane"]
+    if name in ("prometheus", "alertmanager"):
+        return [f"--config.file={layout.monitoring / name}.yml"]
     return ["lab.kubelet", name.removeprefix("kubelet-")]
 
 
@@ -154,7 +165,7 @@ def running(layout: Layout, name: str) -> psutil.Process | None:
         cmdline = proc.cmdline()
     except (OSError, ValueError, IndexError, psutil.Error):
         return None
-    if all(any(m == word or m in word for word in cmdline) for m in _marker(name)):
+    if all(any(m == word or m in word for word in cmdline) for m in _marker(layout, name)):
         return proc
     return None
 
@@ -166,6 +177,7 @@ def spawn(layout: Layout, name: str, argv: list[str], log_path: Path, out_path: 
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(project_root()), env.get("PYTHONPATH", "")) if p)
     env.pop("KUBECONFIG", None)
+    env["HARNESS_PROMETHEUS_SD_DIR"] = str(layout.monitoring / "targets")
     with open(log_path, "ab") as log, open(out_path or os.devnull, "ab") as out:
         proc = subprocess.Popen(
             argv,

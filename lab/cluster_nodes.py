@@ -39,8 +39,11 @@ __all__ = [
 # -- control plane and kubelets --------------------------------------------------------------------
 
 
-def start_control_plane(layout: Layout, port: int, timeout: float) -> None:
-    """Start ``lab.controlplane`` on ``port`` (allow-all policy if none yet); wait until it listens."""
+def start_control_plane(layout: Layout, port: int, timeout: float, metrics_port: int | None = None) -> None:
+    """Start ``lab.controlplane`` on ``port`` (allow-all policy if none yet); wait until it listens.
+
+    ``metrics_port``: where it also serves the kube-state-metrics stand-in (None: nowhere).
+    """
     out = layout.root / "controlplane.out"
     out.unlink(missing_ok=True)
     argv = [
@@ -56,6 +59,8 @@ def start_control_plane(layout: Layout, port: int, timeout: float) -> None:
         "--policy",
         str(layout.policy),
     ]
+    if metrics_port is not None:
+        argv += ["--metrics-port", str(metrics_port)]
     if not layout.policy.exists():
         layout.policy.write_text(
             "# Lab authorization policy, re-read on change. Example denial:\n"
@@ -126,14 +131,15 @@ def node_ready(client: KubeClient, node: str, since: float | None = None) -> boo
 
 
 def lab_processes(layout: Layout) -> list[psutil.Process]:
-    """Every process whose command line names this lab's folder (kubelets, control plane, servers)."""
-    root = str(layout.root)
+    """Every process whose command line names this lab's folders (kubelets, control plane, servers,
+    Prometheus and Alertmanager)."""
+    roots = (str(layout.root), str(layout.monitoring))
     found = []
     for proc in psutil.process_iter(["cmdline", "status"]):
         try:
             if proc.pid == os.getpid() or proc.info["status"] == psutil.STATUS_ZOMBIE:
                 continue
-            if any(root in word for word in proc.info["cmdline"] or []):
+            if any(root in word for word in proc.info["cmdline"] or [] for root in roots):
                 found.append(proc)
         except psutil.Error:
             continue

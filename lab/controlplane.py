@@ -5,9 +5,11 @@ loop), bootstraps the cluster (namespaces ``default``, ``kube-system``,
 ``kube-node-lease``, ``mssql-operator``; the default StorageClass ``lab-local``; every
 CustomResourceDefinition in ``lab/crds/*.yaml``, created or brought up to date), then
 runs the controllers (:mod:`lab.controllers`) in threads that talk to the API over
-HTTP like any client. Only then does it print ``listening on http://127.0.0.1:<port>``
-as its first stdout line (so a caller that saw it may create custom resources at
-once); the port is also in ``<data>/apiserver.port``. Logs go to stderr. SIGTERM or
+HTTP like any client. With ``--metrics-port`` it also serves the kube-state-metrics
+stand-in (:mod:`lab.monitoring.ksm`) on that loopback port (0: any free one), its URL
+written to ``<data>/kube-state-metrics.url``. Only then does it print ``listening on
+http://127.0.0.1:<port>`` as its first stdout line (so a caller that saw it may create
+custom resources at once); the port is also in ``<data>/apiserver.port``. Logs go to stderr. SIGTERM or
 SIGINT stops it cleanly (controllers first, then the server, state synced). A taken
 port or a locked data folder is one line on stderr and exit status 2.
 
@@ -28,11 +30,12 @@ from typing import Any
 import yaml
 
 from lab.api.process import ApiServerProcess, spawn_listening
-from lab.api.server import bound_port, serve
+from lab.api.server import STATE, bound_port, serve
 from lab.api.settings import Settings
 from lab.controllers import CONTROLLERS, ControllerManager
 from lab.errors import LabError
 from lab.kubeclient import ApiError, KubeClient
+from lab.monitoring.ksm import start_listener
 
 __all__ = [
     "CRD_DIR",
@@ -124,8 +127,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="NAMES",
         help=f"comma-separated controllers not to run ({', '.join(CONTROLLERS)})",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="also serve the kube-state-metrics stand-in on this loopback port (0: any free port)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request and controller action")
     return parser.parse_args(argv)
+
+
+def _port_error(what: str, host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        flag = "--metrics-port" if what == "kube-state-metrics" else "--port"
+        return f"lab controlplane: {what} port {port} on {host} is already in use: pick another {flag}"
+    return f"lab controlplane: cannot listen on {host}:{port} ({what}): {exc.strerror}"
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -140,28 +157,32 @@ async def _run(args: argparse.Namespace) -> int:
     try:
         runner = await serve(settings, access_log=args.verbose)
     except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            print(
-                f"lab controlplane: port {settings.port} on {settings.host} is already in use: "
-                "pick another --port",
-                file=sys.stderr,
-            )
-        else:
-            print(
-                f"lab controlplane: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
-                file=sys.stderr,
-            )
+        print(_port_error("API", settings.host, settings.port, exc), file=sys.stderr)
         return 2
     except LabError as exc:
         print(f"lab controlplane: {exc}", file=sys.stderr)
         return 2
     url = f"http://{settings.host}:{bound_port(runner)}"
+    ksm = None
+    if args.metrics_port is not None:
+        try:
+            ksm, ksm_port = await start_listener(runner.app[STATE].store, settings.host, args.metrics_port)
+        except OSError as exc:
+            print(_port_error("kube-state-metrics", settings.host, args.metrics_port, exc), file=sys.stderr)
+            await runner.cleanup()
+            return 2
+        if settings.data_dir is not None:
+            (settings.data_dir / "kube-state-metrics.url").write_text(
+                f"http://{settings.host}:{ksm_port}/metrics\n"
+            )
     loop = asyncio.get_running_loop()
     try:
         manager = ControllerManager(url, disable)
         await loop.run_in_executor(None, bootstrap, KubeClient(url))
     except (LabError, ApiError) as exc:
         print(f"lab controlplane: bootstrap failed: {exc}", file=sys.stderr)
+        if ksm is not None:
+            await ksm.cleanup()
         await runner.cleanup()
         return 2
     manager.start()
@@ -171,6 +192,8 @@ async def _run(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     manager.signal_stop()
+    if ksm is not None:
+        await ksm.cleanup()
     await runner.cleanup()
     await loop.run_in_executor(None, manager.join, 5.0)
     return 0
@@ -200,10 +223,15 @@ def start_control_plane(
     policy: Path | None = None,
     pod_removal_grace: float | None = None,
     disable: tuple[str, ...] = (),
+    metrics_port: int | None = None,
     timeout: float = 30.0,
     verbose: bool = False,
 ) -> ControlPlaneProcess:
-    """Start the control plane as a child (stderr to ``<data>/controlplane.log``); LabError if it fails."""
+    """Start the control plane as a child (stderr to ``<data>/controlplane.log``); LabError if it fails.
+
+    ``metrics_port`` also serves the kube-state-metrics stand-in (0: any free port; its URL
+    is then in ``<data>/kube-state-metrics.url``).
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "controlplane.log"
     args = [sys.executable, "-m", "lab.controlplane", "--port", str(port), "--data", str(data_dir)]
@@ -213,6 +241,8 @@ def start_control_plane(
         args += ["--pod-removal-grace", str(pod_removal_grace)]
     if disable:
         args += ["--disable", ",".join(disable)]
+    if metrics_port is not None:
+        args += ["--metrics-port", str(metrics_port)]
     if verbose:
         args.append("--verbose")
     proc, url = spawn_listening(args, log_path, timeout, "the lab control plane")

@@ -116,7 +116,7 @@ def _process(environment: Any) -> _Process:
     if opts.metrics_port >= 0:
         index = max(0, getattr(environment.runner, "worker_index", 0))
         port = opts.metrics_port + index if opts.metrics_port else 0
-        shared.metrics.serve(port, run_dir / "metrics", str(os.getpid()))
+        shared.metrics.serve(port, run_dir / "metrics", str(os.getpid()), run_id=run_id)
     return shared
 
 

@@ -26,7 +26,7 @@ from lab.api.settings import Settings
 from lab.api.state import State
 from lab.api.status import ApiError, status_body
 
-__all__ = ["bound_port", "build_app", "serve"]
+__all__ = ["STATE", "bound_port", "build_app", "serve"]
 
 log = logging.getLogger(__name__)
 

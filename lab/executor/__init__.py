@@ -4,10 +4,13 @@ Commands (the container's ``args``):
 
 * ``sleep N`` - wait N seconds (a float), then exit 0; SIGTERM ends the wait with 143;
 * ``exit N`` - exit with status N (0-255) at once;
-* ``backup-full --id ID [--store DIR]`` / ``backup-log --id ID [--store DIR]`` - take a
-  backup of the instance named by ``LAB_DB_HOST``/``LAB_DB_PORT``/``LAB_DB_USER``/
-  ``PGPASSWORD`` into the store (default: the volume mounted at
-  ``/var/opt/mssql/backup``), see :mod:`lab.executor.backup`;
+* ``backup-full --id ID [--store DIR] [--fail REASON]`` / ``backup-log --id ID [--store DIR]
+  [--fail REASON]`` - take a backup of the instance named by ``LAB_DB_HOST``/
+  ``LAB_DB_PORT``/``LAB_DB_USER``/``PGPASSWORD`` into the store (default: the volume
+  mounted at ``/var/opt/mssql/backup``), see :mod:`lab.executor.backup`. ``--fail`` is
+  the lab's fail-job knob (:mod:`lab.operator.jobs`): the backup is not attempted, the
+  reason is written to the log as ``executor: failing on purpose: <reason>`` and the
+  exit status is 1;
 * ``restore --name NAME --target-time T [--store DIR] [--home DIR]`` - point-in-time
   restore of the store (default: the volume at ``/backup/source``) into the stopped
   target's folder (default: the volume at ``/var/opt/mssql``), see
@@ -67,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name)
         p.add_argument("--id", required=True)
         p.add_argument("--store")
+        p.add_argument("--fail", default=None)
     p = sub.add_parser("restore")
     p.add_argument("--name", required=True)
     p.add_argument("--target-time", required=True)
@@ -81,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if getattr(args, "fail", None) is not None:
+        print(f"executor: failing on purpose: {args.fail}", file=sys.stderr, flush=True)
+        return 1
     from lab.executor.backup import Connection, full_backup, log_backup
     from lab.executor.restore import restore
     from lab.executor.store import BackupStore, parse_ts, verify

@@ -10,7 +10,8 @@ from types import FrameType
 __all__ = ["USAGE", "simple"]
 
 USAGE = (
-    "usage: python -m lab.executor sleep SECONDS | exit CODE | backup-full|backup-log --id ID [--store DIR]"
+    "usage: python -m lab.executor sleep SECONDS | exit CODE"
+    " | backup-full|backup-log --id ID [--store DIR] [--fail REASON]"
     " | restore --name N --target-time T [--store DIR] [--home DIR] | verify INSTANCE BACKUP_ID [-n NS]"
 )
 

@@ -7,6 +7,11 @@ seconds (default 1) and at once when an MSSQLInstance, one of its pods, an
 MSSQLBackup, MSSQLBackupPolicy, MSSQLRestore or one of the operator's Jobs changes
 (watches). Logs go to stderr, one line per change; passwords never appear.
 ``--once`` runs a single pass and exits (0, or 1 if the pass failed).
+
+Its Prometheus metrics (:mod:`lab.operator.metrics`) are served on
+``127.0.0.1:--metrics-port`` (default 0: any free port; -1: none). When
+``HARNESS_PROMETHEUS_SD_DIR`` names a folder, the operator announces that address there
+(``mssql-operator.json``, Prometheus file_sd) at start and removes it on a clean exit.
 """
 
 from __future__ import annotations
@@ -20,9 +25,12 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from prometheus_client import disable_created_metrics
+
 from lab.controllers.loop import Loop, Watcher
 from lab.errors import LabError
 from lab.kubeclient import ApiError, Kind, KubeClient
+from lab.operator.metrics import SD_DIR_ENV, OperatorMetrics, remove_target, write_target
 from lab.operator.objects import INSTANCES, MANAGED_BY
 from lab.operator.protection import BACKUPS, POLICIES, RESTORES
 from lab.operator.reconcile import Reconciler
@@ -62,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubeconfig", type=Path, default=None, help="kubeconfig when not in a cluster")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between full passes")
     parser.add_argument("--once", action="store_true", help="one pass, then exit")
+    parser.add_argument(
+        "--metrics-port", type=int, default=0, help="port of /metrics on 127.0.0.1 (0: any free, -1: none)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -71,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     except LabError as exc:
         print(f"lab operator: {exc}", file=sys.stderr)
         return 2
-    reconciler = Reconciler(client)
+    disable_created_metrics()  # no *_created series: nothing here needs them
+    metrics = OperatorMetrics()
+    reconciler = Reconciler(client, metrics=metrics)
     if args.once:
         try:
             reconciler.reconcile_all()
@@ -89,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     loop = Loop("operator", reconciler.reconcile_all, args.interval, stop)
     watchers = [Watcher(client, kind, [loop], stop, labels) for kind, labels in WATCHES]
     log.info("reconciling MSSQLInstances through %s", client.server)
+    announced = _serve_metrics(metrics, args.metrics_port)
     for watcher in watchers:
         watcher.start()
     loop.start()
@@ -96,8 +110,33 @@ def main(argv: list[str] | None = None) -> int:
         pass
     loop.wake()
     loop.join(5.0)
+    if announced is not None:
+        remove_target(*announced)
     log.info("stopped after %d passes", reconciler.passes)
     return 0
+
+
+def _serve_metrics(metrics: OperatorMetrics, port: int) -> tuple[Path, int, dict[str, str]] | None:
+    """Serve /metrics and announce it in $HARNESS_PROMETHEUS_SD_DIR; what to remove at exit, if anything."""
+    if port < 0:
+        return None
+    try:
+        bound = metrics.serve(port)
+    except OSError as exc:
+        log.warning("cannot serve metrics on 127.0.0.1:%d: %s", port, exc)
+        return None
+    log.info("metrics on http://127.0.0.1:%d/metrics", bound)
+    folder = os.environ.get(SD_DIR_ENV)
+    if not folder:
+        return None
+    labels = {"pod": os.environ["LAB_POD_NAME"]} if os.environ.get("LAB_POD_NAME") else {}
+    try:
+        path = write_target(Path(folder), bound, labels)
+    except OSError as exc:
+        log.warning("cannot announce metrics in %s: %s", folder, exc)
+        return None
+    log.info("metrics announced in %s", path)
+    return Path(folder), bound, labels
 
 
 if __name__ == "__main__":

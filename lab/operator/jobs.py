@@ -11,6 +11,14 @@
 Both: ``restartPolicy: Never``, ``backoffLimit: 3`` (a killed pod is retried; the
 executor's steps are idempotent), labelled ``app.kubernetes.io/managed-by:
 mssql-lab-operator`` and ``mssql.example.com/instance``.
+
+**Lab knob: a backup Job that fails on purpose.** An MSSQLBackup annotated
+``lab.mssql.example.com/fail-job: "<reason>"`` gets its Job as usual, with the extra
+executor arguments ``--fail <reason>``: every pod writes the reason to its log and exits
+1, so after ``backoffLimit + 1`` failed pods (retries are immediate in the lab) the Job
+controller marks the Job ``Failed`` (reason ``BackoffLimitExceeded``) and the backup goes
+``Failed`` with ``status.reason`` starting with ``<reason>``. It exists so alerting on
+failed backup Jobs can be proven with a real failure; a real operator has no such knob.
 """
 
 from __future__ import annotations
@@ -32,9 +40,11 @@ from lab.operator.objects import (
 __all__ = [
     "BACKOFF_LIMIT",
     "EXECUTOR_IMAGE",
+    "FAIL_JOB_ANNOTATION",
     "backup_job",
     "data_claim",
     "desired_data_claim",
+    "fail_job_reason",
     "job_failure",
     "restore_job",
 ]
@@ -49,6 +59,15 @@ EXECUTOR_RESOURCES: Obj = {
 }
 BACKOFF_LIMIT = 3
 SOURCE_MOUNT = "/backup/source"
+FAIL_JOB_ANNOTATION = "lab.mssql.example.com/fail-job"
+
+
+def fail_job_reason(obj: Obj) -> str | None:
+    """The reason of the fail-job knob on ``obj`` (a default one when the value is empty), else None."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    if FAIL_JOB_ANNOTATION not in annotations:
+        return None
+    return str(annotations[FAIL_JOB_ANNOTATION] or "").strip() or f"failed on purpose ({FAIL_JOB_ANNOTATION})"
 
 
 def job_failure(job: Obj) -> str:
@@ -116,8 +135,12 @@ def backup_job(backup: Obj, host: str, port: int) -> Obj:
     spec = backup.get("spec") or {}
     instance, kind = str(spec["instance"]), str(spec["type"])
     secret = secret_name(instance)
+    args = [f"backup-{kind}", "--id", backup["metadata"]["name"]]
+    reason = fail_job_reason(backup)
+    if reason is not None:
+        args += ["--fail", reason]
     container: Obj = {
-        "args": [f"backup-{kind}", "--id", backup["metadata"]["name"]],
+        "args": args,
         "env": [
             {"name": "LAB_DB_HOST", "value": host},
             {"name": "LAB_DB_PORT", "value": str(port)},

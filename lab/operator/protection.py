@@ -11,7 +11,9 @@ with fixed names, a 409 on create means "already there").
   object's name), ``startTime``, ``endTime``, ``coveredFrom``, ``coveredTo``,
   ``coveredRanges`` (the stretches a log backup really covers: more than one when WAL
   was missing from the archive, see :mod:`lab.executor.wal`), ``missingSegments``,
-  ``checksum``; a missing instance or a failed Job -> ``Failed`` with ``reason``.
+  ``checksum``; a missing instance or a failed Job -> ``Failed`` with ``reason``. The
+  lab knob ``lab.mssql.example.com/fail-job: "<reason>"`` makes its Job fail on purpose
+  (see :mod:`lab.operator.jobs`); the ``reason`` then starts with ``<reason>``.
 * **MSSQLBackupPolicy** -> ``Ready`` while its instance is Ready, else ``Pending``
   (``Failed`` for an unparsable schedule). The operator itself creates the
   MSSQLBackup objects (no CronJobs: log intervals are in seconds): a first full at
@@ -42,7 +44,8 @@ from lab.controllers.job import job_finished
 from lab.errors import LabError
 from lab.executor.store import BackupStore, format_ts, parse_ts
 from lab.kubeclient import ApiError, Kind, KubeClient
-from lab.operator.jobs import backup_job, job_failure
+from lab.operator.jobs import backup_job, fail_job_reason, job_failure
+from lab.operator.metrics import OperatorMetrics
 from lab.operator.objects import (
     CRD,
     GROUP,
@@ -99,25 +102,40 @@ class DataProtection:
         host: str,
         clock: Callable[[], float] = time.time,
         stores: Callable[[str, str], Path] = store_root,
+        metrics: OperatorMetrics | None = None,
     ) -> None:
         self.client = client
         self.host = host
         self.clock = clock
         self.stores = stores
+        self.metrics = metrics or OperatorMetrics()
         self.restores = Restores(client, clock, stores, self._patch_status, self._create)
 
     def reconcile_all(self, instances: list[Obj], pods: dict[Key, Obj]) -> None:
         policies = self.client.list(POLICIES)
         backups = self.client.list(BACKUPS)
         restores = self.client.list(RESTORES)
+        try:
+            self._reconcile(instances, pods, policies, backups, restores)
+        finally:
+            self.metrics.backups(backups, policies)
+
+    def _reconcile(
+        self,
+        instances: list[Obj],
+        pods: dict[Key, Obj],
+        policies: list[Obj],
+        backups: list[Obj],
+        restores: list[Obj],
+    ) -> None:
         if not (policies or backups or restores):
             return
         by_key = {_key(i): i for i in instances}
         jobs = {_key(j): j for j in self.client.list("jobs", labels=_MANAGED)}
         for kind, items, step in (
-            ("backup", backups, self._backup),
-            ("policy", policies, self._policy),
-            ("restore", restores, self.restores.step),
+            ("MSSQLBackup", backups, self._backup),
+            ("MSSQLBackupPolicy", policies, self._policy),
+            ("MSSQLRestore", restores, self.restores.step),
         ):
             for obj in items:
                 if obj["metadata"].get("deletionTimestamp") is not None:
@@ -125,9 +143,12 @@ class DataProtection:
                 try:
                     step(obj, by_key, jobs, pods, backups)
                 except (ApiError, LabError, OSError) as exc:
+                    self.metrics.reconciled(kind, failed=True)
                     if isinstance(exc, ApiError) and exc.code == 0:
                         raise
                     log.warning("%s %s/%s: %s", kind, *_key(obj), exc)
+                else:
+                    self.metrics.reconciled(kind)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -198,6 +219,9 @@ class DataProtection:
                 if finished == "Failed"
                 else f"job completed but backup {name} is not in the store"
             )
+            knob = fail_job_reason(backup)
+            if finished == "Failed" and knob is not None:
+                reason = f"{knob}; {reason}"
             self._patch_status(BACKUPS, backup, {"phase": "Failed", "reason": reason, "endTime": now})
             return
         self._patch_status(

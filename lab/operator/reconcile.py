@@ -23,7 +23,8 @@ then for each instance:
 4. the claim ``<name>-backups`` (the instance's backup store), created when missing.
 
 After the instances, :class:`lab.operator.protection.DataProtection` reconciles
-backups, backup policies and restores.
+backups, backup policies and restores. Every object reconciled (and every failure) is
+counted, and instance readiness reported, in :class:`lab.operator.metrics.OperatorMetrics`.
 
 An API error on one instance becomes ``Ready=False`` with reason ``ReconcileError``
 and its message (for instance an RBAC denial) and does not stop the others.
@@ -40,6 +41,7 @@ from typing import Any
 
 from common.times import format_time, parse_time
 from lab.kubeclient import ApiError, KubeClient
+from lab.operator.metrics import OperatorMetrics
 from lab.operator.objects import (
     INSTANCE_LABEL,
     INSTANCES,
@@ -115,18 +117,27 @@ def _ready(pod: Obj | None) -> bool:
 class Reconciler:
     """One operator's view of the cluster; :meth:`reconcile_all` is one idempotent pass."""
 
-    def __init__(self, client: KubeClient, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        client: KubeClient,
+        clock: Callable[[], float] = time.time,
+        metrics: OperatorMetrics | None = None,
+    ) -> None:
         self.client = client
         self.clock = clock
         self.passes = 0
-        self.protection = DataProtection(client, ENDPOINT_HOST, clock)
+        self.metrics = metrics or OperatorMetrics()
+        self.protection = DataProtection(client, ENDPOINT_HOST, clock, metrics=self.metrics)
+        self._readiness: dict[Key, bool] = {}
 
     # -- the pass --------------------------------------------------------------------------
 
     def reconcile_all(self) -> None:
         instances = self.client.list(INSTANCES)
         self.passes += 1
+        self._readiness = {}
         if not instances:
+            self.metrics.instances({})
             self.protection.reconcile_all([], {})
             return
         pods = {_key(p): p for p in self.client.list("pods", labels="app=mssql")}
@@ -143,10 +154,15 @@ class Reconciler:
                 if (_key(instance)[0], backups_claim(_key(instance)[1])) not in claims:
                     self._create("persistentvolumeclaims", desired_backups_claim(instance), _key(instance)[0])
             except ApiError as exc:
+                self.metrics.reconciled("MSSQLInstance", failed=True)
+                self._readiness[_key(instance)] = False
                 if exc.code == 0:
                     raise
                 log.warning("%s/%s: %s", *_key(instance), exc)
                 self._report_error(instance, exc)
+            else:
+                self.metrics.reconciled("MSSQLInstance")
+        self.metrics.instances(self._readiness)
         self.protection.reconcile_all(instances, pods)
 
     def reconcile(
@@ -238,6 +254,7 @@ class Reconciler:
         scheduled = pod is not None and bool((pod.get("spec") or {}).get("nodeName"))
         annotations = instance["metadata"].get("annotations") or {}
         failed_restore = annotations.get(RESTORE_FAILED_ANNOTATION)
+        self._readiness[_key(instance)] = ready and not failed_restore
         if failed_restore:
             why = annotations.get(RESTORE_FAILED_REASON_ANNOTATION) or "no reason recorded"
             message = (
