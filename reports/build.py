@@ -9,8 +9,9 @@ Backup and restore runs add ``pitr.json`` and ``integrity.json`` (written by
 ``probes.k8s.backups``); they become the summary's ``pitr`` and ``integrity`` blocks,
 taking precedence over blocks of the same name in ``run.json``.
 
-``build`` writes next to them: ``summary.json``, ``report.md``, ``timeline-<tenant>.png``
-per tenant, ``rto-rpo.png`` and ``metrics.prom``, and returns the report's path. Beside
+``build`` writes next to them: ``summary.json``, ``report.md`` and its self-contained
+``report.html`` (``reports.html``), ``timeline-<tenant>.png`` per tenant, ``rto-rpo.png``
+and ``metrics.prom``, and returns the report's (``report.md``'s) path. Beside
 the analysis it measures write latency per tenant (``probes.latency``, outside the
 outage windows the analysis found) and the load's efficiency (``probes.efficiency``,
 from ``run.json``'s ``write_rate`` and ``load``). It can
@@ -37,6 +38,7 @@ from probes.observations import read_observations
 from probes.pitr import INTEGRITY_NAME, PITR_NAME, read_json_block
 from probes.readback import load_readback
 from reports.errors import ReportError
+from reports.html import write_html
 from reports.jsonfile import optional_object, read_object
 from reports.markdown import render_report
 from reports.plots import rto_rpo_plot, timeline_plot
@@ -304,4 +306,6 @@ def build(run_dir: Path, *, objective: Objective | None = None, stability: float
         latency=latency,
         efficiency=efficiency,
     )
-    return replace_text(report, text)
+    replace_text(report, text)
+    write_html(report)
+    return report

@@ -40,6 +40,7 @@ from reports.capacity_data import (
 from reports.capacity_plots import PLOT_FILES, capacity_plots
 from reports.errors import ReportError
 from reports.gonogo_runs import Target
+from reports.html import write_html
 from reports.jsonfile import number
 from reports.times import parse_time, utc_iso
 
@@ -265,7 +266,7 @@ def render_capacity(doc: Mapping[str, Any], plots: Mapping[str, str], folder: Pa
 
 
 def write_capacity_report(doc: dict[str, Any], folder: Path) -> Path:
-    """Write the plots and ``capacity.md`` into the sweep ``folder``; returns the report's path."""
+    """Write the plots, ``capacity.md`` and ``capacity.html`` into the sweep ``folder``; returns the .md."""
     target = Path(folder)
     check_capacity(doc, target / CAPACITY_NAME)
     written = capacity_plots(doc, target)
@@ -276,6 +277,7 @@ def write_capacity_report(doc: dict[str, Any], folder: Path) -> Path:
         replace_text(report, body)
     except OSError as exc:
         raise ReportError(f"cannot write {report}: {exc.strerror or exc}; check the sweep folder") from None
+    write_html(report)
     return report
 
 
