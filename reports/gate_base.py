@@ -3,12 +3,18 @@
 A gate is a function from the runs (``GateContext``) to a ``Verdict``: a result and its
 evidence lines. Gates register under their id (``registrar``) so each one is written
 once, beside its id, and a second gate with the same id is an error at import.
+
+**Sign-offs.** A gate only a person can judge is registered as ``manual(reason,
+signable=True)``: that flag, on the registered gate, is the one place that says a
+person's sign-off may decide it (``signable_ids(registry)``). A signed gate whose result
+is MANUAL reads ``SIGNED OFF`` (``reports.signoffs``); a gate a machine checks is never
+signable, and a sign-off never changes any other result.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -21,14 +27,18 @@ __all__ = [
     "MANUAL",
     "NOT_RUN",
     "PASS",
+    "SIGNED_OFF",
     "Decide",
     "GateContext",
+    "ManualGate",
     "Verdict",
     "combine",
     "flag_gate",
+    "is_signable",
     "manual",
     "problems_of",
     "registrar",
+    "signable_ids",
 ]
 
 PASS = "PASS"  # noqa: S105 - a gate result, not a password
@@ -36,6 +46,7 @@ FAIL = "FAIL"
 NOT_RUN = "NOT RUN"
 MANUAL = "MANUAL"
 LAB_ONLY = "PASS (lab only)"
+SIGNED_OFF = "SIGNED OFF"  # a MANUAL gate a person signed off (``reports.signoffs``): counts as passed
 
 Verdict = tuple[str, list[str]]
 
@@ -117,13 +128,33 @@ def problems_of(ctx: GateContext, runs: Iterable[Run]) -> list[Verdict]:
     return out
 
 
-def manual(reason: str) -> Decide:
-    """A gate no run can decide: a person signs it off."""
+@dataclass(frozen=True)
+class ManualGate:
+    """A gate no run can decide: always MANUAL with ``reason``.
 
-    def decide(_ctx: GateContext) -> Verdict:
-        return MANUAL, [reason]
+    ``signable`` says a person's sign-off may decide it (``reports.signoffs``).
+    """
 
-    return decide
+    reason: str
+    signable: bool = False
+
+    def __call__(self, _ctx: GateContext) -> Verdict:
+        return MANUAL, [self.reason]
+
+
+def manual(reason: str, *, signable: bool = False) -> Decide:
+    """A gate no run can decide; ``signable=True`` when a person's sign-off decides it."""
+    return ManualGate(reason, signable)
+
+
+def is_signable(decide: Decide) -> bool:
+    """Whether this registered gate was marked ``manual(..., signable=True)``."""
+    return isinstance(decide, ManualGate) and decide.signable
+
+
+def signable_ids(registry: Mapping[str, Decide]) -> tuple[str, ...]:
+    """The ids of ``registry`` a person may sign off, in registry order."""
+    return tuple(gate_id for gate_id, decide in registry.items() if is_signable(decide))
 
 
 def flag_gate(key: str, what: str, without: str) -> Decide:

@@ -20,6 +20,7 @@ production evidence either.
 **Capacity sweeps.** A folder holding ``capacity.json`` (``reports.capacity_data``) is a
 capacity sweep, not a run: ``load_folder`` reads it as a ``Sweep``. Its steps are run
 folders of their own; they are judged as runs only when they are passed themselves.
+A folder of run folders is read by ``reports.gonogo_folders``.
 
 **A run's problems** (``run_problems``: each one FAILs the gate the run exercises): a
 NO-GO verdict (its violations); a summary that says GO but holds an RTO over the
@@ -291,7 +292,8 @@ def load_run(path: str | Path) -> Run:
     if not summary.is_file():
         raise ReportError(
             f"{summary} is missing; run `python -m reports build {folder}` first or pass another run folder "
-            f"(or a capacity sweep folder, with {CAPACITY_NAME})"
+            f"(or a capacity sweep folder, with {CAPACITY_NAME}, or a folder whose sub-folders hold "
+            f"{SUMMARY_NAME} or {CAPACITY_NAME})"
         )
     return Run(
         path=folder,

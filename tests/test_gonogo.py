@@ -69,6 +69,7 @@ LAB = {
 # Gate lines of the checklist, by a short name.
 CRDS_GATE = "CRDs installed and version-locked in cluster"
 HELM = "Helm chart deploys source MSSQL instance successfully"
+RUNBOOK = "Runbook validated by a second engineer (peer validation)"
 READY = "`MSSQLInstance` reconciles to `Ready`"
 POLICY = "`MSSQLBackupPolicy` reconciles to `Ready`"
 BACKUPS = "Manual `full` and `log` backup CRs complete successfully"
@@ -301,12 +302,13 @@ def test_all_faults_pass_but_backups_not_run_is_no_go_listing_what_is_missing(tm
     assert gates[SNAPSHOTS].result == PASS
     for missing in (POLICY, BACKUPS, RESTORE, VALIDATION, SOAK, OUTPUTS):
         assert gates[missing].result == NOT_RUN, missing
-    assert gates[HELM].result == MANUAL
+    assert gates[HELM].result in (NOT_RUN, MANUAL)  # no run deployed with Helm
+    assert gates[RUNBOOK].result == MANUAL
     assert not any(g.result == FAIL for g in result.gates)
 
     why = _why(text)
     assert "**FAIL**" not in why
-    for missing in (POLICY, BACKUPS, RESTORE, VALIDATION, SOAK, HELM):
+    for missing in (POLICY, BACKUPS, RESTORE, VALIDATION, SOAK, HELM, RUNBOOK):
         assert missing in why
     assert FI not in why and RBAC not in why
     assert "GO requires every mandatory gate to PASS" in text
@@ -369,8 +371,8 @@ def test_a_lost_acknowledged_write_is_no_go(tmp_path: Path) -> None:
     assert any("2 acknowledged write(s) lost" in e for e in gates[CONCURRENCY].evidence)
     assert "2 acknowledged write(s) lost" in _why(text)
     assert (
-        "| run-operator-restart | cluster, https://api.prod.example.com:6443, Kubernetes v1.29.4, 5 nodes "
-        "| operator-restart under load (operator-restart) | 3 | 8.00 s | 2 |" in text
+        "| run-operator-restart | operator-restart | cluster, https://api.prod.example.com:6443, Kubernetes "
+        "v1.29.4, 5 nodes | operator-restart under load (operator-restart) | 3 | 8.00 s | 2 |" in text
     )
 
 
@@ -723,7 +725,7 @@ def test_gate_ids_are_shown_in_the_document(tmp_path: Path) -> None:
     result, text = _judge(tmp_path, _passing_fault_runs(tmp_path))
     assert "| gate | id | result | evidence |" in text
     assert "| `MSSQLInstance` reconciles to `Ready` | `instance-ready` | **PASS** |" in text
-    assert f"- **MANUAL** `helm-deploy`: Validated and tested now: {HELM}: " in _why(text)
+    assert f"- **MANUAL** `runbook-peer-validation`: Pre-Go-Live technical gates: {RUNBOOK}: " in _why(text)
     assert _gates(result)[FI].gate_id == "failure-injection"
 
 
@@ -1041,3 +1043,80 @@ def test_evaluate_links_relative_to_base(tmp_path: Path) -> None:
     assert gate.result == NOT_RUN
     assert any("pod-eviction: PASS" in e and "(runs/run-pod-eviction/)" in e for e in gate.evidence)
     assert any("required but not run: operator-restart, node-restart" in e for e in gate.evidence)
+
+
+# --------------------------------------------------------------------------- a folder of runs
+
+
+def _sweep_folder(parent: Path, name: str = "capacity-1") -> Path:
+    """A capacity sweep folder whose step run (a run folder of its own) sits two levels below ``parent``."""
+    sweep = parent / name
+    step = sweep / "steps" / "01-n2-r20-t1"
+    step.mkdir(parents=True)
+    doc = {
+        "kind": "capacity",
+        "schema": 1,
+        "sweep_id": name,
+        "target": CLUSTER,
+        "steps": [],
+        "boundaries": [],
+    }
+    (sweep / "capacity.json").write_text(json.dumps(doc))
+    (step / "summary.json").write_text(json.dumps(_summary("step-run", "pod-eviction")))
+    return sweep
+
+
+def test_a_folder_of_runs_stands_for_its_run_and_sweep_folders_sorted_by_name(tmp_path: Path) -> None:
+    explicit = _passing_fault_runs(tmp_path)
+    sweep = _sweep_folder(tmp_path / "runs")
+    (tmp_path / "runs" / "logs").mkdir()  # neither a run nor a sweep: not taken
+    result, text = _judge(tmp_path, [tmp_path / "runs"])
+
+    assert [r.run_id for r in result.runs] == ["run-node-restart", "run-operator-restart", "run-pod-eviction"]
+    assert [s.path for s in result.sweeps] == [sweep]
+    assert "step-run" not in text  # a sweep's step runs are one level further down: never runs
+    by_hand = _judge(tmp_path, [*sorted(explicit), sweep])[0]
+    assert [(g.result, g.gate_id) for g in result.gates] == [(g.result, g.gate_id) for g in by_hand.gates]
+
+
+def test_cli_takes_a_folder_of_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _passing_fault_runs(tmp_path)
+    out = tmp_path / "doc.md"
+    assert main(["gonogo", str(tmp_path / "runs"), "--out", str(out), "--checklist", str(BUNDLED)]) == 0
+    assert capsys.readouterr().out.strip() == f"NO-GO {out}"
+    assert "[run-pod-eviction](runs/run-pod-eviction/)" in out.read_text()
+
+
+@pytest.mark.parametrize("layout", ["empty", "unrelated", "two-levels-down"])
+def test_a_folder_without_runs_or_sweeps_is_one_line_naming_what_was_looked_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], layout: str
+) -> None:
+    folder = tmp_path / "demo"
+    folder.mkdir()
+    if layout == "unrelated":
+        (folder / "logs").mkdir()
+        (folder / "notes.txt").write_text("hello\n")
+    elif layout == "two-levels-down":
+        _k8s(folder / "nested", "pod-eviction")  # demo/nested/runs/run-pod-eviction: too deep
+    out = tmp_path / "doc.md"
+    assert main(["gonogo", str(folder), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("reports: ")
+    assert str(folder / "summary.json") in err
+    assert "capacity.json" in err and "sub-folders" in err
+    assert not out.exists()
+
+
+def test_a_run_folder_never_summarised_inside_a_folder_of_runs_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _passing_fault_runs(tmp_path)
+    crashed = tmp_path / "runs" / "run-node-drain"
+    crashed.mkdir()
+    (crashed / "run.json").write_text("{}")
+    out = tmp_path / "doc.md"
+    assert main(["gonogo", str(tmp_path / "runs"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "run-node-drain" in err and "python -m reports build" in err
+    assert not out.exists()
