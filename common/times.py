@@ -15,10 +15,11 @@ epoch number (int or float, not bool, finite). Anything else is "not a time":
 from __future__ import annotations
 
 import math
+import re
 import time
 from datetime import UTC, datetime
 
-__all__ = ["format_time", "parse_time", "require_time", "utc_iso"]
+__all__ = ["format_time", "parse_duration", "parse_time", "require_time", "utc_iso"]
 
 _DIGITS = (0, 3, 6)
 
@@ -72,3 +73,29 @@ def require_time(value: object) -> float:
             "an offset such as +02:00, or no offset for UTC) or epoch seconds"
         )
     return parsed
+
+
+_DURATION_UNITS = {
+    "ms": 0.001,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "w": 604800.0,
+    "y": 31536000.0,
+}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
+
+
+def parse_duration(value: object) -> float:
+    """A Prometheus/Go duration (``30s``, ``1m``, ``1h30m``, ``500ms``) or a number of seconds -> seconds.
+
+    ValueError naming the value when it is neither.
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+        return float(value)
+    text = str(value).strip() if isinstance(value, str) else ""
+    parts = _DURATION.findall(text)
+    if not text or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"{value!r} is not a duration: use e.g. 30s, 1m, 1h30m, 500ms, or seconds")
+    return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)

@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 from common.config import ConfigurationError, name_list
 from loadgen.discovery import CrdCoordinates, discover_tenants, write_tenants_file
 from loadgen.errors import LoadgenError
+from loadgen.metrics import SD_DIR_ENV
 from loadgen.runner import LoadRun, default_run_id, preflight
 from loadgen.secretsdir import sweep_stale_secrets
 from loadgen.tenants import load_tenants, redact
@@ -241,6 +242,22 @@ def _identity(configuration: Mapping[str, Any], secrets: Mapping[str, Any] | Non
         raise LoadgenError(f"cannot identify the target: {exc}") from None
 
 
+def _announce_load_to_lab_prometheus() -> None:
+    """On a lab with monitoring, let its Prometheus find the load (file_sd in the lab's targets folder).
+
+    A user's own ``HARNESS_PROMETHEUS_SD_DIR`` wins; on a real cluster nothing is set.
+    """
+    if os.environ.get(SD_DIR_ENV):
+        return
+    try:
+        monitoring = kube.lab_monitoring()
+    except ProbeError as exc:
+        logger.warning(f"harness: the lab's monitoring is unreadable ({exc}); the load is not scraped")
+        return
+    if monitoring is not None:
+        os.environ[SD_DIR_ENV] = str(monitoring.targets_dir)
+
+
 @_interrupting
 def before_experiment_control(
     context: dict[str, Any],
@@ -261,6 +278,7 @@ def before_experiment_control(
         run_dir = Path(str(typed.get("runs_dir") or "runs")).resolve() / run_id
         check_namespace(configuration, secrets)
         target = _identity(configuration, secrets)
+        _announce_load_to_lab_prometheus()
         run_dir.mkdir(parents=True)
         _state.update(run_dir=run_dir, configuration=dict(configuration), title=title, target=target)
         tenants_file, secrets_dir = _tenants_file(run_dir, configuration)

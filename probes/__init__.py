@@ -31,4 +31,10 @@ def discover(discover_system: bool = True) -> Any:
         if activity["name"] in BACKUP_PROBES:
             activity["type"] = "probe"
         discovery["activities"].append(activity)
+    from probes.k8s.alert_drill import PROBES as DRILL_PROBES
+
+    for activity in discover_actions("probes.k8s.alert_drill"):
+        if activity["name"] in DRILL_PROBES:
+            activity["type"] = "probe"
+        discovery["activities"].append(activity)
     return discovery

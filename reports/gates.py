@@ -2,8 +2,9 @@
 
 ``GATES`` maps each gate id to the function that decides it: the run gates here
 (instance Ready, concurrency, soak, failure injection, RTO, this document, and the lines
-only a person can sign), the cluster-setup gates (``reports.gates_cluster``) and the
-backup and restore gates (``reports.gates_backup``). ``judge(gate_id, ctx)`` decides one.
+only a person can sign), the cluster-setup gates (``reports.gates_cluster``), the
+backup and restore gates (``reports.gates_backup``) and the alerting drill's gate
+(``reports.gates_alerting``). ``judge(gate_id, ctx)`` decides one.
 
 **Lab only.** A gate is PASS only when the runs on a real cluster (target kind
 ``cluster``) prove it by themselves. When its PASS needs a run from the embedded lab, a
@@ -37,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from reports import gates_backup, gates_cluster
+from reports import gates_alerting, gates_backup, gates_cluster
 from reports.capacity_data import answers, boundary, fmt_rate, measure, steps_at, steps_of, write_rates
 from reports.gate_base import (
     FAIL,
@@ -75,9 +76,8 @@ UNFINISHED_CHAOS_STATUSES = ("running", "unknown")
 _RUN_GATES: dict[str, Decide] = {}
 _gate = registrar(_RUN_GATES)
 
-_gate("ci-e2e-pipeline")(manual("planned: not checked by a run"))
-_gate("alerting")(manual("alert rules are not checked by a run: verify them by hand"))
-_gate("runbook-peer-validation")(manual("needs a second engineer's sign-off"))
+_gate("ci-e2e-pipeline")(manual("planned: not checked by a run", signable=True))
+_gate("runbook-peer-validation")(manual("needs a second engineer's sign-off", signable=True))
 
 
 def fmt_rto(results: Sequence[tuple[dict[str, Any], dict[str, Any]]]) -> str:
@@ -331,8 +331,9 @@ def _this_document(ctx: GateContext) -> Verdict:
     ]
 
 
-GATES: dict[str, Decide] = {**gates_cluster.GATES, **gates_backup.GATES, **_RUN_GATES}
-if len(GATES) != len(gates_cluster.GATES) + len(gates_backup.GATES) + len(_RUN_GATES):
+_MODULES = (gates_cluster.GATES, gates_backup.GATES, gates_alerting.GATES, _RUN_GATES)
+GATES: dict[str, Decide] = {k: v for gates in _MODULES for k, v in gates.items()}
+if len(GATES) != sum(len(gates) for gates in _MODULES):
     raise ValueError("a gate id is defined in two gate modules")
 
 

@@ -11,7 +11,9 @@ Their summaries carry ``pitr`` (``reports.build`` copies it from ``pitr.json``):
       "restore":    {"ok": bool, "target": str, "target_time": str,
                      "create_target": bool, "error": str, "fallback": str},
       "validation": {"ok": bool, "missing": int, "extra": int,
-                     "restore_point_error_seconds": float}}
+                     "restore_point_error_seconds": float},
+      "precondition": {"ok": bool, "target": str, "phase": str, "reason": str,
+                       "target_created": bool, "jobs_created": [str], "problems": [str]}}
 
 Only runs of those two experiments count: another run's ``pitr`` block was not made
 under the conditions the gate means. A missing key leaves its gate NOT RUN for that run;
@@ -22,8 +24,11 @@ restores nothing. The restore gate cites a failed restore's reason as the operat
 reported it (the executor's FATAL line, the checksum mismatch) and notes a restore that
 fell back to an older full backup. Validation passes only when ``ok``
 is true and ``missing`` and ``extra`` are both 0; the restore point error is reported.
-The problems of the run that exercises a gate (``run_problems``: restore for
-``pitr-restore``, backups for ``backup-under-chaos``) FAIL it too.
+The restore-target constraint passes from ``precondition``
+(``probes.k8s.restore_precondition``): a restore into a missing instance without
+createTarget was refused with a reason and nothing was created. The problems of the
+run that exercises a gate (``run_problems``: restore for ``pitr-restore``, backups for
+``backup-under-chaos``) FAIL it too.
 """
 
 from __future__ import annotations
@@ -41,7 +46,6 @@ from reports.gate_base import (
     Verdict,
     combine,
     flag_gate,
-    manual,
     problems_of,
     registrar,
 )
@@ -184,7 +188,40 @@ _pitr_gate("backup-policy-ready", "backup", None, _judge_policy)
 _pitr_gate("full-log-backups", "backup", "backup-under-chaos", _judge_backups)
 _pitr_gate("pitr-restore-completes", "restore", "pitr-restore", _judge_restore)
 _pitr_gate("pitr-data-validation", "validation", None, _judge_validation)
-_gate("restore-target-exists")(manual("constraint: create the target MSSQLInstance before the MSSQLRestore"))
+
+
+@_gate("restore-target-exists")
+def _restore_target_exists(ctx: GateContext) -> Verdict:
+    """``pitr.precondition``: a restore into a missing target without createTarget was refused."""
+    parts: list[Verdict] = []
+    for run in _backup_runs(ctx):
+        block = _pitr(run, "precondition")
+        if block is not None:
+            status, evidence = _judge_precondition(block)
+            parts.append((status, [f"{ctx.link(run)}: {e}" for e in evidence]))
+    return combine(
+        parts,
+        (NOT_RUN, ["no run asked for a restore into a missing target (pitr-restore's precondition step)"]),
+    )
+
+
+def _judge_precondition(block: dict[str, Any]) -> Verdict:
+    ok = block.get("ok")
+    target = block.get("target") or "?"
+    if not isinstance(ok, bool):
+        return NOT_RUN, ["`pitr.precondition.ok` not recorded"]
+    if ok:
+        took = number(block.get("seconds"))
+        after = f" after {took:.1f} s" if took is not None else ""
+        return PASS, [
+            f"restore into missing {target} without createTarget refused{after} "
+            f"(phase {block.get('phase') or '?'}: {block.get('reason')}); no target, no Job created"
+        ]
+    problems: list[Any] = block["problems"] if isinstance(block.get("problems"), list) else []
+    why = "; ".join(map(str, problems)) or "not refused"
+    return FAIL, [f"restore into missing {target} without createTarget: {why}"]
+
+
 _gate("backup-integrity-job")(
     flag_gate("integrity", "integrity job", "planned: no run recorded an `integrity` block")
 )

@@ -2,9 +2,11 @@
 
 They read what the preflight and the evidence capture wrote into the run folder:
 ``rbac.json`` (``kubectl auth can-i`` for the operator's service account),
-``preflight.json`` (StorageClass, pinned images, requests and limits) and
-``evidence/{before,after}/*.txt`` (``kubectl get`` snapshots). A run without the file
-says nothing about its gate; one denied check or unhealthy entry FAILs it.
+``preflight.json`` (StorageClass, pinned images, requests and limits), ``helm.json``
+(the Helm release of the source instance; NOT RUN with what is missing when there is no
+helm, no release name, or the target is the lab) and ``evidence/{before,after}/*.txt``
+(``kubectl get`` snapshots). A run without the file says nothing about its gate; one
+denied check or unhealthy entry FAILs it.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from common.crd import CrdCoordinates
+from probes.k8s.helm import HELM_NAME
 from reports.errors import ReportError
-from reports.gate_base import FAIL, NOT_RUN, PASS, Decide, GateContext, Verdict, combine, flag_gate, registrar
+from reports.gate_base import FAIL, NOT_RUN, PASS, Decide, GateContext, Verdict, combine, registrar
 from reports.gonogo_runs import EVIDENCE_DIR, PREFLIGHT_NAME, RBAC_NAME, dicts
+from reports.jsonfile import optional_object
 
 __all__ = ["GATES", "MSSQL_CRDS", "SNAPSHOT_FILES"]
 
@@ -52,9 +56,39 @@ def _crds(ctx: GateContext) -> Verdict:
     return NOT_RUN, partial or ["no run has an evidence/{before,after}/crds.txt snapshot"]
 
 
-_gate("helm-deploy")(
-    flag_gate("helm", "Helm deploy", "the harness does not run Helm: check the release by hand")
-)
+@_gate("helm-deploy")
+def _helm(ctx: GateContext) -> Verdict:
+    """``helm.json`` (``probes.k8s.helm``): the release deployed the source instance, Helm-owned and Ready."""
+    parts: list[Verdict] = []
+    unchecked: dict[str, list[str]] = {}  # reason -> links of the runs that could not check
+    for run in ctx.runs:
+        doc = optional_object(run.path / HELM_NAME, "fix or remove helm.json")
+        if doc is None:
+            continue
+        link = ctx.link(run, HELM_NAME, f"{run.run_id}/helm.json")
+        if doc.get("ok") is None:
+            missing = [str(m) for m in doc["missing"]] if isinstance(doc.get("missing"), list) else []
+            unchecked.setdefault("; ".join(missing) or "no reason recorded", []).append(link)
+            continue
+        problems = [str(p) for p in doc["problems"]] if isinstance(doc.get("problems"), list) else []
+        if doc.get("ok") is True and not problems:
+            status: dict[str, Any] = doc["status"] if isinstance(doc.get("status"), dict) else {}
+            parts.append(
+                (
+                    PASS,
+                    [
+                        f"{link}: release {doc.get('release')} ({status.get('chart') or 'chart ?'}, revision "
+                        f"{status.get('revision', '?')}) {status.get('status') or '?'}; it deploys "
+                        f"MSSQLInstance {doc.get('instance')}, which carries Helm's marks and is Ready"
+                    ],
+                )
+            )
+        else:
+            parts.append((FAIL, [f"{link}: {p}" for p in problems] or [f"{link}: Helm check failed"]))
+    notes = [f"cannot check the Helm release: {why} ({', '.join(links)})" for why, links in unchecked.items()]
+    if not parts:
+        return NOT_RUN, notes or ["no run has a helm.json (the platform preflight writes it)"]
+    return combine(parts, (NOT_RUN, []))
 
 
 def _rbac(ctx: GateContext) -> Verdict:

@@ -127,6 +127,12 @@ def test_pitr_restore_end_to_end(lab: Lab) -> None:
     assert summary["verdict"] == "GO", summary["violations"]
     assert summary["faults"] == []  # a restore is not a fault: the source kept writing
     _check_restore(summary, run)
+    # The operator refused a restore into a missing target without createTarget, and made nothing.
+    precondition = summary["pitr"]["precondition"]
+    assert precondition["ok"] is True, precondition
+    assert precondition["phase"] == "Failed" and "does not exist" in precondition["reason"]
+    assert precondition["target_created"] is False and precondition["jobs_created"] == []
+    assert not _exists(lab, precondition["target"])
     _no_leftovers(lab, run)
     GOOD_RUNS.append(run)
 
@@ -167,6 +173,7 @@ def test_gonogo_passes_the_backup_and_restore_gates(lab: Lab, tmp_path: Path) ->
         "Operator logs for backup + restore windows attached",
         "One-click restore with auto target provisioning",
         "Backup integrity verification job (checksum + restore smoke)",
+        "Target instance must exist before PITR restore request",
     ):
         # Proven on the embedded lab only: never a production PASS.
         assert "| PASS (lab only) |" in rows[gate], rows[gate]

@@ -268,3 +268,13 @@ def test_crd_one_class_for_every_caller() -> None:
         defaults.backup_plural,
         defaults.restore_plural,
     ]
+
+
+def test_durations_read_as_prometheus_writes_them() -> None:
+    from common.times import parse_duration
+
+    assert parse_duration("1m") == 60 and parse_duration("1h30m") == 5400 and parse_duration("500ms") == 0.5
+    assert parse_duration("0s") == 0 and parse_duration(5) == 5.0
+    for bad in ("", "1x", "1m junk", "m", True, -1, float("nan")):
+        with pytest.raises(ValueError, match="is not a duration"):
+            parse_duration(bad)

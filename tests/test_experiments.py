@@ -23,6 +23,7 @@ import pytest
 
 from common.times import parse_time
 from lab.kubeclient import KubeClient
+from lab.operator.protection import BACKUPS
 from lab.paths import lab_dir, project_root
 from loadgen.journal import read_journal
 from tests.test_liveness import kill_locust_child
@@ -240,6 +241,36 @@ def test_gonogo_over_the_four_experiments(lab: Lab, tmp_path: Path) -> None:
     assert "NOT RUN" in rows["PITR restore request completes to target instance"]
 
 
+@pytest.mark.timeout(420)
+def test_the_alert_drill_fires_and_resolves_and_passes_the_alerting_gate(lab: Lab, tmp_path: Path) -> None:
+    """A backup Job fails on purpose; the repository's alert fires in the lab's real Prometheus
+    and reaches its Alertmanager within ``for:`` plus two scrape intervals, then resolves."""
+    started = time.monotonic()
+    done, run = lab.chaos("alert-drill", timeout=360)
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert run is not None
+    summary = _summary(run)
+    assert summary["verdict"] == "GO", summary["violations"]
+    doc = json.loads((run / "alerting.json").read_text())
+    assert doc["rules"]["missing"] == [] and "MSSQLBackupJobFailed" in doc["rules"]["loaded"]
+    assert doc["backup"]["job"] and doc["backup"]["seconds_to_job_failed"] < 30
+    fired = doc["fired"]
+    assert fired["for_seconds"] == 60 and fired["deadline_seconds"] == 60 + 2 * 5
+    assert fired["within_deadline"] is True and fired["for_seconds"] <= fired["delay_seconds"], fired
+    assert fired["pending_at"] and fired["received_at"]
+    assert doc["resolved"]["delay_seconds"] < 60 and doc["resolved"]["at"]
+    # Nothing of the drill is left: its backup (and so its Job) is gone.
+    assert lab.client().list(BACKUPS, "tenants", labels="mssql-chaos-harness/alert-drill") == []
+    rows = lab.gonogo([run], tmp_path / "drill.md")
+    alerting = rows["Alerting configured for failed cronjobs and failed restore jobs"]
+    assert "| PASS (lab only) |" in alerting and "MSSQLBackupJobFailed fired" in alerting, alerting
+    print(
+        f"alert drill: {took:.0f} s; fired {fired['delay_seconds']:.1f} s after the Job failed, "
+        f"resolved {doc['resolved']['delay_seconds']:.1f} s after it was cleared"
+    )
+
+
 def test_a_fault_past_the_objective_is_no_go(lab: Lab) -> None:
     done, run = lab.chaos(
         "node-restart", env={"HARNESS_RTO_OBJECTIVE": "2", "HARNESS_NODE_DOWN_SECONDS": "5"}
@@ -379,6 +410,12 @@ def test_validate_and_discover() -> None:
         "write_success_rate",
         "wait_for_recovery",
         "wait_for_canary",
+        "restore_needs_target",
+        "alert_rules_loaded",
+        "fail_backup_job",
+        "wait_for_alert",
+        "clear_failed_backups",
+        "wait_for_alert_resolved",
     } <= names
     shutil.rmtree(out.parent)
 

@@ -65,13 +65,7 @@ def apply_backup_policy(
     }
     policies = crs["policy"]
     if policies.get(namespace, name) is None:
-        body = {
-            "apiVersion": f"{policies.coords.group}/{policies.coords.version}",
-            "kind": "MSSQLBackupPolicy",
-            "metadata": request_metadata(name, namespace),
-            "spec": spec,
-        }
-        policies.create(namespace, body)
+        policies.create(namespace, policies.body(request_metadata(name, namespace), spec))
     else:
         policies.patch(namespace, name, {"spec": spec})
 
@@ -178,12 +172,7 @@ def request_backup(
         raise ProbeError(message)
     backups = crs["backup"]
     name = f"{instance}-{type}-{stamp()}"
-    body = {
-        "apiVersion": f"{backups.coords.group}/{backups.coords.version}",
-        "kind": "MSSQLBackup",
-        "metadata": request_metadata(name, namespace),
-        "spec": {"instance": instance, "type": type},
-    }
+    body = backups.body(request_metadata(name, namespace), {"instance": instance, "type": type})
     created = backups.create(namespace, body)
     requested = {**_backup_result(created, False, None), "requested_at": time.time()}
     _record_backup(requested, pending=True)

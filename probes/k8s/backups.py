@@ -3,7 +3,7 @@
 The harness asks, the operator does: ``MSSQLBackupPolicy`` (scheduled full + log
 backups), ``MSSQLBackup`` (one full or log backup), ``MSSQLRestore`` (source, targetTime,
 target, createTarget). Each activity waits for the CR's outcome, records it in the run
-folder's ``pitr.json`` (blocks ``backup``, ``restore``, ``validation``, ``mark``; see
+folder's ``pitr.json`` (blocks ``backup``, ``restore``, ``validation``, ``mark``, ``precondition``; see
 :mod:`probes.pitr`) and raises ProbeError on a failure, so Chaos Toolkit marks the
 activity failed and the go/no-go document fails the gate.
 
@@ -26,6 +26,8 @@ folder if there is one, checked with the lab's ``python -m lab.executor verify``
 The experiments and ``chaos discover`` reach every activity through this module; the
 code lives beside it: the policy and backup requests in :mod:`probes.k8s.backup_requests`,
 the restore, its data validation and the target's deletion in :mod:`probes.k8s.restores`,
+``restore_needs_target`` (a restore into a missing target must be refused) in
+:mod:`probes.k8s.restore_precondition`,
 ``verify_backups`` in :mod:`probes.k8s.backup_integrity`, ``backup_chain`` in
 :mod:`probes.k8s.backup_chain`; what they share in :mod:`probes.k8s.backup_crs` (names,
 labels, status, polling, ``pitr.json``) and :mod:`probes.k8s.backup_instances`
@@ -43,6 +45,7 @@ from probes.k8s.backup_requests import (
     request_backup,
     wait_for_backup,
 )
+from probes.k8s.restore_precondition import restore_needs_target
 from probes.k8s.restores import delete_restore_target, mark_target_time, request_restore, validate_pitr
 
 __all__ = [
@@ -52,10 +55,11 @@ __all__ = [
     "backup_chain",
     "mark_target_time",
     "request_restore",
+    "restore_needs_target",
     "validate_pitr",
     "verify_backups",
     "delete_restore_target",
 ]
 
 #: the activities above that only observe (``chaos discover`` lists them as probes).
-PROBES = ("wait_for_backup", "backup_chain", "validate_pitr")
+PROBES = ("wait_for_backup", "backup_chain", "validate_pitr", "restore_needs_target")

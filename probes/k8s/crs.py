@@ -43,6 +43,10 @@ class CustomResources:
     def _args(self, namespace: str) -> tuple[str, str, str, str]:
         return (self.coords.group, self.coords.version, namespace, self.plural)
 
+    def body(self, metadata: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+        """A new object of this kind: ``apiVersion``, ``kind``, ``metadata``, ``spec``."""
+        return {"apiVersion": self.coords.api_version, "kind": self.kind, "metadata": metadata, "spec": spec}
+
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return dict(self._api().get_namespaced_custom_object(*self._args(namespace), name))

@@ -36,6 +36,8 @@ __all__ = [
     "api_server_url",
     "is_embedded_lab",
     "is_lab_version",
+    "lab_monitoring",
+    "owned_jobs",
 ]
 
 DEFAULT_POD_SELECTOR = "mssql.example.com/instance={tenant}"
@@ -117,6 +119,43 @@ def is_embedded_lab(secrets: Mapping[str, Any] | None = None) -> bool:
     if url not in _lab_servers:
         _lab_servers[url] = is_lab_version(git_version(secrets))
     return _lab_servers[url]
+
+
+def owned_jobs(
+    namespace: str, owner_kind: str, owner_name: str, secrets: Mapping[str, Any] | None
+) -> list[Any]:
+    """The Jobs in ``namespace`` whose ownerReferences name ``owner_kind``/``owner_name`` (client objects)."""
+    from kubernetes import client
+
+    try:
+        jobs = client.BatchV1Api(api_client(secrets)).list_namespaced_job(namespace).items
+    except Exception as exc:
+        raise api_problem(exc, f"jobs in {namespace}") from None
+    return [
+        job
+        for job in jobs
+        if job.metadata is not None
+        and any(o.kind == owner_kind and o.name == owner_name for o in job.metadata.owner_references or [])
+    ]
+
+
+def lab_monitoring() -> Any:
+    """The embedded lab's monitoring (``lab.monitoring.MonitoringEndpoints``) when ``KUBECONFIG`` is a lab's.
+
+    A lab keeps its kubeconfig at the top of its folder, beside ``monitoring/``; any other
+    kubeconfig (a real cluster) or a lab started ``--no-monitoring`` gives None.
+    """
+    from lab.errors import LabError
+    from lab.monitoring import monitoring_endpoints
+
+    kubeconfig = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+    home = Path(kubeconfig).parent if kubeconfig else None
+    if home is None or not (home / "monitoring").is_dir():
+        return None
+    try:
+        return monitoring_endpoints(home)
+    except LabError as exc:
+        raise ProbeError(str(exc)) from None
 
 
 def check_namespace(

@@ -6,6 +6,8 @@
 - Platform: a default StorageClass exists; every image of the tenants' and the operator's
   pods has a pinned tag (not ``latest``, not missing) or a digest; every container sets CPU
   and memory requests and limits → ``preflight.json``.
+- Helm: the release that deployed the source instance, when helm and a release name are
+  there (:mod:`probes.k8s.helm`) → ``helm.json``.
 
 A denial or a gap is recorded, not raised: the go/no-go document fails the gate with it.
 """
@@ -21,6 +23,7 @@ from typing import Any
 
 from probes.errors import ProbeError
 from probes.k8s import kube
+from probes.k8s.helm import helm_release_check
 
 __all__ = ["platform_preflight"]
 
@@ -82,7 +85,10 @@ def platform_preflight(
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> dict[str, Any]:
-    """Run the RBAC and platform checks; write ``rbac.json`` and ``preflight.json``; return a digest."""
+    """Run the RBAC, platform and Helm checks; write ``rbac.json``, ``preflight.json``, ``helm.json``.
+
+    The Helm check is :func:`probes.k8s.helm.helm_release_check` (release from ``helm_release``).
+    """
     kubeconfig = (configuration or {}).get("kubeconfig") or None
     user = f"system:serviceaccount:{operator_namespace}:{operator_service_account}"
     checks = []
@@ -120,7 +126,9 @@ def platform_preflight(
     if folder is not None:
         (folder / "rbac.json").write_text(json.dumps(rbac, indent=2))
         (folder / "preflight.json").write_text(json.dumps(preflight, indent=2))
+    helm = helm_release_check(namespace, configuration, secrets)
     return {
+        "helm": "cannot tell: " + "; ".join(helm["missing"]) if helm["ok"] is None else helm["ok"],
         "rbac_denied": [f"{c['verb']} {c['resource']}" for c in checks if not c["allowed"]],
         "storageclass": storage,
         "unpinned_images": [i["name"] for i in images if not i["pinned"]],

@@ -106,17 +106,8 @@ def run_restore(
     """Create an MSSQLRestore, wait for Completed/Failed; the outcome as a dict (no raise on Failed)."""
     restores = crs["restore"]
     name = f"{target}-{stamp()}"
-    body = {
-        "apiVersion": f"{restores.coords.group}/{restores.coords.version}",
-        "kind": "MSSQLRestore",
-        "metadata": request_metadata(name, namespace),
-        "spec": {
-            "source": source,
-            "targetTime": target_time,
-            "target": target,
-            "createTarget": create_target,
-        },
-    }
+    spec = {"source": source, "targetTime": target_time, "target": target, "createTarget": create_target}
+    body = restores.body(request_metadata(name, namespace), spec)
     started = time.monotonic()
     existed = crs["instance"].get(namespace, target) is not None
     restores.create(namespace, body)
