@@ -294,7 +294,11 @@ def down(wipe: bool = False, layout: Layout | None = None, say: Say = _quiet) ->
     layout = layout or Layout.default()
     config = load_config(layout)
     nodes = list(config.get("nodes") or [])
-    stopped = monitoring_stack.stop(layout)
+    try:
+        stopped = monitoring_stack.stop(layout)
+        monitoring_problem = None
+    except LabError as exc:  # stop the rest of the lab anyway, then say so
+        stopped, monitoring_problem = [], exc
     kubelets = [(n, p) for n in nodes if (p := running(layout, f"kubelet-{n}")) is not None]
     for _, proc in kubelets:
         with contextlib.suppress(psutil.Error):
@@ -320,6 +324,8 @@ def down(wipe: bool = False, layout: Layout | None = None, say: Say = _quiet) ->
         survivors = processes.kill_trees(left)
         if survivors:
             raise LabError(f"lab processes {[p.pid for p in survivors]} survived SIGKILL: stop them by hand")
+    if monitoring_problem is not None:
+        raise monitoring_problem
     groups = remove_node_groups(layout.root, nodes)
     if wipe:
         shutil.rmtree(layout.root, ignore_errors=True)

@@ -38,6 +38,7 @@ class AlertRule:
     for_seconds: float
     health: str
     state: str
+    last_error: str = ""
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class Prometheus:
                         for_seconds=float(rule.get("duration") or 0.0),
                         health=str(rule.get("health") or "unknown"),
                         state=str(rule.get("state") or "inactive"),
+                        last_error=str(rule.get("lastError") or ""),
                     )
                 )
         return out

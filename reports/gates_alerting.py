@@ -56,6 +56,9 @@ def judge_drill(doc: dict[str, Any]) -> Verdict:
         return NOT_RUN, ["the drill did not check the rules Prometheus has loaded"]
     if missing:
         problems.append(f"alert rules missing from Prometheus: {', '.join(map(str, missing))}")
+    unhealthy = rules.get("unhealthy")
+    if isinstance(unhealthy, list) and unhealthy:
+        problems.append(f"alert rules failing to evaluate: {'; '.join(map(str, unhealthy))}")
     if backup.get("error"):
         problems.append(f"the drill could not fail a backup Job: {backup['error']}")
     if fired.get("error"):

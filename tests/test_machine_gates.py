@@ -120,6 +120,10 @@ def test_a_drill_that_fired_and_resolved_in_time_passes_with_its_times(tmp_path:
             "still active",
         ),
         ({"backup": {"error": "no Job of MSSQLBackup failed within 120 s"}}, "could not fail a backup Job"),
+        (
+            {"rules": {"unhealthy": ["MSSQLScheduledBackupNotRun: many-to-many matching not allowed"]}},
+            "alert rules failing to evaluate: MSSQLScheduledBackupNotRun: many-to-many",
+        ),
     ],
 )
 def test_a_missing_rule_a_late_or_stuck_alert_fails(
@@ -257,3 +261,25 @@ def test_the_instance_marks_are_checked_one_by_one() -> None:
         {"version": 3, "info": {"status": "deployed"}, "chart": {"metadata": {"name": "c", "version": "1"}}}
     )
     assert status["status"] == "deployed" and status["chart"] == "c-1" and status["revision"] == 3
+
+
+def test_the_kept_manifest_holds_no_secret_values() -> None:
+    manifest = (
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: sa}\ndata: {password: aHVudGVyMg==}\n"
+        "stringData: {token: plain-text-token}\n---\nkind: MSSQLInstance\nmetadata: {name: t-0}\n"
+    )
+    kept = helm.redact_manifest(manifest)
+    assert "aHVudGVyMg==" not in kept and "plain-text-token" not in kept
+    assert "password: <redacted>" in kept and "token: <redacted>" in kept
+    assert helm._manifest_has(kept, "MSSQLInstance", "t-0")
+    assert "not YAML" in helm.redact_manifest("{unclosed: [")
+
+
+def test_a_refusal_counts_only_when_it_is_about_the_missing_target() -> None:
+    from probes.k8s.restore_precondition import about_missing_target
+
+    target = "t-0-absent-20261130"
+    assert about_missing_target(f"target instance {target} does not exist: create it first", target)
+    assert about_missing_target("restore target not found", target)
+    assert not about_missing_target("targetTime is after the latest restorable time", target)
+    assert not about_missing_target("source has no full backup", target)

@@ -13,7 +13,12 @@ Activities, in the order ``experiments/alert-drill.json`` runs them:
 3. :func:`wait_for_alert` (``MSSQLBackupJobFailed``): polls Prometheus (pending, firing) and
    Alertmanager until the alert naming that backup is firing and received. The deadline is
    the rule's ``for:`` (read from ``/api/v1/rules``) plus two scrape intervals (read from the
-   server's configuration), counted from the moment the Job was seen failed.
+   server's configuration), counted from the start of the last look that had not yet seen
+   the Job failed, and up to the moment after the answer that showed the alert received,
+   so slow polls and slow APIs lengthen the measured delay, never shorten it. A
+   kube-state-metrics job scraped less often than the global interval, or rule groups
+   evaluated less often than that, can make a healthy setup miss this deadline: the drill
+   then fails, and says by how much.
 4. :func:`clear_failed_backups` (also a rollback): deletes the drill's backups; their Jobs go
    with them (owner references), so the Job series disappear.
 5. :func:`wait_for_alert_resolved`: the alert leaves Prometheus and Alertmanager.
@@ -145,13 +150,25 @@ def expected_alerts(rules_file: Path = RULES_FILE) -> list[str]:
 def alert_rules_loaded(
     rules_file: str = "", configuration: Configuration = None, secrets: Secrets = None
 ) -> bool:
-    """True when Prometheus has loaded every alert of the rules file; the missing are logged and recorded."""
+    """True when Prometheus has loaded every alert of the rules file, each evaluating without error.
+
+    The missing and the failing rules are logged and recorded (``rules.missing``, ``rules.unhealthy``).
+    """
     path = Path(rules_file) if rules_file else RULES_FILE
     expected = expected_alerts(path)
     prom, am = _servers(configuration)
     intervals = prom.intervals()
-    loaded = sorted({r.name for r in prom.rules()})
+    rules = prom.rules()
+    loaded = sorted({r.name for r in rules})
     missing = [name for name in expected if name not in loaded]
+    # A rule that errors at every evaluation (e.g. many-to-many matching) can never fire.
+    unhealthy = sorted(
+        {
+            f"{r.name}: {r.last_error or 'health ' + r.health}"
+            for r in rules
+            if r.name in expected and r.health == "err"
+        }
+    )
     _record(
         "rules",
         {
@@ -159,6 +176,7 @@ def alert_rules_loaded(
             "expected": expected,
             "loaded": loaded,
             "missing": missing,
+            "unhealthy": unhealthy,
             "checked_at": format_time(time.time(), digits=3),
         },
         prometheus=prom.url,
@@ -172,7 +190,11 @@ def alert_rules_loaded(
             ", ".join(missing),
             path,
         )
-    return not missing
+    if unhealthy:
+        logger.error(
+            "alert rules failing to evaluate in Prometheus at %s: %s", prom.url, "; ".join(unhealthy)
+        )
+    return not missing and not unhealthy
 
 
 def _json_object(value: Any, name: str) -> dict[str, Any]:
@@ -235,19 +257,33 @@ def fail_backup_job(
         "error": None,
     }
     deadline = started + timeout
+    previous = started
     while True:
+        # The Job may have failed any time after the previous look began: the drill's clock
+        # starts there, so slow polls never shorten the alert's measured delay.
+        looked = time.monotonic()
         jobs = kube.owned_jobs(namespace, "MSSQLBackup", name, secrets)
         failed = [j for j in jobs if _failed(j)]
         if failed:
-            _marks["job_failed"] = time.monotonic()
+            _marks["job_failed"] = previous
             record.update(
                 job=failed[0].metadata.name,
                 job_failed_at=format_time(time.time(), digits=3),
-                seconds_to_job_failed=round(_marks["job_failed"] - started, 3),
+                seconds_to_job_failed=round(time.monotonic() - started, 3),
             )
             _record("backup", record)
             return record
-        phase = status_of(backups.get(namespace, name)).get("phase")
+        previous = looked
+        status = status_of(backups.get(namespace, name))
+        phase = status.get("phase")
+        if phase == "Failed" and not jobs:
+            record["error"] = (
+                f"MSSQLBackup {namespace}/{name} failed without a Job "
+                f"({status.get('reason') or 'no reason'}): the drill needs a backup Job that fails; "
+                "set alert_drill_backup_spec to a spec your operator accepts and whose Job fails"
+            )
+            _record("backup", record)
+            raise ProbeError(record["error"])
         if time.monotonic() >= deadline:
             record["error"] = (
                 f"no Job of MSSQLBackup {namespace}/{name} failed within {timeout:g} s (backup phase "
@@ -293,7 +329,11 @@ def wait_for_alert(
     for_seconds = max(r.for_seconds for r in rules)
     intervals = prom.intervals()
     deadline_seconds = for_seconds + 2 * intervals.scrape
-    start = _marks.get("job_failed", time.monotonic())
+    if "job_failed" not in _marks:
+        raise ProbeError(
+            "no failed backup Job seen in this run: fail_backup_job must run first, in the same run"
+        )
+    start = _marks["job_failed"]
     record: dict[str, Any] = {
         "alert": alert,
         "for_seconds": for_seconds,
@@ -309,14 +349,16 @@ def wait_for_alert(
     firing_mono = None
     poll = min(POLL, intervals.scrape / 10)  # the wait's own granularity stays small beside the deadline
     while True:
-        now = time.monotonic()
         mine = _for_alert(prom.alerts(), alert, backup)
+        # Times are taken after each answer, so a slow API never shortens the measured delay.
+        now = time.monotonic()
         if mine and record["pending_at"] is None:
             record["pending_at"] = mine[0].active_at
         if firing_mono is None and any(a.state == "firing" for a in mine):
             firing_mono = now
             record["firing_at"] = format_time(time.time(), digits=3)
         received = [a for a in _for_alert(am.alerts(alert), alert, backup) if a.state == "active"]
+        now = time.monotonic()
         if received and firing_mono is not None:
             record["received_at"] = format_time(time.time(), digits=3)
             record["delay_seconds"] = round(now - start, 3)
@@ -344,18 +386,30 @@ def wait_for_alert(
 def clear_failed_backups(
     namespace: str = "tenants", configuration: Configuration = None, secrets: Secrets = None
 ) -> list[str]:
-    """Delete every drill backup (label :data:`DRILL_LABEL`) in ``namespace``; their Jobs go with them."""
+    """Delete every drill backup (label :data:`DRILL_LABEL`) in ``namespace``; their Jobs go with them.
+
+    Tries each one; ProbeError naming those it could not delete. Run again as a rollback, it
+    records under ``rollback_cleared`` and keeps the method's ``cleared`` evidence.
+    """
     backups = custom_resources(configuration, secrets)["backup"]
-    deleted = []
+    deleted, problems = [], []
     for obj in backups.list(namespace):
         labels = (obj.get("metadata") or {}).get("labels") or {}
         if labels.get(DRILL_LABEL) == "true":
             name = str(obj["metadata"]["name"])
-            if backups.delete(namespace, name):
-                deleted.append(name)
-    _marks["cleared"] = time.monotonic()
-    if kube.run_dir() is not None and _doc().get("backup"):
-        _record("cleared", {"at": format_time(time.time(), digits=3), "deleted": deleted})
+            try:
+                if backups.delete(namespace, name):
+                    deleted.append(name)
+            except ProbeError as exc:
+                problems.append(f"{name}: {exc}")
+    doc = _doc() if kube.run_dir() is not None else {}
+    section = "rollback_cleared" if doc.get("cleared") else "cleared"
+    if section == "cleared":
+        _marks["cleared"] = time.monotonic()
+    if doc.get("backup"):
+        _record(section, {"at": format_time(time.time(), digits=3), "deleted": deleted, "problems": problems})
+    if problems:
+        raise ProbeError(f"could not delete drill backup(s) in {namespace}: {'; '.join(problems)}")
     return deleted
 
 
@@ -368,19 +422,25 @@ def wait_for_alert_resolved(
     """Wait until ``alert`` about the drill's backup left Prometheus and Alertmanager; ProbeError if not."""
     prom, am = _servers(configuration)
     backup = _backup_name()
-    start = _marks.get("cleared", time.monotonic())
+    if "cleared" not in _marks:
+        raise ProbeError(
+            "the drill's backup was not cleared in this run: clear_failed_backups must run first"
+        )
+    start = _marks["cleared"]
     record: dict[str, Any] = {"at": None, "delay_seconds": None, "error": None}
     while True:
-        now = time.monotonic()
         in_prom = _for_alert(prom.alerts(), alert, backup)
-        in_am = [a for a in _for_alert(am.alerts(alert), alert, backup) if a.state == "active"]
+        # Any state Alertmanager still holds (active, suppressed by a silence, unprocessed) is
+        # not resolved: resolved alerts leave its API.
+        in_am = _for_alert(am.alerts(alert), alert, backup)
+        now = time.monotonic()
         if not in_prom and not in_am:
             record.update(at=format_time(time.time(), digits=3), delay_seconds=round(now - start, 3))
             break
         if now - start > timeout:
             where = " and ".join(w for w, held in (("Prometheus", in_prom), ("Alertmanager", in_am)) if held)
             record["error"] = (
-                f"{alert} for {backup} still active in {where} {now - start:.0f} s after it was cleared"
+                f"{alert} for {backup} still held by {where} {now - start:.0f} s after it was cleared"
             )
             break
         time.sleep(POLL)

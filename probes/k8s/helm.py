@@ -43,7 +43,7 @@ from probes.k8s import kube
 from probes.k8s.crs import coordinates, custom_resources
 from probes.pitr import format_time
 
-__all__ = ["HELM_NAME", "MANIFEST_NAME", "helm_release_check"]
+__all__ = ["HELM_NAME", "MANIFEST_NAME", "helm_release_check", "redact_manifest"]
 
 HELM_NAME = "helm.json"
 MANIFEST_NAME = "helm-manifest.yaml"
@@ -86,6 +86,20 @@ def _status(doc: Mapping[str, Any]) -> dict[str, Any]:
         "app_version": chart.get("appVersion"),
         "last_deployed": info.get("last_deployed"),
     }
+
+
+def redact_manifest(manifest: str) -> str:
+    """The manifest with every Secret's ``data`` and ``stringData`` values replaced, for the run folder."""
+    try:
+        docs = list(yaml.safe_load_all(manifest))
+    except yaml.YAMLError:
+        return "# helm get manifest returned text that is not YAML; not kept (it may hold secrets)\n"
+    for doc in docs:
+        if isinstance(doc, dict) and doc.get("kind") == "Secret":
+            for key in ("data", "stringData"):
+                if isinstance(doc.get(key), dict):
+                    doc[key] = {k: "<redacted>" for k in doc[key]}
+    return yaml.safe_dump_all([d for d in docs if d is not None], sort_keys=False)
 
 
 def _manifest_has(manifest: str, kind: str, name: str) -> bool:
@@ -159,13 +173,14 @@ def helm_release_check(
     has_instance: bool | None = None
     if helm is not None and release is not None:
         try:
-            status = _status(
-                json.loads(_helm(helm, ["status", release, "-n", release_ns, "-o", "json"], kubeconfig))
-            )
+            answer = json.loads(_helm(helm, ["status", release, "-n", release_ns, "-o", "json"], kubeconfig))
+            if not isinstance(answer, dict):
+                raise ProbeError(f"`helm status {release}` did not answer a JSON object")
+            status = _status(answer)
             manifest = _helm(helm, ["get", "manifest", release, "-n", release_ns], kubeconfig)
             has_instance = _manifest_has(manifest, "MSSQLInstance", instance)
             if folder is not None:
-                (folder / MANIFEST_NAME).write_text(manifest, encoding="utf-8")
+                (folder / MANIFEST_NAME).write_text(redact_manifest(manifest), encoding="utf-8")
         except (ProbeError, json.JSONDecodeError) as exc:
             problems.append(str(exc))
         if status is not None and status.get("status") != "deployed":
@@ -174,9 +189,13 @@ def helm_release_check(
             )
         if has_instance is False:
             problems.append(f"release {release}'s manifest has no MSSQLInstance {instance}")
-    obj = custom_resources(configuration, secrets)["instance"].get(namespace, instance)
+    try:
+        obj = custom_resources(configuration, secrets)["instance"].get(namespace, instance)
+        read_problem = None
+    except ProbeError as exc:  # recorded, not raised: the preflight goes on
+        obj, read_problem = None, f"cannot read MSSQLInstance {namespace}/{instance}: {exc}"
     marks = _marks(obj, coordinates(configuration).ready_path)
-    mark_problems = _mark_problems(marks, instance, release, release_ns)
+    mark_problems = [read_problem] if read_problem else _mark_problems(marks, instance, release, release_ns)
     if missing:
         # Nothing can be proved; what the instance lacks is still shown, as a hint.
         missing += [f"(also) {p}" for p in mark_problems if not any(p in m for m in missing)]

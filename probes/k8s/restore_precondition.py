@@ -9,7 +9,10 @@ restore Job. The outcome is recorded as ``pitr.json[precondition]``:
 ``{"ok", "source", "target", "restore", "phase", "reason", "conditions",
 "target_created", "jobs_created", "seconds", "checked_at", "problems"}``
 
-``ok`` is true only when the restore was refused with a reason and nothing was created.
+``ok`` is true only when the restore was refused with a reason about the missing target
+(naming it, or saying a target does not exist) and nothing was created. The request asks
+for this run's marked PITR target time when there is one, a moment the source can be
+restored to, so that the target is the only thing wrong with it.
 The restore request is deleted afterwards, and so is anything the operator created for it
 (a target that did not exist before belongs to this check alone).
 """
@@ -26,6 +29,7 @@ from probes.k8s import kube
 from probes.k8s.backup_crs import (
     Configuration,
     Secrets,
+    pitr_doc,
     poll,
     request_metadata,
     stamp,
@@ -34,12 +38,20 @@ from probes.k8s.backup_crs import (
 from probes.k8s.crs import CustomResources, custom_resources
 from probes.pitr import format_time, update_pitr
 
-__all__ = ["restore_needs_target"]
+__all__ = ["about_missing_target", "restore_needs_target"]
 
 logger = logging.getLogger("chaostoolkit")
 
 #: how long after the refusal the check keeps watching for a target or Job to appear.
 SETTLE_SECONDS = 2.0
+#: words by which a refusal says the target is what is missing (besides naming the target).
+_MISSING = ("not exist", "not found", "missing", "no such", "notfound", "absent")
+
+
+def about_missing_target(reason: str, target: str) -> bool:
+    """Whether a refusal's reason is about the missing target (not, say, an unrestorable time)."""
+    text = reason.lower()
+    return target.lower() in text or ("target" in text and any(word in text for word in _MISSING))
 
 
 def _refusal(obj: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
@@ -60,16 +72,15 @@ def _refusal(obj: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
     return phase, None
 
 
-def _cleanup(crs: Mapping[str, CustomResources], namespace: str, restore: str, target: str | None) -> None:
+def _cleanup(crs: Mapping[str, CustomResources], namespace: str, restore: str, target: str) -> None:
     try:
         crs["restore"].delete(namespace, restore)
     except ProbeError as exc:
         logger.warning("could not delete MSSQLRestore %s/%s: %s", namespace, restore, exc)
-    if target is not None:
-        try:
-            crs["instance"].delete(namespace, target)
-        except ProbeError as exc:
-            logger.warning("could not delete MSSQLInstance %s/%s: %s", namespace, target, exc)
+    try:
+        crs["instance"].delete(namespace, target)  # False (nothing done) when it does not exist
+    except ProbeError as exc:
+        logger.warning("could not delete MSSQLInstance %s/%s: %s", namespace, target, exc)
 
 
 def restore_needs_target(
@@ -94,11 +105,13 @@ def restore_needs_target(
         raise ProbeError(f"instance {namespace}/{target} exists already: the check needs a missing target")
     restores = crs["restore"]
     name = f"precondition-{stamp()}"
-    spec = {"source": source, "target": target, "targetTime": format_time(time.time()), "createTarget": False}
+    # A restorable moment (this run's marked PITR target time when there is one), so that the
+    # only thing wrong with the request is the missing target.
+    when = str((pitr_doc().get("mark") or {}).get("target_time") or format_time(time.time()))
+    spec = {"source": source, "target": target, "targetTime": when, "createTarget": False}
     body = restores.body(request_metadata(name, namespace), spec)
     started = time.monotonic()
     restores.create(namespace, body)
-    created_target = False
     try:
         obj, _ = poll(lambda: restores.get(namespace, name), lambda o: _refusal(o)[1] is not None, timeout)
         seconds = round(time.monotonic() - started, 3)
@@ -107,7 +120,9 @@ def restore_needs_target(
         jobs = [str(j.metadata.name) for j in kube.owned_jobs(namespace, "MSSQLRestore", name, secrets)]
         obj = restores.get(namespace, name) or obj
     finally:
-        _cleanup(crs, namespace, name, target if created_target else None)
+        # The target's name was checked absent and is unique: whatever holds it now was made for
+        # this check, so it goes too, whatever happened above.
+        _cleanup(crs, namespace, name, target)
     phase, reason = _refusal(obj)
     conditions = status_of(obj).get("conditions") or []
     problems = []
@@ -117,6 +132,11 @@ def restore_needs_target(
         problems.append(
             f"the operator did not refuse within {timeout:g} s (phase {phase or 'none'}): "
             "a restore into a missing target without createTarget must fail with a reason"
+        )
+    elif not about_missing_target(reason, target):
+        problems.append(
+            f"the operator refused for another reason ({reason}), so this run cannot tell whether it "
+            "checks that the target exists"
         )
     if created_target:
         problems.append(f"the operator created the target instance {target} although createTarget was false")
