@@ -139,7 +139,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     (home / "prom.yml").write_text(
         yaml.safe_dump(
             {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "500ms"},
+                "global": {"scrape_interval": "2s", "evaluation_interval": "500ms"},
                 "rule_files": [str(rules_file)],
                 "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
                 "scrape_configs": [
@@ -208,7 +208,7 @@ def test_the_api_reads_rules_intervals_and_alerts(stack: Stack) -> None:
     assert set(alert_drill.expected_alerts(stack.rules_file)) <= names
     assert all(r.for_seconds == 3.0 for r in prom.rules() if r.name == "MSSQLBackupJobFailed")
     intervals = prom.intervals()
-    assert (intervals.scrape, intervals.evaluation) == (1.0, 0.5)
+    assert (intervals.scrape, intervals.evaluation) == (2.0, 0.5)
     assert Alertmanager(stack.alertmanager).alerts("NoSuchAlert") == []
 
 
@@ -239,7 +239,7 @@ def test_a_failed_backup_job_fires_within_the_deadline_and_resolves(
         stack.failed.remove("tenants", JOB, "false")
         stack.owner.remove("tenants", JOB, "MSSQLBackup", BACKUP, "true")
     assert fired["within_deadline"] is True, fired
-    assert fired["deadline_seconds"] == 3.0 + 2 * 1.0
+    assert fired["deadline_seconds"] == 3.0 + 2 * 2.0
     assert 3.0 <= fired["delay_seconds"] <= fired["deadline_seconds"] + 1.0
     assert fired["pending_at"] and fired["received_at"]
     monkeypatch.setitem(alert_drill._marks, "cleared", time.monotonic())
