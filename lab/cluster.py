@@ -48,7 +48,6 @@ from lab.cluster_layout import (
     NODE_PREFIX,
     Layout,
     api_url,
-    free_port,
     load_config,
     node_names,
     port_free,
@@ -79,6 +78,7 @@ from lab.cluster_tenants import (
     instance_ready,
     tenant_entry,
 )
+from lab.engine import free_port
 from lab.errors import LabError
 from lab.kubeclient import ApiError, KubeClient
 from lab.kubelet.runtime import kill_leftovers

@@ -41,7 +41,6 @@ __all__ = [
     "NODE_PREFIX",
     "Layout",
     "api_url",
-    "free_port",
     "load_config",
     "node_names",
     "port_free",
@@ -202,13 +201,6 @@ def port_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float, hint: str, period: float = 0.1) -> Any:

@@ -26,6 +26,7 @@ from reports.gate_base import (
     problems_of,
     registrar,
 )
+from reports.gonogo_runs import as_dict
 from reports.jsonfile import number, optional_object
 
 __all__ = ["GATES", "judge_drill"]
@@ -37,11 +38,6 @@ GATES: dict[str, Decide] = {}
 _gate = registrar(GATES)
 
 
-def _section(doc: dict[str, Any], key: str) -> dict[str, Any]:
-    value = doc.get(key)
-    return value if isinstance(value, dict) else {}
-
-
 def _secs(value: Any) -> str:
     seconds = number(value)
     return "?" if seconds is None else f"{seconds:.1f} s"
@@ -49,7 +45,7 @@ def _secs(value: Any) -> str:
 
 def judge_drill(doc: dict[str, Any]) -> Verdict:
     """One run's ``alerting.json`` judged (evidence without the run's link)."""
-    rules, backup, fired, resolved = (_section(doc, k) for k in ("rules", "backup", "fired", "resolved"))
+    rules, backup, fired, resolved = (as_dict(doc.get(k)) for k in ("rules", "backup", "fired", "resolved"))
     problems: list[str] = []
     missing = rules.get("missing")
     if not isinstance(missing, list):

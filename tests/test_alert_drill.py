@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ import requests
 import yaml
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
+from lab.engine import free_port
 from probes.errors import ProbeError
 from probes.k8s import alert_drill
 from probes.prometheus_api import Alertmanager, Prometheus
@@ -43,12 +43,6 @@ if not (PROMETHEUS and ALERTMANAGER):  # make setup installs both (lab/system-pa
         "prometheus prometheus-alertmanager)",
         pytrace=False,
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -122,7 +116,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 rule["for"] = FOR
     rules_file = home / "rules.yaml"
     rules_file.write_text(yaml.safe_dump(rules))
-    am_port, prom_port = _free_port(), _free_port()
+    am_port, prom_port = free_port(), free_port()
     (home / "am.yml").write_text(
         yaml.safe_dump(
             {
@@ -263,7 +257,7 @@ def test_an_alert_that_never_fires_is_reported_not_waited_for_ever(
 
 
 def test_unreachable_servers_are_one_clear_line(run_dir: Path) -> None:
-    dead = f"http://127.0.0.1:{_free_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(ProbeError, match=r"cannot be reached.*prometheus_url"):
         alert_drill.alert_rules_loaded(configuration={"prometheus_url": dead, "alertmanager_url": dead})
 

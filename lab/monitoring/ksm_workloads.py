@@ -62,30 +62,35 @@ def pod_series(pod: Obj) -> list[Series]:
     return out
 
 
+def _replica_series(obj: Obj, kind: str, ready: tuple[str, str], desired: str) -> list[Series]:
+    """``ready`` = (metric, status field) and the ``desired`` replicas metric of one workload."""
+    md = as_dict(obj.get("metadata"))
+    base = {"namespace": str(md.get("namespace") or ""), kind: str(md.get("name") or "")}
+    spec, status = as_dict(obj.get("spec")), as_dict(obj.get("status"))
+    out = [Series(ready[0], dict(base), number(status.get(ready[1])))]
+    if spec.get("replicas") is not None:
+        out.append(Series(desired, dict(base), number(spec.get("replicas"))))
+    return out
+
+
 def deployment_series(deployment: Obj) -> list[Series]:
     """Desired and available replicas of one Deployment."""
-    md = as_dict(deployment.get("metadata"))
-    base = {"namespace": str(md.get("namespace") or ""), "deployment": str(md.get("name") or "")}
-    spec, status = as_dict(deployment.get("spec")), as_dict(deployment.get("status"))
-    out = [
-        Series(
-            "kube_deployment_status_replicas_available", dict(base), number(status.get("availableReplicas"))
-        )
-    ]
-    if spec.get("replicas") is not None:
-        out.append(Series("kube_deployment_spec_replicas", dict(base), number(spec.get("replicas"))))
-    return out
+    return _replica_series(
+        deployment,
+        "deployment",
+        ("kube_deployment_status_replicas_available", "availableReplicas"),
+        "kube_deployment_spec_replicas",
+    )
 
 
 def statefulset_series(statefulset: Obj) -> list[Series]:
     """Desired and ready replicas of one StatefulSet."""
-    md = as_dict(statefulset.get("metadata"))
-    base = {"namespace": str(md.get("namespace") or ""), "statefulset": str(md.get("name") or "")}
-    spec, status = as_dict(statefulset.get("spec")), as_dict(statefulset.get("status"))
-    out = [Series("kube_statefulset_status_replicas_ready", dict(base), number(status.get("readyReplicas")))]
-    if spec.get("replicas") is not None:
-        out.append(Series("kube_statefulset_replicas", dict(base), number(spec.get("replicas"))))
-    return out
+    return _replica_series(
+        statefulset,
+        "statefulset",
+        ("kube_statefulset_status_replicas_ready", "readyReplicas"),
+        "kube_statefulset_replicas",
+    )
 
 
 def node_series(node: Obj) -> list[Series]:

@@ -35,7 +35,8 @@ import requests
 import yaml
 
 from lab import processes
-from lab.cluster_layout import Layout, free_port, port_free, running, spawn
+from lab.cluster_layout import Layout, port_free, running, spawn
+from lab.engine import free_port
 from lab.errors import LabError
 from lab.monitoring import ENDPOINTS_FILE, MonitoringEndpoints
 from lab.monitoring.alertmanager_config import write_alertmanager_config

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -86,14 +85,9 @@ LATE_GRACE = 60.0
 _marks: dict[str, float] = {}
 
 
-def _setting(configuration: Configuration, key: str, env: str) -> str:
-    value = (configuration or {}).get(key)
-    return str(value).strip() if value not in (None, "") else os.environ.get(env, "").strip()
-
-
 def _servers(configuration: Configuration) -> tuple[Prometheus, Alertmanager]:
-    prom = _setting(configuration, "prometheus_url", "HARNESS_PROMETHEUS_URL")
-    am = _setting(configuration, "alertmanager_url", "HARNESS_ALERTMANAGER_URL")
+    prom = kube.setting(configuration, "prometheus_url", "HARNESS_PROMETHEUS_URL")
+    am = kube.setting(configuration, "alertmanager_url", "HARNESS_ALERTMANAGER_URL")
     if not (prom and am):
         lab = _lab_endpoints()
         if lab is not None:

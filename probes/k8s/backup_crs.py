@@ -28,6 +28,7 @@ __all__ = [
     "Secrets",
     "first_error",
     "flag",
+    "marked_target_time",
     "pitr_doc",
     "poll",
     "request_metadata",
@@ -98,6 +99,12 @@ def seconds_between(start: Any, end: Any) -> float | None:
 def pitr_doc() -> dict[str, Any]:
     folder = kube.run_dir()
     return (read_json_block(folder / PITR_NAME) if folder else None) or {}
+
+
+def marked_target_time() -> str | None:
+    """This run's PITR target time as ``mark_target_time`` recorded it (``pitr.mark``); None before."""
+    marked = (pitr_doc().get("mark") or {}).get("target_time")
+    return str(marked) if marked else None
 
 
 def first_error(message: str) -> None:

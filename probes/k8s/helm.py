@@ -27,7 +27,6 @@ the gate stays NOT RUN instead of guessing. Document::
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -54,11 +53,6 @@ HELM_TIMEOUT = 60.0
 
 Configuration = Mapping[str, Any] | None
 Secrets = Mapping[str, Any] | None
-
-
-def _setting(configuration: Configuration, key: str, env: str) -> str:
-    value = (configuration or {}).get(key)
-    return str(value).strip() if value not in (None, "") else os.environ.get(env, "").strip()
 
 
 def _helm(helm: str, args: list[str], kubeconfig: str | None) -> str:
@@ -151,11 +145,11 @@ def helm_release_check(
     namespace: str = "tenants", configuration: Configuration = None, secrets: Secrets = None
 ) -> dict[str, Any]:
     """Check the Helm release of the source instance; write ``helm.json`` (and the manifest); return it."""
-    release = _setting(configuration, "helm_release", "HARNESS_HELM_RELEASE") or None
-    release_ns = _setting(configuration, "helm_namespace", "HARNESS_HELM_NAMESPACE") or namespace
+    release = kube.setting(configuration, "helm_release", "HARNESS_HELM_RELEASE") or None
+    release_ns = kube.setting(configuration, "helm_namespace", "HARNESS_HELM_NAMESPACE") or namespace
     instance = (
-        _setting(configuration, "helm_instance", "HARNESS_HELM_INSTANCE")
-        or _setting(configuration, "target_tenant", "HARNESS_TARGET_TENANT")
+        kube.setting(configuration, "helm_instance", "HARNESS_HELM_INSTANCE")
+        or kube.setting(configuration, "target_tenant", "HARNESS_TARGET_TENANT")
         or "tenant-0"
     )
     helm = shutil.which("helm")

@@ -38,6 +38,7 @@ __all__ = [
     "is_lab_version",
     "lab_monitoring",
     "owned_jobs",
+    "setting",
 ]
 
 DEFAULT_POD_SELECTOR = "mssql.example.com/instance={tenant}"
@@ -137,6 +138,12 @@ def owned_jobs(
         if job.metadata is not None
         and any(o.kind == owner_kind and o.name == owner_name for o in job.metadata.owner_references or [])
     ]
+
+
+def setting(configuration: Mapping[str, Any] | None, key: str, env: str) -> str:
+    """A text setting: the configuration's ``key`` when set (not empty), else the environment's ``env``."""
+    value = (configuration or {}).get(key)
+    return str(value).strip() if value not in (None, "") else os.environ.get(env, "").strip()
 
 
 def lab_monitoring() -> Any:

@@ -29,7 +29,7 @@ from probes.k8s import kube
 from probes.k8s.backup_crs import (
     Configuration,
     Secrets,
-    pitr_doc,
+    marked_target_time,
     poll,
     request_metadata,
     stamp,
@@ -107,7 +107,7 @@ def restore_needs_target(
     name = f"precondition-{stamp()}"
     # A restorable moment (this run's marked PITR target time when there is one), so that the
     # only thing wrong with the request is the missing target.
-    when = str((pitr_doc().get("mark") or {}).get("target_time") or format_time(time.time()))
+    when = marked_target_time() or format_time(time.time())
     spec = {"source": source, "target": target, "targetTime": when, "createTarget": False}
     body = restores.body(request_metadata(name, namespace), spec)
     started = time.monotonic()

@@ -30,6 +30,7 @@ from probes.k8s.backup_crs import (
     Configuration,
     Secrets,
     flag,
+    marked_target_time,
     pitr_doc,
     poll,
     request_metadata,
@@ -64,10 +65,10 @@ def mark_target_time(configuration: Configuration = None, secrets: Secrets = Non
 
 
 def _marked_time() -> str:
-    marked = (pitr_doc().get("mark") or {}).get("target_time")
+    marked = marked_target_time()
     if not marked:
         raise ProbeError("no PITR target time: run mark_target_time first or pass target_time")
-    return str(marked)
+    return marked
 
 
 def _condition(status: Mapping[str, Any], kind: str) -> str | None:
