@@ -259,7 +259,9 @@ class LabNodes:
         previous = self._state.get(node)
         self._state[node] = _NodeState(mono, boot, procs)
         kind = "+".join(sorted(kinds)) or None
-        live = len(procs) - len(members & table.zombies)
+        # Zombies still hold a pid but no memory or CPU of their own; one reaped between the
+        # table and its reading is in neither set.
+        live = sum(1 for pid, _ in procs if pid not in table.zombies)
         if previous is None or mono <= previous.mono:
             return NodeReading(None, memory, processes=live, memory=kind)
         own = reaped = 0.0
