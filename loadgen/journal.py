@@ -17,13 +17,15 @@ client down (no coordinated omission).
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
-import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Literal
+
+from loadgen import native
 
 __all__ = [
     "ClockSample",
@@ -79,7 +81,8 @@ class JournalWriter:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / f"{socket.gethostname()}-{os.getpid()}.jsonl"
-        self._lock = threading.Lock()
+        self._lock = native.allocate_lock()  # taken from writers' OS threads, even under gevent
+        self._names: dict[str, str] = {}  # tenant name -> its JSON string
         self._file: IO[str] = self.path.open("a", buffering=1, encoding="utf-8")
         self._line({"kind": "meta", "run_id": run_id, "pid": os.getpid()})
 
@@ -89,8 +92,25 @@ class JournalWriter:
             self._file.write(text + "\n")
 
     def write(self, record: Write) -> None:
-        """Append one attempt (flushed to the kernel before returning)."""
-        self._line({"kind": "write", **asdict(record)})
+        """Append one attempt (flushed to the kernel before returning).
+
+        The line is spelled out rather than built with ``dataclasses.asdict`` and
+        ``json.dumps``: that took half of the harness's own CPU per write. Same keys,
+        same values, same JSON (``tests/test_tenants_journal.py`` holds the two equal).
+        """
+        tenant = self._names.get(record.tenant)
+        if tenant is None:
+            tenant = self._names[record.tenant] = json.dumps(record.tenant)
+        text = (
+            f'{{"kind":"write","tenant":{tenant},"writer":{record.writer:d},"seq":{record.seq:d},'
+            f'"start":{_number(record.start)},"end":{_number(record.end)},'
+            f'"latency":{_number(record.latency)},"outcome":{json.dumps(record.outcome)},'
+            f'"server_ts":{_number(record.server_ts)},'
+            f'"error":{"null" if record.error is None else json.dumps(record.error)},'
+            f'"due":{_number(record.due)}}}\n'
+        )
+        with self._lock:
+            self._file.write(text)
 
     def clock(self, sample: ClockSample) -> None:
         """Append one clock-skew sample."""
@@ -100,6 +120,13 @@ class JournalWriter:
         with self._lock:
             if not self._file.closed:
                 self._file.close()
+
+
+def _number(value: float | None) -> str:
+    """A float as JSON (``repr`` is the shortest exact form, as ``json.dumps`` writes it)."""
+    if value is None:
+        return "null"
+    return repr(float(value)) if math.isfinite(value) else json.dumps(value)
 
 
 def journal_files(folder: str | Path) -> list[Path]:

@@ -3,8 +3,10 @@
 One Locust user per tenant by default (``-u`` = number of tenants). Users claim
 writer numbers 0, 1, 2, ... atomically in the run folder, and writer ``i`` writes to
 tenant ``i mod N``; so every tenant gets its share of users whatever ``--processes``
-splits them into. Every pyodbc call runs in gevent's hub threadpool (see
-:mod:`loadgen.offload`); each user owns one connection.
+splits them into. Each user starts a :class:`~loadgen.writer.TenantWriter`, whose OS
+thread writes, paces and journals on its own connection; the user only supervises it.
+Locust's statistics and the Prometheus metrics are fed from the journaled records in
+batches, every 0.2 s, by one greenlet per process.
 
 Works with the web UI and headless. The journal lands in ``<run-dir>/journal/``, one
 file per process; each process serves Prometheus metrics and writes their URL to
@@ -13,27 +15,27 @@ file per process; each process serves Prometheus metrics and writes their URL to
 
 from __future__ import annotations
 
+import collections
 import os
 import sys
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from locust import User, events, task
+import gevent
+from locust import User, constant, events, task
 
 from loadgen.claims import claim_writer
 from loadgen.errors import LoadgenError
-from loadgen.journal import JournalWriter
+from loadgen.journal import JournalWriter, Write
 from loadgen.metrics import LoadMetrics
-from loadgen.offload import GeventOffload
 from loadgen.runner import default_run_id
 from loadgen.tenants import Tenant, load_tenants, redact
 from loadgen.writer import TenantWriter
 
 __all__ = ["TenantUser"]
 
-_THREADS_PER_USER = 4
+_PUMP_INTERVAL = 0.2  # seconds between batches of records fed to Locust's statistics
 
 
 @events.init_command_line_parser.add_listener
@@ -86,9 +88,10 @@ class _Process:
     run_id: str
     run_dir: Path
     journal: JournalWriter
-    offload: GeventOffload
     metrics: LoadMetrics
     options: Any
+    #: Records journaled by the writers' threads, not yet counted by Locust and Prometheus.
+    records: collections.deque[Write] = field(default_factory=collections.deque)
 
 
 _shared: _Process | None = None
@@ -102,14 +105,12 @@ def _process(environment: Any) -> _Process:
     run_id = opts.run_id or os.environ.get("HARNESS_RUN_ID") or default_run_id()
     opts.run_id = run_id
     run_dir = Path(opts.run_dir or Path("runs") / run_id)
-    users = max(1, int(getattr(opts, "num_users", 1) or 1))
     # Assign before anything that can yield to another greenlet: users start concurrently.
     shared = _shared = _Process(
         tenants=load_tenants(opts.tenants_file),
         run_id=run_id,
         run_dir=run_dir,
         journal=JournalWriter(run_dir / "journal", run_id),
-        offload=GeventOffload(users * _THREADS_PER_USER + 4),
         metrics=LoadMetrics(),
         options=opts,
     )
@@ -117,7 +118,32 @@ def _process(environment: Any) -> _Process:
         index = max(0, getattr(environment.runner, "worker_index", 0))
         port = opts.metrics_port + index if opts.metrics_port else 0
         shared.metrics.serve(port, run_dir / "metrics", str(os.getpid()), run_id=run_id)
+    gevent.spawn(_pump, shared, environment)
     return shared
+
+
+def _drain(shared: _Process, environment: Any) -> None:
+    """Count every pending record in Locust's statistics and the Prometheus metrics."""
+    fire = environment.events.request.fire
+    observe = shared.metrics.observe
+    records = shared.records
+    while records:
+        record = records.popleft()
+        observe(record.tenant, record.outcome, record.latency, record.end)
+        fire(
+            request_type="INSERT",
+            name=record.tenant,
+            response_time=record.latency * 1000.0,
+            response_length=0,
+            exception=None if record.outcome == "ok" else RuntimeError(f"{record.outcome}: {record.error}"),
+            context={"writer": record.writer, "seq": record.seq},
+        )
+
+
+def _pump(shared: _Process, environment: Any) -> None:
+    while True:
+        gevent.sleep(_PUMP_INTERVAL)
+        _drain(shared, environment)
 
 
 @events.init.add_listener
@@ -139,8 +165,13 @@ def _check(environment: Any, **_kwargs: Any) -> None:
 
 
 class TenantUser(User):
-    """Writes unique rows into one tenant at a constant rate, journaling each attempt."""
+    """Writes unique rows into one tenant at a constant rate, journaling each attempt.
 
+    The writing happens in the writer's own OS thread (see :mod:`loadgen.writer`); the
+    user starts it, reports an error that ended it, and stops it when Locust stops.
+    """
+
+    wait_time = constant(1.0)
     writer: TenantWriter
 
     def on_start(self) -> None:
@@ -150,54 +181,28 @@ class TenantUser(User):
         tenant = shared.tenants[index % len(shared.tenants)]
         users = max(1, int(getattr(opts, "num_users", 1) or 1))
         sharing = users // len(shared.tenants) + (index % len(shared.tenants) < users % len(shared.tenants))
-        self._interval = max(1, sharing) / opts.write_rate if opts.write_rate > 0 else 0.0
-        self._next = time.monotonic()
-        shared.offload.resize(users * _THREADS_PER_USER + 4)
         self.writer = TenantWriter(
             tenant,
             index,
             shared.run_id,
             shared.journal,
-            shared.offload,
-            shared.metrics,
+            interval=max(1, sharing) / opts.write_rate if opts.write_rate > 0 else 0.0,
             write_timeout=opts.write_timeout,
             connect_timeout=opts.connect_timeout,
+            on_record=shared.records.append,
         )
-
-    def wait_time(self) -> float:
-        """Open-model pacing while healthy; the writer's short, jittered backoff after failures.
-
-        Writes are scheduled at fixed times (every ``interval``), whatever the previous write
-        took: a writer that fell behind catches up back to back, and each attempt journals
-        the time it was due, so its latency counts from the schedule (no coordinated
-        omission). After a failure the schedule restarts when the backoff ends: the
-        outage itself is measured as RTO, not as latency.
-        """
-        if self.writer.failures or self.writer.blocked():
-            self._next = time.monotonic() + self.writer.backoff()
-            return self._next - time.monotonic()
-        if self._interval > 0:
-            self._next += self._interval
-        else:
-            self._next = time.monotonic()
-        return max(0.0, self._next - time.monotonic())
+        self.writer.start()
 
     @task
-    def write(self) -> None:
-        due = None
-        if self._interval > 0:
-            due = time.time() - (time.monotonic() - self._next)
-        record = self.writer.write_once(due)
-        if record is None:
-            return
-        self.environment.events.request.fire(
-            request_type="INSERT",
-            name=record.tenant,
-            response_time=record.latency * 1000.0,
-            response_length=0,
-            exception=None if record.outcome == "ok" else RuntimeError(f"{record.outcome}: {record.error}"),
-            context={"writer": record.writer, "seq": record.seq},
-        )
+    def supervise(self) -> None:
+        """Surface an error that ended the writer's thread (Locust logs it, once a second)."""
+        error = self.writer.error
+        if error is not None:
+            raise LoadgenError(f"the writer of {self.writer.tenant.name} stopped: {error!r}")
 
     def on_stop(self) -> None:
-        self.writer.close()
+        # A write still running when Locust stops is given its deadline, then journaled as
+        # outcome unknown ("Interrupted"): it may have reached the server.
+        self.writer.stop(self.writer.write_timeout, sleep=gevent.sleep)
+        if _shared is not None:
+            _drain(_shared, self.environment)

@@ -59,12 +59,25 @@ class LoadMetrics:
             registry=self.registry,
         )
 
+        # labels() looks the child up under a lock on every call: keep the children instead.
+        self._attempts: dict[tuple[str, str], Counter] = {}
+        self._acked: dict[str, tuple[Histogram, Gauge]] = {}
+
     def observe(self, tenant: str, outcome: str, latency: float, end: float) -> None:
         """Count one attempt; acknowledged ones also feed the latency and last-ack series."""
-        self.attempts.labels(tenant=tenant, outcome=outcome).inc()
+        counter = self._attempts.get((tenant, outcome))
+        if counter is None:
+            counter = self._attempts[tenant, outcome] = self.attempts.labels(tenant=tenant, outcome=outcome)
+        counter.inc()
         if outcome == "ok":
-            self.latency.labels(tenant=tenant).observe(latency)
-            self.last_ack.labels(tenant=tenant).set(end)
+            acked = self._acked.get(tenant)
+            if acked is None:
+                acked = self._acked[tenant] = (
+                    self.latency.labels(tenant=tenant),
+                    self.last_ack.labels(tenant=tenant),
+                )
+            acked[0].observe(latency)
+            acked[1].set(end)
 
     def serve(self, port: int, folder: Path | None, name: str, run_id: str | None = None) -> int:
         """Serve ``/metrics`` on 127.0.0.1:``port`` (0 = any free port); returns the port.

@@ -1,7 +1,7 @@
-"""One writer: a connection to one tenant and the loop body that writes and journals.
+"""One writer: its own OS thread writes numbered rows into one tenant and journals each attempt.
 
-Each call of :meth:`TenantWriter.write_once` is one attempt with a fresh sequence
-number, ending in exactly one journal line. Outcomes follow Jepsen's rules:
+Each attempt has a fresh sequence number and ends in exactly one journal line. Outcomes
+follow Jepsen's rules:
 
 - ``ok``: the server returned the row's server timestamp;
 - ``fail``: the write cannot have happened (no connection; the server rejected it
@@ -10,81 +10,80 @@ number, ending in exactly one journal line. Outcomes follow Jepsen's rules:
 - ``info``: it may or may not have happened (timeout, connection lost mid-call, or
   any error after which the server may have committed it).
 
-The connection is dropped after any error that may have broken it and is reopened on
-the next attempt. After a failure the next attempt waits a short, jittered backoff
-(at most ``backoff_cap``, 0.1 s), so the end of an outage is seen within about that.
-A call that overran its deadline is abandoned, not interrupted; when it returns later
-with a working connection (a connect, or the hung insert, finishing the moment a frozen
-server resumes), that connection is handed back and the next attempt uses it at once
-instead of waiting out the backoff and connecting again.
+**Threads.** The loop (pacing, the ODBC call, the journal line) runs in an OS thread of
+its own, a *lane* (:mod:`loadgen.native`), so a write costs no hand-off to an event loop
+and a blocking call holds up nobody else. A call that overruns its deadline cannot be
+interrupted (ODBC has no safe way to do that from another thread), so it is *abandoned*:
+the process's :class:`~loadgen.deadlines.Deadlines` thread journals the attempt
+(``info``/``WriteTimeout``, or ``fail``/``ConnectTimeout`` for a connect), retires the
+lane and starts a new one, which connects afresh. When the abandoned call returns, its
+thread hands a working connection back (the writer uses it at once instead of waiting out
+the backoff: the moment a frozen server resumes) or closes it. At most ``max_abandoned``
+calls hang at once; beyond that no new lane starts until one returns, and that thread
+takes the writer over.
+
+**Pacing** is an open model: with ``interval`` > 0 attempts are due at fixed times, each
+journals when it was due, and a writer that fell behind catches up back to back, so its
+latency counts from the schedule (no coordinated omission). After a failure the next
+attempt waits a short, jittered backoff (at most ``backoff_cap``, 0.1 s), and the
+schedule restarts when it ends: the outage itself is measured as RTO, not as latency.
 """
 
 from __future__ import annotations
 
-import collections
-import contextlib
-import math
 import random
 import time
-from typing import Any
+from collections.abc import Callable
 
 import pyodbc
 
-from loadgen.dialects import Dialect, dialect
-from loadgen.journal import ClockSample, JournalWriter, Outcome, Write
-from loadgen.metrics import LoadMetrics
-from loadgen.offload import CallTimeout, Offload
+from loadgen import native
+from loadgen.deadlines import DEADLINES, Deadlines
+from loadgen.dialects import dialect
+from loadgen.errors import LoadgenError
+from loadgen.journal import JournalWriter, Outcome, Write
+from loadgen.session import Session, classify, close_quietly, connect
 from loadgen.tenants import Tenant, redact
 
 __all__ = ["TenantWriter", "classify"]
 
 
-def classify(exc: BaseException, sql: Dialect) -> tuple[bool, str]:
-    """``(definite, label)`` for a pyodbc error: definite means the write surely failed.
+class _Call:
+    """The attempt a lane is making: abandoned ("claimed") by whoever journals it first."""
 
-    Which SQLSTATEs are definite depends on the database and its driver, so the
-    tenant's dialect decides (:attr:`loadgen.dialects.Dialect.definite_states`).
-    """
-    state = str(exc.args[0]) if exc.args else ""
-    label = f"{type(exc).__name__}:{state}" if state else type(exc).__name__
-    return bool(state) and sql.definite(state), label
+    __slots__ = ("began", "claimed", "connecting", "deadline", "due", "seq", "start")
 
-
-class _Session:
-    """A connection and the one cursor every write reuses.
-
-    Reusing the cursor keeps psqlODBC's prepared insert: one round trip per write instead
-    of four (Parse, Describe, Execute, Deallocate), as measured by ``make bench``.
-    """
-
-    def __init__(self, conn: Any, clock: ClockSample) -> None:
-        self.conn = conn
-        self.cursor = conn.cursor()
-        self.clock = clock  # journaled by the caller: worker threads never touch the journal
-        self.clock_journaled = False
-
-    def close(self) -> None:
-        try:
-            self.cursor.close()
-        finally:
-            self.conn.close()
+    def __init__(self, seq: int, due: float | None, connecting: bool, timeout: float) -> None:
+        self.seq = seq
+        self.due = due
+        self.connecting = connecting
+        self.start = time.time()
+        self.began = time.perf_counter()
+        self.deadline = time.monotonic() + timeout
+        self.claimed = False
 
 
-def _close(conn: Any) -> None:
-    try:
-        if conn is not None:
-            conn.close()
-    except pyodbc.Error:
-        pass
+class _Lane:
+    """One OS thread's turn at running the writer, with the connection it uses."""
+
+    __slots__ = ("call", "exited", "handed_back", "retired", "session")
+
+    def __init__(self, session: Session | None) -> None:
+        self.session = session
+        self.handed_back = session is not None  # brought back by an abandoned call: use at once
+        self.call: _Call | None = None
+        self.retired = False  # its call was abandoned: a new lane (or none) runs the writer
+        self.exited = False
 
 
 class TenantWriter:
-    """Writes numbered rows into one tenant, journaling every attempt.
+    """Writes numbered rows into one tenant from an OS thread, journaling every attempt.
 
     ``writer`` must be unique within a run across all load processes; together with
-    ``seq`` it identifies a row. Not thread-safe: one writer belongs to one user. The
-    only state worker threads touch is ``_late``, a deque (its ``append`` and
-    ``popleft`` are atomic), through which abandoned calls report back when they end.
+    ``seq`` it identifies a row. ``interval`` is the paced time between attempts (0: as
+    fast as the server answers); ``attempts`` stops the writer after that many (None: until
+    :meth:`stop`). Every journaled record is also passed to ``on_record``, from the lane's
+    or the deadline thread: it must be thread-safe and quick (``deque.append``).
     """
 
     def __init__(
@@ -93,234 +92,325 @@ class TenantWriter:
         writer: int,
         run_id: str,
         journal: JournalWriter,
-        offload: Offload,
-        metrics: LoadMetrics | None = None,
         *,
+        interval: float = 0.0,
+        attempts: int | None = None,
         write_timeout: float = 0.5,
         connect_timeout: float = 0.5,
         backoff_cap: float = 0.1,
-        poll_interval: float = 0.02,
         max_abandoned: int = 3,
         rng: random.Random | None = None,
+        on_record: Callable[[Write], None] | None = None,
+        deadlines: Deadlines | None = None,
     ) -> None:
         self.tenant = tenant
         self.writer = writer
         self.run_id = run_id
         self.journal = journal
-        self.offload = offload
-        self.metrics = metrics
+        self.interval = interval
+        self.attempts = attempts
         self.write_timeout = write_timeout
         self.connect_timeout = connect_timeout
         self.backoff_cap = backoff_cap
-        self.poll_interval = poll_interval
         self.max_abandoned = max_abandoned
         self.rng = rng or random.Random()
+        self.on_record = on_record
+        self._deadlines = deadlines or DEADLINES
         self._sql = dialect(tenant.dialect)
         self._conn_str = tenant.connection_string()
-        self._conn: _Session | None = None
+        self._lock = native.allocate_lock()
+        self._wakeup = native.Wakeup()
+        self._lane: _Lane | None = None
+        self._spare: Session | None = None  # a connection an abandoned call brought back
+        self._started = False
+        self._stopping = False
         self._table_ready = False
-        # Abandoned calls that have since returned: a working session to hand back, or None.
-        self._late: collections.deque[_Session | None] = collections.deque()
-        self._retry_at = 0.0  # time.monotonic() before which no new connection is tried
+        self._next = 0.0  # time.monotonic() when the next paced attempt is due
+        self._retry_at = 0.0  # time.monotonic() before which no attempt follows a failure
         self.seq = 0
         self.failures = 0
         self.abandoned = 0
+        #: An unexpected exception that ended the writer's thread (the Locust user reports it).
+        self.error: BaseException | None = None
 
-    # -- the loop body ----------------------------------------------------------------
+    # -- control (any thread) -----------------------------------------------------------
+
+    def start(self) -> None:
+        """Start writing in a new OS thread."""
+        with self._lock:
+            if self._started:
+                raise LoadgenError(f"writer {self.writer} was already started")
+            self._started = True
+            lane = self._lane = _Lane(None)
+            self._next = time.monotonic()
+        self._deadlines.add(self)
+        native.start_thread(lambda: self._run(lane))
+
+    def running(self) -> bool:
+        """True while a lane is writing (False once stopped, done, blocked or crashed)."""
+        lane = self._lane
+        return lane is not None and not lane.exited
 
     def blocked(self) -> bool:
-        """True while too many abandoned calls are still running to start another one."""
-        self._collect()
-        return self.abandoned >= self.max_abandoned
+        """True while ``max_abandoned`` calls hang and no lane may start."""
+        return self._started and not self._stopping and self._lane is None
 
-    def backoff(self) -> float:
-        """Seconds until the next attempt is worth making: 0 while healthy.
+    def join(self, timeout: float, sleep: Callable[[float], object] = native.sleep) -> bool:
+        """Wait up to ``timeout`` s for the writer to finish its ``attempts``; True if it did."""
+        deadline = time.monotonic() + timeout
+        while self.running():
+            if time.monotonic() >= deadline:
+                return False
+            sleep(0.005)
+        return True
 
-        After a failure the next attempt waits "equal jitter": half of the capped
-        exponential delay plus a random part of the other half, so writers that failed
-        together (one per tenant, all hit by the same node failure) do not retry in the
-        same instant, and none waits more than ``backoff_cap``. While an abandoned call
-        is still running, the wait is cut into short polls (``poll_interval``, also
-        jittered): such a call returns the moment a frozen server resumes, and the
-        connection it brings back is used at once.
+    def stop(self, grace: float, sleep: Callable[[float], object] = native.sleep) -> bool:
+        """Stop writing; a call still running after ``grace`` s is journaled ``info``/``Interrupted``.
+
+        ``sleep`` is how the caller waits (``gevent.sleep`` from a greenlet). True if the
+        writer stopped without abandoning a call.
         """
-        if self._late:
-            return 0.0
-        if self.blocked():
-            return self._jitter(self.poll_interval)
-        if not self.failures:
-            return 0.0
-        remaining = max(0.0, self._retry_at - time.monotonic())
-        if self.abandoned:
-            return min(remaining, self._jitter(self.poll_interval))
-        return remaining
+        with self._lock:
+            self._stopping = True
+        self._wakeup.wake()
+        self.join(grace, sleep)
+        with self._lock:
+            lane, call = self._lane, None
+            if lane is not None and not lane.exited and lane.call is not None and not lane.call.claimed:
+                call = self._claim(lane)
+            spare, self._spare = self._spare, None
+        if call is not None:
+            self._finish(call, "info", None, "Interrupted")
+        close_quietly(spare)
+        self._deadlines.remove(self)
+        return call is None
 
-    def write_once(self, due: float | None = None) -> Write | None:
-        """Make one attempt and journal it; None if it is not due yet or too many calls hang.
+    def check_deadline(self, now: float) -> None:
+        """Abandon the lane's call if it overran (the deadline thread calls this)."""
+        lane = self._lane
+        call = lane.call if lane is not None else None
+        if call is None or call.claimed or now < call.deadline:
+            return
+        with self._lock:
+            if lane is None or lane is not self._lane or lane.call is not call or call.claimed:
+                return
+            self._claim(lane)
+            fresh = None
+            if not self._stopping and self.abandoned < self.max_abandoned:
+                fresh = self._lane = _Lane(None)
+        if call.connecting:
+            self._finish(call, "fail", None, "ConnectTimeout")
+        else:
+            self._finish(call, "info", None, "WriteTimeout")
+        if fresh is not None:
+            native.start_thread(lambda: self._run(fresh))
 
-        ``due`` is when the attempt was scheduled to start (epoch seconds), journaled with it.
-        """
-        if self.blocked():
-            return None
-        if self._conn is None and self.failures and time.monotonic() < self._retry_at:
-            return None  # woken early to collect a late connection, but none came back
-        self.seq += 1
-        start = time.time()
-        began = time.perf_counter()
+    def _claim(self, lane: _Lane) -> _Call:
+        """Abandon ``lane``'s call (lock held): its thread no longer runs the writer."""
+        call = lane.call
+        assert call is not None
+        call.claimed = True
+        lane.retired = True
+        lane.call = None
+        self.abandoned += 1
+        self._lane = None
+        return call
+
+    # -- the lane's thread ---------------------------------------------------------------
+
+    def _run(self, lane: _Lane) -> None:
+        current: _Lane | None = lane
         try:
-            outcome, server_ts, error = self._attempt()
-        except BaseException:
-            # Stopped mid-call (Locust kills user greenlets on stop): the insert may
-            # have reached the server, so journal it as unknown before unwinding.
-            self._conn = None
-            self._journal(start, began, "info", None, "Interrupted", due)
-            raise
-        return self._journal(start, began, outcome, server_ts, error, due)
+            while current is not None:
+                current = self._step(current)
+        except BaseException as exc:  # reported through .error; the thread just ends
+            self.error = exc
+            assert current is not None
+            with self._lock:
+                call = self._claim(current) if current.call is not None and not current.call.claimed else None
+            if call is not None:
+                self._finish(call, "info", None, type(exc).__name__)
+            self._exit(current)
 
-    def _journal(
-        self,
-        start: float,
-        began: float,
-        outcome: Outcome,
-        server_ts: float | None,
-        error: str | None,
-        due: float | None = None,
-    ) -> Write:
-        latency = time.perf_counter() - began
+    def _step(self, lane: _Lane) -> _Lane | None:
+        """Wait for the next attempt and make it; the lane this thread goes on with, or None."""
+        due = self._wait_turn(lane)
+        if due is None:
+            self._exit(lane)
+            return None
+        return self._attempt(lane, due if self.interval > 0 else None)
+
+    def _exit(self, lane: _Lane) -> None:
+        """The thread leaves the writer: close the lane's connection (unless it was handed on)."""
+        with self._lock:
+            session, lane.session = lane.session, None
+            lane.exited = True
+        close_quietly(session)
+
+    def _wait_turn(self, lane: _Lane) -> float | None:
+        """Sleep until the next attempt is due; its due time (epoch s), or None to stop."""
+        adopted, lane.handed_back = lane.handed_back, False
+        while True:
+            with self._lock:
+                done = self.attempts is not None and self.seq >= self.attempts
+                if self._stopping or lane.retired or done:
+                    return None
+                if lane.session is None and self._spare is not None:
+                    lane.session, self._spare = self._spare, None
+                    self._journal_clock(lane.session)
+                    adopted = True
+                failures, retry_at = self.failures, self._retry_at
+            now = time.monotonic()
+            if failures and adopted:
+                self._next = now  # a connection that came back: the server answers again
+            elif failures:
+                if now < retry_at:
+                    self._wakeup.wait(retry_at - now)  # a handed-back connection wakes it early
+                    continue
+                self._next = retry_at
+            elif self.interval > 0 and now < self._next:
+                self._wakeup.wait(self._next - now)
+                continue
+            return time.time() - (time.monotonic() - self._next)
+
+    def _attempt(self, lane: _Lane, due: float | None) -> _Lane | None:
+        with self._lock:
+            stopping = self._stopping or lane.retired
+            if not stopping:
+                self.seq += 1
+                connecting = lane.session is None
+                call = lane.call = _Call(
+                    self.seq, due, connecting, self.connect_timeout if connecting else self.write_timeout
+                )
+        if stopping:
+            if not lane.retired:
+                self._exit(lane)
+            return None
+        if connecting:
+            try:
+                session: Session | None = connect(
+                    self.tenant, self._sql, self._conn_str, self.connect_timeout, not self._table_ready
+                )
+                error = None
+            except pyodbc.Error as exc:
+                session, error = None, classify(exc, self._sql)[1]
+            with self._lock:
+                handed = self._returned(session) if call.claimed else None
+                if handed is None and session is None:
+                    lane.call = None
+                elif handed is None and session is not None:
+                    self._table_ready = True
+                    lane.session = session
+                    call.connecting = False
+                    call.deadline = time.monotonic() + self.write_timeout
+                    self._journal_clock(session)
+            if handed is not None:
+                return self._hand_on(*handed)
+            if session is None:
+                self._finish(call, "fail", None, error)
+                return lane
+        return self._insert(lane, call)
+
+    def _insert(self, lane: _Lane, call: _Call) -> _Lane | None:
+        session = lane.session
+        assert session is not None
+        outcome: Outcome = "ok"
+        server_ts = error = None
+        broken = False
+        try:
+            params = (self.run_id, self.tenant.name, self.writer, call.seq)
+            row = session.cursor.execute(self._sql.insert, params).fetchone()
+            if row is None:
+                outcome, error, broken = "info", "NoRowReturned", True
+            else:
+                server_ts = float(row[0])
+        except pyodbc.Error as exc:
+            definite, error = classify(exc, self._sql)
+            outcome, broken = ("fail" if definite else "info"), not definite
+        if broken and call.claimed:
+            close_quietly(session)
+        with self._lock:
+            if call.claimed:
+                lane.session = None
+                handed = self._returned(None if broken else session)
+            else:
+                handed = None
+                lane.call = None
+                if broken:
+                    lane.session = None
+        if handed is not None:
+            return self._hand_on(*handed)
+        if broken:
+            close_quietly(session)
+        self._finish(call, outcome, server_ts, error)
+        return lane
+
+    def _returned(self, session: Session | None) -> tuple[_Lane | None, Session | None]:
+        """An abandoned call came back (lock held), with a working connection or None.
+
+        The thread takes the writer over if no lane runs it (too many calls hung), or hands
+        the connection to the running lane if that lane has none. Returns the lane this
+        thread goes on with (or None) and a connection left over to close outside the lock.
+        """
+        self.abandoned = max(0, self.abandoned - 1)
+        if not self._stopping and self._lane is None:
+            self._lane = _Lane(session)
+            if session is not None:
+                self._journal_clock(session)
+            return self._lane, None
+        if session is not None and not self._stopping and self._spare is None:
+            lane = self._lane
+            if lane is not None and lane.session is None:
+                self._spare = session
+                self._wakeup.wake()
+                return None, None
+        return None, session
+
+    @staticmethod
+    def _hand_on(lane: _Lane | None, leftover: Session | None) -> _Lane | None:
+        close_quietly(leftover)
+        return lane
+
+    def _journal_clock(self, session: Session) -> None:
+        if not session.clock_journaled:
+            session.clock_journaled = True
+            self.journal.clock(session.clock)
+
+    def _finish(self, call: _Call, outcome: Outcome, server_ts: float | None, error: str | None) -> Write:
+        latency = time.perf_counter() - call.began
         record = Write(
             tenant=self.tenant.name,
             writer=self.writer,
-            seq=self.seq,
-            start=start,
-            end=start + latency,
+            seq=call.seq,
+            start=call.start,
+            end=call.start + latency,
             latency=latency,
             outcome=outcome,
             server_ts=server_ts,
             error=error,
-            due=due,
+            due=call.due,
         )
         self.journal.write(record)
-        if self.metrics is not None:
-            self.metrics.observe(record.tenant, outcome, latency, record.end)
-        self.failures = 0 if outcome == "ok" else self.failures + 1
-        if self.failures:
-            ceiling = min(self.backoff_cap, 0.025 * 2 ** min(self.failures, 10))
-            self._retry_at = time.monotonic() + self._jitter(ceiling)
+        with self._lock:
+            if outcome == "ok":
+                self.failures = 0
+                if self.interval > 0:
+                    self._next += self.interval
+            else:
+                self.failures += 1
+                ceiling = min(self.backoff_cap, 0.025 * 2 ** min(self.failures, 10))
+                self._retry_at = time.monotonic() + self._jitter(ceiling)
+        if self.on_record is not None:
+            self.on_record(record)
         return record
 
     def _jitter(self, ceiling: float) -> float:
-        """Half of ``ceiling`` plus a uniformly random part of the other half."""
+        """Half of ``ceiling`` plus a uniformly random part of the other half ("equal jitter").
+
+        Writers that failed together (one per tenant, all hit by the same node failure)
+        then do not retry in the same instant.
+        """
         return ceiling / 2 + self.rng.uniform(0.0, ceiling / 2)
-
-    def close(self) -> None:
-        """Close the connection and any handed-back ones (in worker threads, bounded)."""
-        conn, self._conn = self._conn, None
-        self._discard(conn)
-        while self._late:
-            self._discard(self._late.popleft())
-
-    # -- internals --------------------------------------------------------------------
-
-    def _settle(self, session: _Session | None, value: Any) -> None:
-        """Runs in a worker thread when an abandoned call finally returns.
-
-        ``session`` is the connection the call used (None for a connect, whose result
-        ``value`` is the new session; ``value`` is None when the call raised). A
-        session whose call succeeded works and is handed back; any other is closed.
-        """
-        live = value if session is None else session
-        if not isinstance(live, _Session) or value is None:
-            _close(live)
-            live = None
-        self._late.append(live)
-
-    def _collect(self) -> None:
-        """Count abandoned calls that have returned; adopt a working connection if needed."""
-        while self._late:
-            session = self._late.popleft()
-            self.abandoned = max(0, self.abandoned - 1)
-            if session is None:
-                continue
-            if self._conn is None:
-                if not session.clock_journaled:
-                    self.journal.clock(session.clock)
-                    session.clock_journaled = True
-                self._conn = session
-            else:
-                self._discard(session)
-
-    def _call(self, fn: Any, timeout: float, session: _Session | None) -> Any:
-        try:
-            return self.offload.run(fn, timeout, cleanup=lambda value: self._settle(session, value))
-        except CallTimeout:
-            self.abandoned += 1
-            raise
-
-    def _attempt(self) -> tuple[Outcome, float | None, str | None]:
-        if self._conn is None:
-            try:
-                self._conn = self._call(self._connect, self.connect_timeout, None)
-                self.journal.clock(self._conn.clock)
-                self._conn.clock_journaled = True
-            except CallTimeout:
-                return "fail", None, "ConnectTimeout"
-            except pyodbc.Error as exc:
-                return "fail", None, classify(exc, self._sql)[1]
-        conn = self._conn
-        params = (self.run_id, self.tenant.name, self.writer, self.seq)
-        try:
-            row = self._call(
-                lambda: conn.cursor.execute(self._sql.insert, params).fetchone(), self.write_timeout, conn
-            )
-        except CallTimeout:
-            self._conn = None
-            return "info", None, "WriteTimeout"
-        except pyodbc.Error as exc:
-            definite, label = classify(exc, self._sql)
-            if not definite:
-                self._drop()
-            return ("fail" if definite else "info"), None, label
-        if row is None:
-            self._drop()
-            return "info", None, "NoRowReturned"
-        return "ok", float(row[0]), None
-
-    def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        self._discard(conn)
-
-    def _discard(self, session: _Session | None) -> None:
-        """Close ``session`` in a worker thread; a close that hangs is abandoned, and counted back."""
-        if session is not None:
-            with contextlib.suppress(CallTimeout):
-                self._call(lambda: _close(session), self.write_timeout, None)
-
-    def _connect(self) -> _Session:
-        """Open a connection, ensure the table, sample the clock skew.
-
-        Runs in a worker thread, so it must not touch the journal: its lock belongs to
-        the event loop (gevent patches ``threading``), and taking it from another OS
-        thread can hang that user for good.
-        """
-        # ODBC login timeouts are whole seconds: round up, so the driver never gives up
-        # before the harness does (psqlODBC hands it to libpq, which waits at least 2 s).
-        login_timeout = max(1, math.ceil(self.connect_timeout))
-        conn = pyodbc.connect(self._conn_str, autocommit=True, timeout=login_timeout)
-        try:
-            if not self._table_ready:
-                with contextlib.suppress(pyodbc.Error):  # a concurrent writer made it; the insert will tell
-                    conn.execute(self._sql.create_table)
-                self._table_ready = True
-            before = time.time()
-            server = float(conn.execute(self._sql.server_now).fetchone()[0])
-            after = time.time()
-        except pyodbc.Error:
-            _close(conn)
-            raise
-        sample = ClockSample(
-            tenant=self.tenant.name, at=after, skew=server - (before + after) / 2, rtt=after - before
-        )
-        return _Session(conn, sample)
 
     def __repr__(self) -> str:
         return redact(f"TenantWriter({self.tenant.describe()}, writer={self.writer}, seq={self.seq})")

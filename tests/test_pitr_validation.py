@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -331,20 +330,18 @@ def test_commit_timestamps_are_kept_in_postgresql_conf(tmp_path: Path) -> None:
 
 
 def _write_rows(tenant: Any, folder: Path, count: int) -> list[Write]:
-    """``count`` rows written the way the load writes them (TenantWriter, journal, offload)."""
-    from loadgen.offload import ThreadOffload
+    """``count`` rows written the way the load writes them (TenantWriter and its journal)."""
     from loadgen.writer import TenantWriter
 
     journal = JournalWriter(folder, RUN)
-    offload = ThreadOffload(4)
-    writer = TenantWriter(tenant, 0, RUN, journal, offload, write_timeout=5.0, connect_timeout=5.0)
+    writer = TenantWriter(
+        tenant, 0, RUN, journal, interval=0.01, attempts=count, write_timeout=5.0, connect_timeout=5.0
+    )
     try:
-        while writer.seq < count:
-            writer.write_once()
-            time.sleep(0.01)
+        writer.start()
+        assert writer.join(60.0)
     finally:
-        writer.close()
-        offload.close()
+        writer.stop(5.0)
         journal.close()
     writes, _ = read_journal(folder)
     assert [w.outcome for w in writes] == ["ok"] * count, writes

@@ -102,23 +102,23 @@ def test_claims_are_unique_across_processes(tmp_path: Path) -> None:
     assert sorted(numbers) == list(range(12))
 
 
-class _Interrupting:
-    """An offload whose calls are interrupted, as Locust's stop kills a user mid-call."""
+def test_a_write_line_is_the_record_as_json(tmp_path: Path) -> None:
+    """The hand-spelled journal line holds exactly the record's fields (no drift)."""
+    import dataclasses
+    import json
 
-    def run(self, fn, timeout, cleanup=None):
-        raise KeyboardInterrupt
-
-
-def test_an_interrupted_write_is_journaled_as_unknown(tmp_path: Path) -> None:
-    from loadgen.writer import TenantWriter
-
-    (tenant,) = load_tenants(_write(tmp_path / "t.json", {"tenants": [_entry(password_env="HOME")]}))
     journal = JournalWriter(tmp_path / "j", "r1")
-    writer = TenantWriter(tenant, 4, "r1", journal, _Interrupting())
-    with pytest.raises(KeyboardInterrupt):
-        writer.write_once()
-    writes, _ = read_journal(tmp_path / "j")
-    assert [(w.writer, w.seq, w.outcome, w.error) for w in writes] == [(4, 1, "info", "Interrupted")]
+    records = [
+        Write('tenant-"0"', 3, 7, 1764000000.123456, 1.7e9, 0.076544, "ok", 1.7e9, None, 1.7e9),
+        Write("t", 1, 2, 1.0, 2.0, 1e-07, "info", None, 'WriteTimeout "x"', None),
+    ]
+    for record in records:
+        journal.write(record)
+    journal.close()
+    (path,) = list((tmp_path / "j").glob("*.jsonl"))
+    lines = [json.loads(x) for x in path.read_text().splitlines()[1:]]
+    assert lines == [{"kind": "write", **dataclasses.asdict(r)} for r in records]
+    assert read_journal(tmp_path / "j")[0] == sorted(records, key=lambda w: w.start)
 
 
 @pytest.mark.parametrize(
