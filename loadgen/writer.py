@@ -227,7 +227,10 @@ class TenantWriter:
             self.error = exc
             assert current is not None
             with self._lock:
-                call = self._claim(current) if current.call is not None and not current.call.claimed else None
+                call = None
+                if current.call is not None and not current.call.claimed:
+                    call = self._claim(current)
+                    self.abandoned -= 1  # nothing hangs: the call ended in the exception
             if call is not None:
                 self._finish(call, "info", None, type(exc).__name__)
             self._exit(current)
