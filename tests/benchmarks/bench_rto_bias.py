@@ -26,7 +26,7 @@ the machine delays the reconnects and shows up as bias.
 ``--spread S`` lengthens the freezes evenly from ``--seconds`` to ``--seconds + S``: with
 equal freezes every tenant's retry cycle meets the thaw at about the same phase, so
 one length samples one point of the bias, not its range. ``--baseline COMMIT`` runs
-the writer and locustfile of an earlier commit (read with ``git show``) against the
+the load package (``loadgen``) of an earlier commit (read with ``git archive``) against the
 same servers and analysis, to compare before and after a change of the write path.
 
 Everything started here (the servers, the Locust process) is stopped on exit and the
@@ -36,12 +36,14 @@ temporary folder removed. Results and their analysis live in ``docs/BENCHMARKS.m
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shutil
 import signal
 import statistics
 import subprocess
+import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
@@ -208,33 +210,34 @@ def measure(
 
 
 def baseline_locustfile(commit: str, folder: Path) -> Path:
-    """The write path as it was at ``commit``: its writer and locustfile, written to ``folder``.
+    """The write path as it was at ``commit``: its whole ``loadgen`` package, under ``folder``.
 
-    Only ``loadgen/writer.py`` and ``loadgen/locustfile.py`` are taken from the commit
-    (read with ``git show``, nothing in the checkout changes); Locust puts the
-    locustfile's folder first on ``sys.path``, so it imports the old writer from there
-    and everything else from the checkout.
+    The package is read with ``git archive`` (nothing in the checkout changes) into
+    ``folder/tree``; the returned locustfile puts that folder first on ``sys.path``, so
+    Locust imports the old ``loadgen`` (writer, its helpers, the journal) and nothing of
+    the checkout's. The write path has been split across modules over time
+    (``offload.py``, later ``session.py``, ``deadlines.py``, ``native.py``): taking one
+    file would mix two versions.
     """
     root = Path(__file__).resolve().parents[2]
-
-    def show(path: str) -> str:
-        done = subprocess.run(
-            ["git", "-C", str(root), "show", f"{commit}:{path}"], capture_output=True, text=True, check=False
-        )
-        if done.returncode != 0:
-            raise SystemExit(f"bench_rto_bias: cannot read {path} at {commit}: {done.stderr.strip()}")
-        return done.stdout
-
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "baseline_writer.py").write_text(show("loadgen/writer.py"))
-    source = show("loadgen/locustfile.py")
-    needle = "from loadgen.writer import TenantWriter"
-    if needle not in source:
-        raise SystemExit(
-            f"bench_rto_bias: loadgen/locustfile.py at {commit} does not import the writer as expected"
-        )
+    tree = folder / "tree"
+    tree.mkdir(parents=True, exist_ok=True)
+    argv = ["git", "-C", str(root), "archive", "--format=tar", commit, "loadgen"]
+    archive = subprocess.run(argv, capture_output=True, check=False)
+    if archive.returncode != 0:
+        detail = archive.stderr.decode(errors="replace").strip()
+        raise SystemExit(f"bench_rto_bias: cannot read loadgen/ at {commit}: {detail}")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(tree, filter="data")
+    if not (tree / "loadgen" / "locustfile.py").is_file():
+        raise SystemExit(f"bench_rto_bias: {commit} has no loadgen/locustfile.py")
     locustfile = folder / "baseline_locustfile.py"
-    locustfile.write_text(source.replace(needle, "from baseline_writer import TenantWriter"))
+    locustfile.write_text(
+        f"# The write path of {commit}, imported instead of the checkout's.\n"
+        "import sys\n\n"
+        f"sys.path.insert(0, {str(tree)!r})\n"
+        "from loadgen.locustfile import *  # noqa: E402,F403\n"
+    )
     return locustfile
 
 
@@ -260,7 +263,7 @@ def _summary(found: list[Sample]) -> dict[str, Any]:
 def _commit() -> str:
     """The commit measured, and whether the write path differs from it."""
     git = ["git", "-C", str(Path(__file__).resolve().parents[2])]
-    write_path = ["loadgen/writer.py", "loadgen/locustfile.py"]
+    write_path = ["loadgen"]
     try:
         head = subprocess.run(
             [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
@@ -291,7 +294,7 @@ def main() -> None:
         "--baseline",
         metavar="COMMIT",
         default=None,
-        help="measure the writer and locustfile of COMMIT instead of the checkout's",
+        help="measure the loadgen package of COMMIT instead of the checkout's",
     )
     parser.add_argument("--keep", action="store_true", help="keep the run folder (journal, locust.log)")
     parser.add_argument("--out", type=Path, default=None, help="also write the samples as JSON here")
@@ -322,7 +325,7 @@ def main() -> None:
             shutil.rmtree(root, ignore_errors=True)
     load_after = os.getloadavg()
 
-    code = f"baseline {args.baseline} (writer.py, locustfile.py)" if args.baseline else _commit()
+    code = f"baseline {args.baseline} (loadgen)" if args.baseline else _commit()
     print(f"\ncode: {code}  load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
     print(f"{'freeze':>6} {'tenant':<10} {'D s':>7} {'RTO s':>7} {'RTO-D s':>8} {'attempts':>8}")
     for s in found:
