@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup system demo local-run test check lint bench lab-up lab-down clean constraints
+.PHONY: setup system demo release local-run test check lint bench lab-up lab-down clean constraints
 
 setup: system $(STAMP)
 
@@ -21,20 +21,29 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 		|| { echo "setup: the venv is incomplete: delete .venv and run make setup again" >&2; exit 2; }
 	@touch $(STAMP)
 
-## demo: the main job on the embedded lab (four experiments + go/no-go); prints the report path
+## demo: the main job on the embedded lab (the release command with the lab's var file); prints the report path
 demo: setup
 	bash experiments/run-all.sh
+
+## release: the whole checklist against a cluster: make release VARS=cluster.vars.json [RELEASE_ARGS=...]
+## exit 0 GO, 1 NO-GO, 2 could not run, 130 interrupted; go/no-go document and junit.xml in the release folder
+release: setup
+	@test -n "$(VARS)" || { echo "make release: pass VARS=your-cluster.vars.json (see experiments/cluster.vars.example.json)" >&2; exit 2; }
+	$(BIN)/python -m orchestration release --var-file $(VARS) $(RELEASE_ARGS)
 
 ## local-run: load + freeze + kill on plain local PostgreSQL servers, no Kubernetes
 local-run: setup
 	$(BIN)/python -m probes local-run
 
-## check: lint, types and import layers; changes nothing
+## check: ruff, format, mypy, import layers, and the CI pipeline templates (schema and yamllint); changes nothing
 check: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check common lab loadgen orchestration probes reports tests
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/check-jsonschema -q --builtin-schema vendor.github-workflows deploy/ci/github-release-e2e.yml
+	$(BIN)/check-jsonschema -q --builtin-schema vendor.gitlab-ci deploy/ci/gitlab-release-e2e.yml
+	$(BIN)/yamllint -s -c deploy/ci/yamllint.yml deploy/ci
 
 ## lint: fix what can be fixed automatically
 lint: setup
@@ -45,9 +54,10 @@ lint: setup
 test: check
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-## bench: harness vs pgbench, the lab's control plane, backup/restore vs the RTO objective
+## bench: harness vs pgbench (and a bare pyodbc client), tenants per load core, the lab's control plane, backup/restore vs the RTO objective
 bench: setup
-	$(BIN)/python -m tests.benchmarks.bench_throughput
+	$(BIN)/python -m tests.benchmarks.bench_throughput --bare
+	$(BIN)/python -m tests.benchmarks.bench_tenants
 	$(BIN)/python -m tests.benchmarks.bench_lab
 	$(BIN)/python -m tests.benchmarks.bench_backup
 	$(BIN)/python -m tests.benchmarks.bench_rto_bias --freezes 9 --spread 1

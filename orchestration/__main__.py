@@ -1,6 +1,10 @@
-"""``python -m orchestration capacity``: the capacity sweep from a shell or a script.
+"""``python -m orchestration release|capacity``: a release's whole checklist, or a capacity sweep.
 
-The same knobs as ``experiments/capacity.json``. Prints one line per step, then the
+``release`` (:mod:`orchestration.release`) runs the preflight, the fault and backup
+experiments and the alerting drill, then writes the go/no-go document and ``junit.xml``.
+Exit codes: 0 GO, 1 NO-GO, 2 could not run, 130 interrupted.
+
+``capacity`` has the same knobs as ``experiments/capacity.json``. Prints one line per step, then the
 sweep's answer and where its report is. Exit codes: 0 the sweep completed, 2 bad input
 or the sweep stopped on an error (one line says which; nothing was created when the
 input was wrong), 130 interrupted (the finished steps are reported, marked incomplete).
@@ -18,6 +22,7 @@ from loadgen.tenants import redact
 from orchestration.capacity import CAPACITY_NAME, cleanup, run_sweep
 from orchestration.capacity_settings import Settings
 from orchestration.errors import OrchestrationError
+from orchestration.release import DEFAULT_EXPERIMENTS, EXIT_CODES, ReleaseSettings, run_release
 from probes.errors import ProbeError
 from reports.capacity import answer
 
@@ -37,6 +42,26 @@ def _parser() -> argparse.ArgumentParser:
     d = Settings()
     parser = argparse.ArgumentParser(prog="python -m orchestration", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    codes = "; ".join(f"{code} {text.split(':')[0]}" for code, text in EXIT_CODES.items())
+    rel = sub.add_parser(
+        "release",
+        help="the whole checklist against a target: preflight, experiments, go/no-go, junit.xml",
+        description=f"Exit codes: {codes}.",
+    )
+    rel.add_argument("--var-file", dest="var_files", type=Path, action="append", default=[], required=True,
+                     help="Chaos Toolkit var file for every experiment (repeatable)")  # fmt: skip
+    rel.add_argument("--kubeconfig", type=Path, default=None,
+                     help="kubeconfig of the target (else $KUBECONFIG)")  # fmt: skip
+    rel.add_argument("--experiments", type=_names, default=DEFAULT_EXPERIMENTS,
+                     help="comma-separated experiments to run (default: "
+                     + ",".join(DEFAULT_EXPERIMENTS) + ")")  # fmt: skip
+    rel.add_argument("--capacity", action="store_true",
+                     help="also run the capacity sweep (experiments/capacity.json)")  # fmt: skip
+    rel.add_argument("--signoffs", type=Path, default=None, help="sign-offs for the gates a person decides")
+    rel.add_argument("--checklist", type=Path, default=None,
+                     help="production-gates checklist (default: the project's)")  # fmt: skip
+    rel.add_argument("--out", type=Path, default=None,
+                     help="release folder (default runs/release-<UTC time>)")  # fmt: skip
     cap = sub.add_parser("capacity", help="how many tenants pass the objective, with a fault at every step")
     cap.add_argument(
         "--from", dest="tenants_from", type=int, default=d.tenants_from, help="smallest tenant count"
@@ -78,6 +103,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("name at least one experiment, e.g. pod-eviction,node-drain")
+    return names
+
+
+def _release(args: argparse.Namespace) -> int:
+    settings = ReleaseSettings(
+        var_files=tuple(args.var_files),
+        experiments=tuple(args.experiments),
+        capacity=args.capacity,
+        signoffs=args.signoffs,
+        checklist=args.checklist,
+        out=args.out,
+        kubeconfig=args.kubeconfig,
+    )
+    return run_release(settings, say=lambda line: print(redact(line), flush=True))
+
+
 def _extra(pairs: list[str]) -> dict[str, str]:
     out = {}
     for pair in pairs:
@@ -90,6 +135,8 @@ def _extra(pairs: list[str]) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "release":
+        return _release(args)
     try:
         settings = Settings(
             tenants_from=args.tenants_from,

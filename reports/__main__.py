@@ -1,12 +1,14 @@
 """Command line: ``python -m reports build RUN_DIR [--rto SECONDS] [--stability SECONDS]``,
-``python -m reports gonogo RUN_DIR... --out PATH [--checklist PATH] [--signoffs FILE]``,
+``python -m reports gonogo RUN_DIR... --out PATH [--checklist PATH] [--signoffs FILE] [--junit FILE]``,
 ``python -m reports gonogo --signoffs-template [--out FILE]`` and
 ``python -m reports capacity SWEEP_DIR``.
 
 ``build`` prints the path of the report it wrote; ``gonogo`` prints the verdict and the
 path of the go/no-go document (its exit status does not depend on the verdict; a folder
 holding ``capacity.json`` among its folders is a capacity sweep, and a folder holding run
-and sweep folders, such as ``make demo``'s ``runs/demo-<time>/``, stands for them);
+and sweep folders, such as ``make demo``'s ``runs/demo-<time>/``, stands for them), and
+with ``--junit FILE`` also writes the decision as JUnit XML (``reports.junit``; the path is
+checked before anything is written) and prints its path on a second line;
 ``gonogo --signoffs-template`` writes a sign-off file to fill in (``signoffs.yaml``
 unless ``--out``; never over an existing file) and prints its path; ``capacity`` renders a
 sweep's ``capacity.md`` and plots again from its ``capacity.json`` and prints the report's
@@ -33,9 +35,11 @@ from probes.errors import ProbeError
 from reports.browser import require_chromium, snapshot_pages
 from reports.build import build, read_run_meta
 from reports.capacity import render_sweep
+from reports.checklist import default_checklist_path
 from reports.errors import ReportError
 from reports.gonogo import write_gonogo
 from reports.html import write_html
+from reports.junit import check_junit_path, write_junit
 from reports.signoffs import TEMPLATE_NAME, write_signoffs_template
 
 __all__ = ["main"]
@@ -102,6 +106,12 @@ def _parser() -> argparse.ArgumentParser:
         help="YAML sign-offs by people for the gates only a person can judge (see --signoffs-template)",
     )
     gonogo_cmd.add_argument(
+        "--junit",
+        type=Path,
+        metavar="FILE",
+        help="also write the decision as JUnit XML for a CI test view (suites gates, experiments, verdict)",
+    )
+    gonogo_cmd.add_argument(
         "--signoffs-template",
         action="store_true",
         help="write a sign-off file to fill in, one entry per gate a person signs, and print its path",
@@ -125,9 +135,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _gonogo(args: argparse.Namespace) -> str:
     if args.signoffs_template:
-        if args.run_dirs or args.signoffs or args.checklist:
+        if args.run_dirs or args.signoffs or args.checklist or args.junit:
             raise ReportError(
-                "--signoffs-template writes a template only; drop the run folders, --signoffs and --checklist"
+                "--signoffs-template writes a template only; drop the run folders, --signoffs, --checklist "
+                "and --junit"
             )
         path = write_signoffs_template(args.out or Path(TEMPLATE_NAME))
         return (
@@ -139,8 +150,14 @@ def _gonogo(args: argparse.Namespace) -> str:
             "gonogo needs run folders and --out PATH (the document to write); "
             "or --signoffs-template for a sign-off file to fill in"
         )
+    if args.junit is not None:
+        check_junit_path(args.junit, document=args.out)  # before anything is written
     result = write_gonogo(args.run_dirs, args.out, args.checklist, args.signoffs)
-    return f"{result.verdict} {args.out}"
+    if args.junit is None:
+        return f"{result.verdict} {args.out}"
+    checklist = args.checklist if args.checklist is not None else default_checklist_path()
+    junit = write_junit(result, args.junit, checklist_path=checklist)
+    return f"{result.verdict} {args.out}\n{junit}"
 
 
 def _build(args: argparse.Namespace) -> Path:

@@ -7,6 +7,7 @@ status. Durations are shortened through the experiments' own environment variabl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -282,8 +283,9 @@ def test_a_fault_past_the_objective_is_no_go(lab: Lab) -> None:
     assert _result(summary, "tenant-0")["rto_seconds"] > 2
 
 
-def test_sigint_during_a_drain_uncordons_and_stops_the_load(lab: Lab) -> None:
-    client = lab.client()
+@contextlib.contextmanager
+def holding_tenant_0(client: KubeClient) -> Iterator[None]:
+    """A PodDisruptionBudget that refuses every eviction of tenant-0's pod: a drain keeps retrying."""
     pdb = {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
@@ -292,6 +294,14 @@ def test_sigint_during_a_drain_uncordons_and_stops_the_load(lab: Lab) -> None:
     }
     client.create("poddisruptionbudgets", pdb, "tenants")
     try:
+        yield
+    finally:
+        client.delete("poddisruptionbudgets", "hold-tenant-0", "tenants")
+
+
+def test_sigint_during_a_drain_uncordons_and_stops_the_load(lab: Lab) -> None:
+    client = lab.client()
+    with holding_tenant_0(client):
         before = set(lab.runs.glob("*"))
         proc = lab.start("node-drain")
         deadline = time.monotonic() + 60
@@ -306,8 +316,6 @@ def test_sigint_during_a_drain_uncordons_and_stops_the_load(lab: Lab) -> None:
         time.sleep(1.5)  # the budget refuses the eviction; the drain is retrying
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=120)
-    finally:
-        client.delete("poddisruptionbudgets", "hold-tenant-0", "tenants")
     assert proc.returncode != 0, output[-2000:]
     assert all(not n["spec"].get("unschedulable") for n in client.list("nodes")), output[-2000:]
     meta = json.loads((run / "run.json").read_text())
