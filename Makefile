@@ -26,10 +26,10 @@ demo: setup
 	bash experiments/run-all.sh
 
 ## release: the whole checklist against a cluster: make release VARS=cluster.vars.json [RELEASE_ARGS=...]
-## exit 0 GO, 1 NO-GO, 2 could not run, 130 interrupted; go/no-go document and junit.xml in the release folder
+## the command exits 0 GO, 1 NO-GO, 2 could not run, 130 interrupted (make itself: 0 on GO, else 2)
 release: setup
 	@test -n "$(VARS)" || { echo "make release: pass VARS=your-cluster.vars.json (see experiments/cluster.vars.example.json)" >&2; exit 2; }
-	$(BIN)/python -m orchestration release --var-file $(VARS) $(RELEASE_ARGS)
+	$(BIN)/python -m orchestration release --var-file "$(VARS)" $(RELEASE_ARGS)
 
 ## local-run: load + freeze + kill on plain local PostgreSQL servers, no Kubernetes
 local-run: setup

@@ -16,6 +16,7 @@ file per process; each process serves Prometheus metrics and writes their URL to
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import sys
 from dataclasses import dataclass, field
@@ -24,8 +25,10 @@ from typing import Any
 
 import gevent
 from locust import User, constant, events, task
+from locust.exception import StopUser
 
 from loadgen.claims import claim_writer
+from loadgen.deadlines import DEADLINES
 from loadgen.errors import LoadgenError
 from loadgen.journal import JournalWriter, Write
 from loadgen.metrics import LoadMetrics
@@ -195,10 +198,16 @@ class TenantUser(User):
 
     @task
     def supervise(self) -> None:
-        """Surface an error that ended the writer's thread (Locust logs it, once a second)."""
-        error = self.writer.error
+        """Report, once, an error that ended the writer's thread (or the deadline thread), then stop.
+
+        The tenant then stops being written: the run's liveness check sees it as a dead load.
+        """
+        error = self.writer.error or DEADLINES.error
         if error is not None:
-            raise LoadgenError(f"the writer of {self.writer.tenant.name} stopped: {error!r}")
+            logging.getLogger(__name__).error(
+                "the writer of %s stopped: %s", self.writer.tenant.name, redact(repr(error))
+            )
+            raise StopUser()
 
     def on_stop(self) -> None:
         # A write still running when Locust stops is given its deadline, then journaled as

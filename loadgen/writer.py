@@ -48,6 +48,12 @@ from loadgen.tenants import Tenant, redact
 __all__ = ["TenantWriter", "classify"]
 
 
+def _close_aside(session: Session | None) -> None:
+    """Close ``session`` in a thread of its own: a close can block (a peer gone half-dead)."""
+    if session is not None:
+        native.start_thread(lambda: close_quietly(session))
+
+
 class _Call:
     """The attempt a lane is making: abandoned ("claimed") by whoever journals it first."""
 
@@ -175,13 +181,13 @@ class TenantWriter:
         self._wakeup.wake()
         self.join(grace, sleep)
         with self._lock:
-            lane, call = self._lane, None
+            lane, call, record = self._lane, None, None
             if lane is not None and not lane.exited and lane.call is not None and not lane.call.claimed:
                 call = self._claim(lane)
+                record = self._record(call, "info", None, "Interrupted")  # journaled before stop returns
             spare, self._spare = self._spare, None
-        if call is not None:
-            self._finish(call, "info", None, "Interrupted")
-        close_quietly(spare)
+        self._announce(record)
+        _close_aside(spare)  # never a blocking close on the caller's (the event loop's) thread
         self._deadlines.remove(self)
         return call is None
 
@@ -194,16 +200,25 @@ class TenantWriter:
         with self._lock:
             if lane is None or lane is not self._lane or lane.call is not call or call.claimed:
                 return
+            if now < call.deadline:  # a connect succeeded meanwhile: the insert has its own deadline
+                return
             self._claim(lane)
             fresh = None
             if not self._stopping and self.abandoned < self.max_abandoned:
                 fresh = self._lane = _Lane(None)
-        if call.connecting:
-            self._finish(call, "fail", None, "ConnectTimeout")
-        else:
-            self._finish(call, "info", None, "WriteTimeout")
+            # Journaled under the lock: whoever sees the lane gone (stop, join) sees the line too.
+            if call.connecting:
+                record = self._record(call, "fail", None, "ConnectTimeout")
+            else:
+                record = self._record(call, "info", None, "WriteTimeout")
+        self._announce(record)
         if fresh is not None:
-            native.start_thread(lambda: self._run(fresh))
+            try:
+                native.start_thread(lambda: self._run(fresh))
+            except BaseException as exc:  # no thread: the writer is dead, and says so
+                self.error = exc
+                with self._lock:
+                    fresh.exited = True
 
     def _claim(self, lane: _Lane) -> _Call:
         """Abandon ``lane``'s call (lock held): its thread no longer runs the writer."""
@@ -227,12 +242,12 @@ class TenantWriter:
             self.error = exc
             assert current is not None
             with self._lock:
-                call = None
+                record = None
                 if current.call is not None and not current.call.claimed:
                     call = self._claim(current)
                     self.abandoned -= 1  # nothing hangs: the call ended in the exception
-            if call is not None:
-                self._finish(call, "info", None, type(exc).__name__)
+                    record = self._record(call, "info", None, type(exc).__name__)
+            self._announce(record)
             self._exit(current)
 
     def _step(self, lane: _Lane) -> _Lane | None:
@@ -330,8 +345,6 @@ class TenantWriter:
         except pyodbc.Error as exc:
             definite, error = classify(exc, self._sql)
             outcome, broken = ("fail" if definite else "info"), not definite
-        if broken and call.claimed:
-            close_quietly(session)
         with self._lock:
             if call.claimed:
                 lane.session = None
@@ -342,10 +355,12 @@ class TenantWriter:
                 if broken:
                     lane.session = None
         if handed is not None:
+            if broken:
+                _close_aside(session)
             return self._hand_on(*handed)
-        if broken:
-            close_quietly(session)
         self._finish(call, outcome, server_ts, error)
+        if broken:
+            _close_aside(session)  # a close can hang too (a half-dead peer): not on the lane
         return lane
 
     def _returned(self, session: Session | None) -> tuple[_Lane | None, Session | None]:
@@ -380,6 +395,18 @@ class TenantWriter:
             self.journal.clock(session.clock)
 
     def _finish(self, call: _Call, outcome: Outcome, server_ts: float | None, error: str | None) -> Write:
+        """Journal the lane's own attempt, count it, and pass it on."""
+        with self._lock:
+            record = self._record(call, outcome, server_ts, error)
+        self._announce(record)
+        return record
+
+    def _announce(self, record: Write | None) -> None:
+        if record is not None and self.on_record is not None:
+            self.on_record(record)
+
+    def _record(self, call: _Call, outcome: Outcome, server_ts: float | None, error: str | None) -> Write:
+        """Journal one attempt and count it (lock held: the journal's lock nests inside it)."""
         latency = time.perf_counter() - call.began
         record = Write(
             tenant=self.tenant.name,
@@ -394,17 +421,14 @@ class TenantWriter:
             due=call.due,
         )
         self.journal.write(record)
-        with self._lock:
-            if outcome == "ok":
-                self.failures = 0
-                if self.interval > 0:
-                    self._next += self.interval
-            else:
-                self.failures += 1
-                ceiling = min(self.backoff_cap, 0.025 * 2 ** min(self.failures, 10))
-                self._retry_at = time.monotonic() + self._jitter(ceiling)
-        if self.on_record is not None:
-            self.on_record(record)
+        if outcome == "ok":
+            self.failures = 0
+            if self.interval > 0:
+                self._next += self.interval
+        else:
+            self.failures += 1
+            ceiling = min(self.backoff_cap, 0.025 * 2 ** min(self.failures, 10))
+            self._retry_at = time.monotonic() + self._jitter(ceiling)
         return record
 
     def _jitter(self, ceiling: float) -> float:

@@ -42,12 +42,14 @@ from typing import Any
 
 from common.files import replace_text
 from lab.paths import project_root
+from loadgen.tenants import redact
 from orchestration.errors import OrchestrationError
 from orchestration.release_preflight import release_preflight
 from reports.errors import ReportError
 from reports.gonogo import write_gonogo
+from reports.gonogo_runs import CAPACITY_NAME, SUMMARY_NAME, load_run
 from reports.html import write_html
-from reports.junit import write_junit
+from reports.junit import worst_rto, write_junit
 
 __all__ = [
     "DEFAULT_EXPERIMENTS",
@@ -123,22 +125,35 @@ class _Ran:
 
 
 class _Interrupts:
-    """SIGINT/SIGTERM while running: remember it and pass SIGINT to the running ``chaos run``."""
+    """SIGINT/SIGTERM/SIGHUP while running: remember the first, pass SIGINT to the running ``chaos run``.
+
+    Only the first signal is passed on: a second SIGINT makes Chaos Toolkit abandon the
+    rollbacks it is running (CI systems often send SIGINT, then SIGTERM seconds later).
+    """
 
     def __init__(self) -> None:
         self.signal: int | None = None
         self.child: subprocess.Popen[bytes] | None = None
+        self._forwarded = False
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        self.signal = signum
+        if self.signal is None:
+            self.signal = signum
+        self.forward()
+
+    def forward(self) -> None:
+        """Pass SIGINT to the running child once, if a signal came."""
         child = self.child
-        if child is not None and child.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                child.send_signal(signal.SIGINT)  # chaos run rolls back on SIGINT
+        if self.signal is None or self._forwarded or child is None or child.poll() is not None:
+            return
+        self._forwarded = True
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signal.SIGINT)  # chaos run rolls back on SIGINT
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[_Interrupts]:
-        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        previous = {s: signal.signal(s, self._handle) for s in handled}
         try:
             yield self
         finally:
@@ -192,9 +207,14 @@ def _chaos(
     with (out / f"chaos-{ran.name}.out").open("wb") as console:
         # Its own session: a terminal's Ctrl-C reaches only this process, which passes it on once.
         child = subprocess.Popen(
-            argv, stdout=console, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            argv,
+            stdout=console,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # SIGINT: caught here, so the child starts with the default
         )
         interrupts.child = child
+        interrupts.forward()  # a signal that came while it was starting
         try:
             ran.exit_code = _wait(child, interrupts)
         finally:
@@ -216,24 +236,29 @@ def _wait(child: subprocess.Popen[bytes], interrupts: _Interrupts) -> int:
             try:
                 return child.wait(timeout=_CHAOS_GRACE)
             except subprocess.TimeoutExpired:
-                child.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.pid, signal.SIGKILL)  # its own session: the whole group
                 return child.wait()
 
 
+def _evidence(folder: Path) -> bool:
+    """True for a folder the document can judge: a run with its summary, or a capacity sweep."""
+    return (folder / SUMMARY_NAME).is_file() or (folder / CAPACITY_NAME).is_file()
+
+
 def _worst(run_dir: Path) -> str:
-    """One line on a run folder: its verdict, worst RTO and lost writes (from summary.json)."""
+    """One line on a run folder: its verdict, worst RTO and lost writes."""
+    if (run_dir / CAPACITY_NAME).is_file():
+        return "capacity sweep"
     try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return "no summary"
-    rtos, lost = [], 0
-    for fault in summary.get("faults") or []:
-        for result in fault.get("results") or []:
-            if isinstance(result.get("rto_seconds"), int | float):
-                rtos.append(float(result["rto_seconds"]))
-            lost += int(result.get("lost_writes") or 0)
-    worst = f"worst RTO {max(rtos):.1f} s" if rtos else "no RTO"
-    return f"{summary.get('verdict', '?')}, {worst}, {lost} lost"
+        run = load_run(run_dir)
+    except ReportError:
+        return "no summary: it proves nothing"
+    lost = run.lost()
+    return (
+        f"{run.summary.get('verdict', 'no verdict')}, worst RTO {worst_rto(run)} s, "
+        f"{'cannot tell how many' if lost is None else lost} lost"
+    )
 
 
 def run_release(settings: ReleaseSettings, say: Callable[[str], object] = print) -> int:
@@ -244,23 +269,46 @@ def run_release(settings: ReleaseSettings, say: Callable[[str], object] = print)
     except OrchestrationError as exc:
         say(f"release: {exc}")
         return EXIT_CANNOT_RUN
+    record: dict[str, Any] = {}
+    try:
+        return _release(settings, experiments, out, record, say)
+    except Exception as exc:  # never a traceback and exit 1, which would read as NO-GO
+        say(f"release: stopped by an unexpected error: {type(exc).__name__}: {exc}")
+        return _finish(out, record, EXIT_CANNOT_RUN, say, failure=f"{type(exc).__name__}: {exc}")
+
+
+def _release(
+    settings: ReleaseSettings,
+    experiments: list[Path],
+    out: Path,
+    record: dict[str, Any],
+    say: Callable[[str], object],
+) -> int:
     env = dict(os.environ)
     if settings.kubeconfig is not None:
         env["KUBECONFIG"] = os.environ["KUBECONFIG"] = str(settings.kubeconfig.resolve())
-    env["HARNESS_RUNS_DIR"] = str(out)
-    record: dict[str, Any] = {
-        "started_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        "experiments": [p.stem for p in experiments],
-        "var_files": [str(p) for p in settings.var_files],
-    }
+    # Every run folder goes under the release folder (the experiments' runs_dir); the
+    # preflight refuses a var file that would send them elsewhere.
+    env["HARNESS_RUNS_DIR"] = os.environ["HARNESS_RUNS_DIR"] = str(out)
+    record.update(
+        started_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        experiments=[p.stem for p in experiments],
+        var_files=[str(p) for p in settings.var_files],
+    )
     interrupts = _Interrupts()
     with interrupts.installed():
         say(f"release: preflight ({len(experiments)} experiment(s), folder {out})")
         try:
             found = release_preflight(experiments, settings.var_files, out)
         except OrchestrationError as exc:
+            if interrupts.signal is not None:  # e.g. kubectl killed by the same Ctrl-C: not a finding
+                record["interrupted"] = True
+                return _finish(out, record, EXIT_INTERRUPTED, say)
             say(f"release: preflight failed: {exc}")
-            return _finish(out, record, EXIT_CANNOT_RUN, say, preflight=str(exc))
+            return _finish(out, record, EXIT_CANNOT_RUN, say, failure=f"preflight: {exc}")
+        if interrupts.signal is not None:
+            record["interrupted"] = True
+            return _finish(out, record, EXIT_INTERRUPTED, say)
         target = found["target"]
         where = f"{target.get('kind')} {target.get('api_server')}"
         say(f"release: target {where}, {found['instances']} instance(s)")
@@ -291,73 +339,90 @@ def _document(
     interrupted: bool,
     say: Callable[[str], object],
 ) -> int:
-    folders = [out / d for r in ran for d in r.run_dirs]
+    folders = [out / d for r in ran for d in r.run_dirs if _evidence(out / d)]
+    # An experiment that proves nothing (no run folder, or one without its summary) cannot
+    # be left out silently: it is an error case in junit.xml and the verdict cannot be GO.
+    unproven = [r for r in ran if not any(_evidence(out / d) for d in r.run_dirs)]
+    not_started = [name for name in record["experiments"] if name not in {r.name for r in ran}]
     if not folders:
-        say("release: no experiment left a run folder: nothing to judge (see the chaos-*.out files)")
+        say("release: no experiment left a run folder with its summary: nothing to judge (see chaos-*.out)")
         return _finish(out, record, EXIT_INTERRUPTED if interrupted else EXIT_CANNOT_RUN, say)
     document = out / DOCUMENT
     try:
         decision = write_gonogo(folders, document, settings.checklist, settings.signoffs)
-        if interrupted:
-            _mark_incomplete(document, [r.name for r in ran], record["experiments"])
-        junit = write_junit(decision, out / "junit.xml")
-        _add_missing_runs(junit, [r for r in ran if not r.run_dirs], out)
+        if interrupted or unproven:
+            _note_gaps(document, unproven, not_started)
+        junit = write_junit(decision, out / "junit.xml", checklist_path=settings.checklist)
+        _add_missing_runs(junit, unproven, not_started)
     except ReportError as exc:
         say(f"release: the document could not be written: {exc}")
-        return _finish(out, record, EXIT_CANNOT_RUN, say)
-    record["verdict"] = decision.verdict
+        return _finish(out, record, EXIT_CANNOT_RUN, say, failure=str(exc))
+    verdict = decision.verdict if not unproven else "NO-GO"
+    record.update(verdict=verdict, unproven=[r.name for r in unproven], not_started=not_started)
     say(f"report: {document}")
     say(f"report (HTML): {document.with_suffix('.html')}")
     say(f"junit: {junit}")
-    say(f"verdict: {decision.verdict}")
-    code = EXIT_INTERRUPTED if interrupted else EXIT_GO if decision.verdict == "GO" else EXIT_NO_GO
+    if unproven:
+        say(f"release: {', '.join(r.name for r in unproven)} left no evidence: the verdict cannot be GO")
+    say(f"verdict: {verdict}")
+    code = EXIT_INTERRUPTED if interrupted else EXIT_GO if verdict == "GO" else EXIT_NO_GO
     return _finish(out, record, code, say)
 
 
-def _mark_incomplete(document: Path, ran: Sequence[str], planned: Sequence[str]) -> None:
-    """Say at the top of the document that the release was interrupted, and re-render its HTML."""
-    missing = [name for name in planned if name not in ran]
-    lines = document.read_text().splitlines()
-    note = "> **Incomplete: the release was interrupted.** " + (
-        f"Not run: {', '.join(missing)}." if missing else "The last experiment was cut short."
-    )
+def _note_gaps(document: Path, unproven: Sequence[_Ran], not_started: Sequence[str]) -> None:
+    """Say at the top of the document what the release could not prove, and re-render its HTML."""
+    parts = []
+    if not_started:
+        parts.append(f"**Incomplete: the release was interrupted.** Not run: {', '.join(not_started)}.")
+    if unproven:
+        names = ", ".join(r.name for r in unproven)
+        parts.append(f"**No evidence from {names}** (no run folder with a summary): it cannot be GO.")
+    if not parts:
+        parts.append("**Incomplete: the release was interrupted** while its last experiment ran.")
+    lines = document.read_text(encoding="utf-8").splitlines()
     at = next((i + 1 for i, line in enumerate(lines) if line.startswith("# ")), 0)
-    replace_text(document, "\n".join([*lines[:at], "", note, *lines[at:]]) + "\n")
+    note = ["", *(f"> {p}" for p in parts)]
+    replace_text(document, "\n".join([*lines[:at], *note, *lines[at:]]) + "\n")
     write_html(document)
 
 
-def _add_missing_runs(junit: Path, missing: Sequence[_Ran], out: Path) -> None:
-    """An experiment that left no run folder is an error case in ``junit.xml`` (it proves nothing)."""
-    if not missing:
+def _add_missing_runs(junit: Path, unproven: Sequence[_Ran], not_started: Sequence[str]) -> None:
+    """Experiments without evidence are error cases in ``junit.xml``; those never started, skipped."""
+    if not unproven and not not_started:
         return
-    from junitparser import Error, JUnitXml, TestCase, TestSuite
+    from junitparser import Error, JUnitXml, Skipped, TestCase, TestSuite
 
     xml = JUnitXml.fromfile(str(junit))
-    suites = {s.name: s for s in xml}
-    suite = suites.get("experiments")
+    suite = next((s for s in xml if s.name == "experiments"), None)
     if suite is None:
         suite = TestSuite("experiments")
         xml.add_testsuite(suite)
-    for one in missing:
+    for one in unproven:
         case = TestCase(one.name, classname="experiments")
-        reason = "interrupted before it measured anything" if one.interrupted else "it left no run folder"
-        case.result = [Error(f"{reason}: see chaos-{one.name}.out", "NoRunFolder")]
+        reason = "interrupted before it left a summary" if one.interrupted else "no run folder with a summary"
+        case.result = [Error(f"{reason}: see chaos-{one.name}.out", "NoEvidence")]
+        suite.add_testcase(case)
+    for name in not_started:
+        case = TestCase(name, classname="experiments")
+        case.result = [Skipped("not run: the release was interrupted first")]
         suite.add_testcase(case)
     suite.update_statistics()
     xml.update_statistics()
-    xml.write(str(junit))
+    partial = junit.with_name(junit.name + ".part")
+    xml.write(str(partial))
+    os.replace(partial, junit)
 
 
 def _finish(
-    out: Path, record: dict[str, Any], code: int, say: Callable[[str], object], preflight: str | None = None
+    out: Path, record: dict[str, Any], code: int, say: Callable[[str], object], failure: str | None = None
 ) -> int:
     record.update(
         exit_code=code,
         meaning=EXIT_CODES[code],
         ended_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
     )
-    if preflight is not None:
-        record["preflight_failure"] = preflight
+    if failure is not None:
+        record["failure"] = redact(failure)
     replace_text(out / "release.json", json.dumps(record, indent=2, default=str) + "\n")
     say(f"release: exit {code} ({EXIT_CODES[code]})")
     return code

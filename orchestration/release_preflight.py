@@ -103,6 +103,12 @@ def release_preflight(experiments: Sequence[Path], var_files: Sequence[Path], ou
         check_configuration(configuration)
     except ConfigurationError as exc:
         raise OrchestrationError(str(exc)) from None
+    runs_dir = configuration.get("runs_dir")
+    if runs_dir and Path(str(runs_dir)).resolve() != out.resolve():
+        raise OrchestrationError(
+            f"runs_dir is set to {runs_dir}, but a release keeps every run under {out}: "
+            "remove runs_dir from the var file (or pass --out)"
+        )
     try:
         target = target_identity(configuration, secrets)
     except ProbeError as exc:

@@ -55,6 +55,7 @@ __all__ = [
     "UNKNOWN_MARKERS",
     "check_junit_path",
     "junit_xml",
+    "worst_rto",
     "write_junit",
 ]
 
@@ -169,7 +170,7 @@ def _title(run: Run) -> str:
     return f"local run ({', '.join(kinds) or 'no fault'})"
 
 
-def _worst_rto(run: Run) -> str:
+def worst_rto(run: Run) -> str:
     """The worst RTO in seconds over every (fault, tenant), or why there is none."""
     results = [r for _, r in run.results()]
     if not results:
@@ -202,7 +203,7 @@ def _run_case(run: Run) -> TestCase:
             ("target_detail", run.target.describe()),
             ("verdict", verdict if isinstance(verdict, str) and verdict else "missing"),
             ("chaos_status", run.chaos_status),
-            ("worst_rto_seconds", _worst_rto(run)),
+            ("worst_rto_seconds", worst_rto(run)),
             ("lost_writes", "cannot tell" if lost is None else str(lost)),
             ("tenants", str(len(run.tenants))),
             ("folder", str(run.path)),

@@ -131,8 +131,9 @@ def test_sigterm_rolls_back_and_still_writes_the_document_and_the_xml(lab: Lab, 
     document = (out / "07-metrics-go-no-go.md").read_text()
     assert "Incomplete: the release was interrupted" in document and "Not run: pod-eviction" in document
     xml = JUnitXml.fromfile(str(out / "junit.xml"))
-    names = [c.name for s in xml if s.name == "experiments" for c in s]
-    assert any("node-drain" in n for n in names) and not any("pod-eviction" in n for n in names)
+    cases = {c.name: c for s in xml if s.name == "experiments" for c in s}
+    assert any("node-drain" in n for n in cases), cases
+    assert isinstance(cases["pod-eviction"].result[0], Skipped)  # never started
     assert json.loads((out / "release.json").read_text())["interrupted"] is True
 
 
@@ -142,6 +143,7 @@ def test_sigterm_rolls_back_and_still_writes_the_document_and_the_xml(lab: Lab, 
         ({"allowed_namespaces": "somewhere-else"}, (), "blast radius"),
         ({"mssql_group": "nothing.example.com"}, (), "MSSQL custom resources"),
         ({"namespace_typo": "tenants"}, (), "does not declare"),
+        ({"runs_dir": "/tmp/somewhere-else"}, (), "runs_dir is set"),
         ({}, ("--experiments", "no-such-fault"), "no experiment"),
     ],
 )

@@ -39,6 +39,7 @@ class _Server:
         self.hang_inserts = 0
         self.hang_connects = 0
         self.insert_delay = 0.0
+        self.close_hangs = False
         self.released = threading.Event()
         self.sessions: list[Session] = []
         self.connects = 0
@@ -100,6 +101,8 @@ class _Conn:
         return self.cur
 
     def close(self) -> None:
+        if self.cur.server.close_hangs:
+            self.cur.server.released.wait()
         self.closed = True
 
 
@@ -289,6 +292,20 @@ def test_a_broken_connection_is_dropped_and_a_definite_error_keeps_it(server: _S
     writes = rig.writes()
     assert {(w.outcome, w.error) for w in writes} == {("fail", "IntegrityError:23505")}
     assert len(server.sessions) == before + 1, "a definite error does not cost the connection"
+
+
+def test_a_close_that_hangs_does_not_silence_the_writer(server: _Server, rig: _Rig) -> None:
+    """A broken connection whose close blocks (a half-dead peer) is closed aside: the
+    attempt is journaled at once and the next ones follow on new connections."""
+    server.insert_error = pyodbc.OperationalError("08S01", "connection lost")
+    server.close_hangs = True
+    writer = rig.writer(interval=0.01)
+    writer.start()
+    writes = rig.wait_for(lambda ws: len(ws) >= 3, timeout=2.0)
+    assert all(w.latency < 0.05 for w in writes), [w.latency for w in writes]
+    assert not any(s.conn.closed for s in server.sessions)  # every close still hangs
+    server.close_hangs = False
+    server.release()
 
 
 def test_stop_gives_a_call_its_grace_then_journals_it_as_interrupted(server: _Server, rig: _Rig) -> None:
