@@ -254,11 +254,10 @@ def _worst(run_dir: Path) -> str:
         run = load_run(run_dir)
     except ReportError:
         return "no summary: it proves nothing"
-    lost = run.lost()
-    return (
-        f"{run.summary.get('verdict', 'no verdict')}, worst RTO {worst_rto(run)} s, "
-        f"{'cannot tell how many' if lost is None else lost} lost"
-    )
+    lost, worst = run.lost(), worst_rto(run)
+    rto = f"worst RTO {worst} s" if worst[:1].isdigit() else f"RTO: {worst}"
+    lost_text = "cannot tell how many" if lost is None else str(lost)
+    return f"{run.summary.get('verdict', 'no verdict')}, {rto}, {lost_text} lost"
 
 
 def run_release(settings: ReleaseSettings, say: Callable[[str], object] = print) -> int:
