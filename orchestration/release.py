@@ -47,7 +47,8 @@ from orchestration.errors import OrchestrationError
 from orchestration.release_preflight import release_preflight
 from reports.errors import ReportError
 from reports.gonogo import write_gonogo
-from reports.gonogo_runs import CAPACITY_NAME, SUMMARY_NAME, load_run
+from reports.gonogo_folders import is_result
+from reports.gonogo_runs import CAPACITY_NAME, load_run
 from reports.html import write_html
 from reports.junit import worst_rto, write_junit
 
@@ -241,11 +242,6 @@ def _wait(child: subprocess.Popen[bytes], interrupts: _Interrupts) -> int:
                 return child.wait()
 
 
-def _evidence(folder: Path) -> bool:
-    """True for a folder the document can judge: a run with its summary, or a capacity sweep."""
-    return (folder / SUMMARY_NAME).is_file() or (folder / CAPACITY_NAME).is_file()
-
-
 def _worst(run_dir: Path) -> str:
     """One line on a run folder: its verdict, worst RTO and lost writes."""
     if (run_dir / CAPACITY_NAME).is_file():
@@ -338,10 +334,10 @@ def _document(
     interrupted: bool,
     say: Callable[[str], object],
 ) -> int:
-    folders = [out / d for r in ran for d in r.run_dirs if _evidence(out / d)]
+    folders = [out / d for r in ran for d in r.run_dirs if is_result(out / d)]
     # An experiment that proves nothing (no run folder, or one without its summary) cannot
     # be left out silently: it is an error case in junit.xml and the verdict cannot be GO.
-    unproven = [r for r in ran if not any(_evidence(out / d) for d in r.run_dirs)]
+    unproven = [r for r in ran if not any(is_result(out / d) for d in r.run_dirs)]
     not_started = [name for name in record["experiments"] if name not in {r.name for r in ran}]
     if not folders:
         say("release: no experiment left a run folder with its summary: nothing to judge (see chaos-*.out)")

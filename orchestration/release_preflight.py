@@ -29,7 +29,7 @@ from typing import Any
 from common.config import ConfigurationError
 from loadgen.errors import LoadgenError
 from orchestration.configuration import check_configuration
-from orchestration.control import RUN_DIR_ENV, check_namespace, check_var_files
+from orchestration.control import RUN_DIR_ENV, check_namespace, check_var_files, sibling_keys
 from orchestration.errors import OrchestrationError
 from probes.errors import ProbeError
 from probes.k8s.crs import custom_resources
@@ -52,22 +52,11 @@ def _experiment(path: Path) -> dict[str, Any]:
 
 
 def declared_keys(experiments: Sequence[Path]) -> set[str]:
-    """Every configuration key declared by ``experiments`` or an experiment beside one of them.
-
-    One var file serves a whole folder of experiments, as in ``chaos run`` (the control's
-    check, :func:`orchestration.control.check_var_files`, reads the same siblings): a key
-    a sibling declares is legitimate, a key none declares is a typo.
-    """
+    """Every configuration key declared by ``experiments`` or an experiment beside one of them,
+    as the control judges a var file (:func:`orchestration.control.sibling_keys`)."""
     keys: set[str] = set()
     for path in experiments:
-        keys |= set(_experiment(path).get("configuration") or {})
-        for sibling in path.resolve().parent.glob("*.json"):
-            try:
-                doc = json.loads(sibling.read_text())
-            except (OSError, json.JSONDecodeError):
-                continue
-            if isinstance(doc, dict) and "method" in doc and isinstance(doc.get("configuration"), dict):
-                keys |= set(doc["configuration"])
+        keys |= set(_experiment(path).get("configuration") or {}) | sibling_keys(path)
     return keys
 
 

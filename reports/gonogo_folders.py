@@ -19,12 +19,13 @@ from reports.capacity_data import CAPACITY_NAME
 from reports.errors import ReportError
 from reports.gonogo_runs import SUMMARY_NAME, Run, Sweep, load_folder
 
-__all__ = ["RUN_META_NAME", "expand_folders", "load_folders"]
+__all__ = ["RUN_META_NAME", "expand_folders", "is_result", "load_folders"]
 
 RUN_META_NAME = "run.json"
 
 
-def _is_result(folder: Path) -> bool:
+def is_result(folder: Path) -> bool:
+    """True for a folder the document can judge: a run with its summary, or a capacity sweep."""
     return (folder / SUMMARY_NAME).is_file() or (folder / CAPACITY_NAME).is_file()
 
 
@@ -34,8 +35,8 @@ def _children(folder: Path) -> list[Path]:
         subs = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.name)
     except OSError as exc:
         raise ReportError(f"cannot list {folder}: {exc.strerror or exc}; check its permissions") from None
-    found = [p for p in subs if _is_result(p)]
-    unsummarised = [p for p in subs if not _is_result(p) and (p / RUN_META_NAME).is_file()]
+    found = [p for p in subs if is_result(p)]
+    unsummarised = [p for p in subs if not is_result(p) and (p / RUN_META_NAME).is_file()]
     if unsummarised:
         names = ", ".join(p.name for p in unsummarised)
         raise ReportError(
@@ -51,7 +52,7 @@ def expand_folders(paths: Sequence[str | Path]) -> list[Path]:
     out: list[Path] = []
     for path in paths:
         folder = Path(path)
-        if folder.is_dir() and not _is_result(folder):
+        if folder.is_dir() and not is_result(folder):
             children = _children(folder)
             if children:
                 out += children

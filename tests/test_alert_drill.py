@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from lab.engine import free_port
 from probes.errors import ProbeError
 from probes.k8s import alert_drill
 from probes.prometheus_api import Alertmanager, Prometheus
+from tests.test_operator import _stop
 
 pytestmark = pytest.mark.integration
 
@@ -74,16 +74,6 @@ def _wait_scraped_and_evaluated(url: str) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"{url}: targets not scraped or rules not evaluated within 30 s")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 @dataclass

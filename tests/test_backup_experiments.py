@@ -13,8 +13,6 @@ run without rollbacks must not become a tenant of the next run.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +21,7 @@ import psutil
 import pytest
 
 from lab.kubeclient import Kind
-from lab.paths import lab_dir
-from tests.test_experiments import Lab
+from tests.test_experiments import Lab, running_lab
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -39,18 +36,9 @@ EPSILON = 0.5
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    home = Path(tempfile.mkdtemp(prefix="test-backup-experiments-", dir=lab_dir()))
-    home.chmod(0o755)
-    (home / "home").mkdir()
-    the_lab = Lab(home, home / "runs")
-    the_lab.env.update(FAST_BACKUPS)
-    try:
-        up = the_lab.lab("up", "--tenants", "2", "--nodes", "2")
-        assert up.returncode == 0, up.stderr
+    up = ("--tenants", "2", "--nodes", "2")
+    with running_lab("test-backup-experiments-", *up, env=FAST_BACKUPS) as the_lab:
         yield the_lab
-    finally:
-        the_lab.lab("down", "--wipe")
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def _summary(run: Path | None) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,12 +24,11 @@ from typing import Any
 
 import pytest
 
-from lab import processes
 from lab.executor.store import parse_ts
 from lab.kubeclient import Kind, KubeClient
 from lab.paths import lab_dir, project_root
 from tests.test_api_support import wait_for
-from tests.test_cluster import _lab, _lab_processes
+from tests.test_cluster import _lab, tear_down_lab
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -157,13 +155,7 @@ def lab() -> Iterator[Lab]:
         )
         yield the_lab
     finally:
-        if (home / "cluster").exists():
-            _lab(home, "down", timeout=90)
-        left = _lab_processes(home)
-        if left:
-            processes.kill_trees(left)
-        shutil.rmtree(home, ignore_errors=True)
-        assert not left, f"processes left behind: {[p.pid for p in left]}"
+        tear_down_lab(home)
 
 
 def _insert(lab: Lab, first: int, count: int) -> None:

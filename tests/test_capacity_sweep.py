@@ -11,22 +11,18 @@ itself, the operator and a restarting engine cost a little more, never less). Ev
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from lab.cgroups import cpu_quota_supported
 from lab.cluster import INSTANCES
-from lab.paths import lab_dir
 from orchestration.capacity_tenants import SWEEP_LABEL
-from tests.test_experiments import EXPERIMENTS, Lab
+from tests.test_experiments import EXPERIMENTS, Lab, running_lab
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -43,28 +39,18 @@ def lab() -> Iterator[Lab]:
     reason = cpu_quota_supported()
     if reason:
         pytest.skip(reason)
-    home = Path(tempfile.mkdtemp(prefix="test-capacity-", dir=lab_dir()))
-    home.chmod(0o755)
-    (home / "home").mkdir()
-    (home / "runs").mkdir()
-    the_lab = Lab(home, home / "runs")
-    try:
-        up = the_lab.lab(
-            "up",
-            "--tenants",
-            "1",
-            "--nodes",
-            "1",
-            "--node-cpu",
-            f"{NODE_CPU:g}",
-            "--commit-cpu-ms",
-            f"{COMMIT_CPU_MS:g}",
-        )
-        assert up.returncode == 0, up.stderr
+    up = (
+        "--tenants",
+        "1",
+        "--nodes",
+        "1",
+        "--node-cpu",
+        f"{NODE_CPU:g}",
+        "--commit-cpu-ms",
+        f"{COMMIT_CPU_MS:g}",
+    )
+    with running_lab("test-capacity-", *up) as the_lab:
         yield the_lab
-    finally:
-        the_lab.lab("down", "--wipe")
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def _sweep_instances(lab: Lab) -> list[str]:

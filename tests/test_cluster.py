@@ -61,6 +61,18 @@ def _lab_processes(home: Path) -> list[psutil.Process]:
     return found
 
 
+def tear_down_lab(home: Path) -> None:
+    """Stop the lab under ``home`` (if one was brought up), kill whatever of it is left, remove
+    the folder; fail the test if anything had to be killed."""
+    if (home / "cluster").exists():
+        _lab(home, "down", timeout=90)
+    left = _lab_processes(home)
+    if left:
+        processes.kill_trees(left)
+    shutil.rmtree(home, ignore_errors=True)
+    assert not left, f"processes left behind: {[p.pid for p in left]}"
+
+
 @pytest.fixture
 def home() -> Iterator[Path]:
     folder = Path(tempfile.mkdtemp(prefix="test-cluster-", dir=lab_dir()))
@@ -68,13 +80,7 @@ def home() -> Iterator[Path]:
     try:
         yield folder
     finally:
-        if (folder / "cluster").exists():
-            _lab(folder, "down", timeout=90)
-        left = _lab_processes(folder)
-        if left:
-            processes.kill_trees(left)
-        shutil.rmtree(folder, ignore_errors=True)
-        assert not left, f"processes left behind: {[p.pid for p in left]}"
+        tear_down_lab(folder)
 
 
 def _sql(tenant: dict[str, Any], sql: str) -> str:

@@ -17,32 +17,14 @@ from lab.paths import lab_dir
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_local_run_writes_the_whole_run_folder(tmp_path: Path) -> None:
-    state = Path(tempfile.mkdtemp(prefix="test-demo-", dir=lab_dir()))
+def local_run(runs: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """``python -m probes local-run ARGS --runs RUNS`` with a lab state folder of its own, removed
+    afterwards; the finished process and the engine passwords the folder held."""
+    state = Path(tempfile.mkdtemp(prefix="test-local-run-", dir=lab_dir()))
     state.chmod(0o755)
     try:
-        argv = [
-            sys.executable,
-            "-m",
-            "probes",
-            "local-run",
-            "--tenants",
-            "3",
-            "--duration",
-            "16",
-            "--freeze-at",
-            "3",
-            "--freeze-seconds",
-            "2",
-            "--kill-at",
-            "8",
-            "--stability",
-            "2",
-            "--runs",
-            str(tmp_path),
-        ]
         done = subprocess.run(
-            argv,
+            [sys.executable, "-m", "probes", "local-run", *args, "--runs", str(runs)],
             capture_output=True,
             text=True,
             timeout=180,
@@ -52,6 +34,15 @@ def test_local_run_writes_the_whole_run_folder(tmp_path: Path) -> None:
         secrets = [p.read_text() for p in state.glob("engine/*/password")]
     finally:
         shutil.rmtree(state, ignore_errors=True)
+    return done, secrets
+
+
+def test_local_run_writes_the_whole_run_folder(tmp_path: Path) -> None:
+    done, secrets = local_run(
+        tmp_path,
+        *("--tenants", "3", "--duration", "16", "--freeze-at", "3", "--freeze-seconds", "2"),
+        *("--kill-at", "8", "--stability", "2"),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = Path(done.stdout.strip().splitlines()[-1].removeprefix("report: "))
     run = report.parent

@@ -123,19 +123,29 @@ class Lab:
         return rows
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    home = Path(tempfile.mkdtemp(prefix="test-experiments-", dir=lab_dir()))
+@contextlib.contextmanager
+def running_lab(prefix: str, *up: str, env: dict[str, str] | None = None) -> Iterator[Lab]:
+    """A lab brought up by ``lab up UP...`` in a fresh folder (mode 0755: the server's user
+    must reach it), with ``env`` added to its commands; stopped and removed afterwards."""
+    home = Path(tempfile.mkdtemp(prefix=prefix, dir=lab_dir()))
     home.chmod(0o755)
     (home / "home").mkdir()
+    (home / "runs").mkdir()
     the_lab = Lab(home, home / "runs")
+    the_lab.env.update(env or {})
     try:
-        up = the_lab.lab("up", "--tenants", "2", "--nodes", "3")
-        assert up.returncode == 0, up.stderr
+        done = the_lab.lab("up", *up)
+        assert done.returncode == 0, done.stderr
         yield the_lab
     finally:
         the_lab.lab("down", "--wipe")
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    with running_lab("test-experiments-", "--tenants", "2", "--nodes", "3") as the_lab:
+        yield the_lab
 
 
 def _summary(run: Path | None) -> dict:

@@ -18,13 +18,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 import os
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -35,8 +30,6 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from lab.paths import lab_dir
-from loadgen.journal import ClockSample, JournalWriter, Write
 from reports.__main__ import main
 from reports.browser import CHROMIUM_MISSING, Browser, Tab, find_chromium
 from reports.build import build
@@ -44,6 +37,8 @@ from reports.capacity import write_capacity_report
 from reports.errors import ReportError
 from reports.gonogo import write_gonogo
 from reports.html import RESULT_CLASSES, render_html, verdict_of, write_html
+from tests.test_demo import local_run
+from tests.test_reports import _run_folder
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -275,67 +270,6 @@ def test_result_cells_get_a_class_by_their_whole_text(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- build and capacity hooks
 
 
-def _writes(tenant: str, outage: tuple[float, float] | None, span: float) -> list[Write]:
-    """20 writes/s from T0; attempts inside ``outage`` (seconds after T0) fail."""
-    out = []
-    for seq in range(int(span * 20)):
-        start = T0 + seq / 20
-        down = outage is not None and outage[0] <= start - T0 < outage[1]
-        out.append(
-            Write(
-                tenant,
-                seq % 4,
-                seq,
-                start,
-                start + 0.01,
-                0.01,
-                "fail" if down else "ok",
-                None if down else start + 0.005,
-                "down" if down else None,
-            )
-        )
-    return out
-
-
-def _run_folder(root: Path, lose: int = 0) -> Path:
-    """A run folder as the harness writes it: alpha is down 10-13 s after T0, ``lose`` of its acks vanish."""
-    run = root / "run-h"
-    (run / "journal").mkdir(parents=True)
-    meta = {
-        "run_id": "run-h",
-        "tenants": ["alpha", "beta"],
-        "objective": {"rto_seconds": 60, "rpo_seconds": 0},
-        "stability_seconds": 2,
-        "started_at": T0,
-        "ended_at": T0 + 25,
-        "target": {"kind": "local"},
-    }
-    (run / "run.json").write_text(json.dumps(meta))
-    writes = _writes("alpha", (10, 13), 24) + _writes("beta", None, 24)
-    writer = JournalWriter(run / "journal", "run-h")
-    try:
-        for write in writes:
-            writer.write(write)
-        for tenant in ("alpha", "beta"):
-            writer.clock(ClockSample(tenant, T0, 0.001, 0.001))
-    finally:
-        writer.close()
-    fault = {"name": "freeze", "kind": "freeze", "injected_at": T0 + 10, "target": "alpha", "details": {}}
-    ended = {"event": "ended", "name": "freeze", "ended_at": T0 + 10.2}
-    (run / "faults.jsonl").write_text(json.dumps(fault) + "\n" + json.dumps(ended) + "\n")
-    rows: dict[str, list[list[float]]] = {"alpha": [], "beta": []}
-    for write in writes:
-        if write.outcome == "ok":
-            if write.tenant == "alpha" and write.start - T0 >= 5 and lose > 0:
-                lose -= 1
-                continue
-            rows[write.tenant].append([write.writer, write.seq, write.server_ts or 0.0])
-    (run / "readback.json").write_text(
-        json.dumps({t: {"read_at": T0 + 30, "error": None, "rows": sorted(r)} for t, r in rows.items()})
-    )
-    return run
-
-
 def test_build_writes_report_html_with_every_plot_embedded(tmp_path: Path) -> None:
     run = _run_folder(tmp_path, lose=2)
     report = build(run)
@@ -513,7 +447,8 @@ def _check_pdf(path: Path, images: int) -> None:
 @pytest.mark.integration
 def test_chromium_shows_the_verdict_and_every_image_of_a_run_report_and_a_gonogo(tmp_path: Path) -> None:
     binary = _chromium()
-    run = _run_folder(tmp_path / "runs")
+    (tmp_path / "runs").mkdir()
+    run = _run_folder(tmp_path / "runs", lose=0)
     build(run)
     gonogo = tmp_path / "runs" / "07-metrics-go-no-go.md"
     write_gonogo([run], gonogo)
@@ -567,32 +502,11 @@ def test_browser_timeout_kills_the_process_group(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_a_local_run_report_opens_in_chromium(tmp_path: Path) -> None:
     binary = _chromium()
-    state = Path(tempfile.mkdtemp(prefix="test-html-", dir=lab_dir()))
-    state.chmod(0o755)
-    try:
-        argv = [
-            sys.executable,
-            "-m",
-            "probes",
-            "local-run",
-            "--tenants",
-            "2",
-            "--duration",
-            "8",
-            "--kill-tenant",
-            "1",
-        ]
-        argv += ["--freeze-at", "2", "--freeze-seconds", "1", "--kill-at", "4", "--stability", "1"]
-        done = subprocess.run(
-            [*argv, "--runs", str(tmp_path)],
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-            env={**os.environ, "HARNESS_LAB_DIR": str(state)},
-        )
-    finally:
-        shutil.rmtree(state, ignore_errors=True)
+    done, _ = local_run(
+        tmp_path,
+        *("--tenants", "2", "--duration", "8", "--kill-tenant", "1"),
+        *("--freeze-at", "2", "--freeze-seconds", "1", "--kill-at", "4", "--stability", "1"),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = Path(done.stdout.strip().splitlines()[-1].removeprefix("report: "))
     page_file = report.with_suffix(".html")

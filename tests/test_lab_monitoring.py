@@ -11,7 +11,6 @@ Job, series and alert, and ``lab down`` leaving no Prometheus or Alertmanager be
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -23,12 +22,11 @@ import pytest
 import requests
 
 from common.times import parse_time
-from lab import processes
 from lab.kubeclient import KINDS, Kind, KubeClient
 from lab.monitoring import MonitoringEndpoints, monitoring_endpoints
 from lab.paths import lab_dir
 from tests.test_api_support import wait_for
-from tests.test_cluster import _lab, _lab_processes
+from tests.test_cluster import _lab, _lab_processes, tear_down_lab
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -100,13 +98,7 @@ def lab() -> Iterator[Lab]:
         assert up.returncode == 0, up.stderr
         yield Lab(home)
     finally:
-        if (home / "cluster").exists():
-            _lab(home, "down", timeout=90)
-        left = _lab_processes(home)
-        if left:
-            processes.kill_trees(left)
-        shutil.rmtree(home, ignore_errors=True)
-        assert not left, f"processes left behind: {[p.pid for p in left]}"
+        tear_down_lab(home)
 
 
 def _targets(lab: Lab) -> dict[str, list[dict[str, Any]]]:

@@ -8,11 +8,9 @@ default list: ``make demo`` runs the whole list through the same command.
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,10 +19,9 @@ import psutil
 import pytest
 from junitparser import JUnitXml, Skipped
 
-from lab.paths import lab_dir
 from reports.checklist import default_checklist_path, parse_checklist
 from reports.signoffs import signable_gates
-from tests.test_experiments import EXPERIMENTS, Lab, holding_tenant_0
+from tests.test_experiments import EXPERIMENTS, Lab, holding_tenant_0, running_lab
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -33,17 +30,8 @@ VARS = str(EXPERIMENTS / "lab.vars.json")
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    home = Path(tempfile.mkdtemp(prefix="test-release-", dir=lab_dir()))
-    home.chmod(0o755)
-    (home / "home").mkdir()
-    the_lab = Lab(home, home / "runs")
-    try:
-        up = the_lab.lab("up", "--tenants", "2", "--nodes", "3", "--no-monitoring")
-        assert up.returncode == 0, up.stderr
+    with running_lab("test-release-", "--tenants", "2", "--nodes", "3", "--no-monitoring") as the_lab:
         yield the_lab
-    finally:
-        the_lab.lab("down", "--wipe")
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def _release(lab: Lab, out: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
