@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from junitparser import Error, JUnitXml, Skipped
 
 from orchestration.release import (
@@ -142,3 +143,21 @@ def test_a_signal_before_the_experiment_started_reaches_it(tmp_path: Path) -> No
         assert child.wait(timeout=10) == 0
     assert counted.read_text() == "1"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_an_unexpected_error_exits_2_never_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash must not read as NO-GO (1), let alone GO: it is "could not run", with a record."""
+    from orchestration import release
+
+    def crash(*_args: object) -> dict[str, object]:
+        raise RuntimeError("kubectl hung")
+
+    monkeypatch.setattr(release, "release_preflight", crash)
+    out = tmp_path / "release"
+    settings = _settings(tmp_path, _go_checklist(tmp_path))
+    lines: list[str] = []
+    code = release.run_release(ReleaseSettings(var_files=settings.var_files, out=out), lines.append)
+    assert code == 2, lines
+    record = json.loads((out / "release.json").read_text())
+    assert record["exit_code"] == 2 and "RuntimeError: kubectl hung" in record["failure"]
+    assert any("unexpected error" in line for line in lines)
