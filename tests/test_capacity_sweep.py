@@ -103,7 +103,11 @@ def test_the_sweep_finds_the_known_capacity_within_one_step(lab: Lab) -> None:
         "HARNESS_CAPACITY_TO": str(KNOWN_CAPACITY + 2),
         "HARNESS_CAPACITY_STEP": str(STEP),
         "HARNESS_CAPACITY_RATES": f"{RATE:g}",
-        "HARNESS_CAPACITY_LATENCY_LIMIT": "500",
+        # The boundary under test is the node's CPU. At 3 tenants the node is already about 80 %
+        # busy (the inserts, the operator, the evicted engine's restart), and p99 latency from
+        # the schedule measured 458 and 564 ms in two runs: a 500 ms limit made the step a coin
+        # flip. At 1000 ms, 3 passes, while 4 (1585 ms) and 5 (3260 ms, efficiency 0.76) fail.
+        "HARNESS_CAPACITY_LATENCY_LIMIT": "1000",
         "HARNESS_OBSERVE_SECONDS": "4",
     }
     done, _ = lab.chaos("capacity", env=env, timeout=900)
