@@ -28,7 +28,7 @@ demo: setup
 ## release: the whole checklist against a cluster: make release VARS=cluster.vars.json [RELEASE_ARGS=...]
 ## the command exits 0 GO, 1 NO-GO, 2 could not run, 130 interrupted (make itself: 0 on GO, else 2)
 release: setup
-	@test -n "$(VARS)" || { echo "make release: pass VARS=your-cluster.vars.json (see experiments/cluster.vars.example.json)" >&2; exit 2; }
+	@test -n "$(VARS)" || { echo "make release: pass VARS=your-cluster.vars.json (see experiments/vars/cluster.vars.example.json)" >&2; exit 2; }
 	$(BIN)/python -m orchestration release --var-file "$(VARS)" $(RELEASE_ARGS)
 
 ## local-run: load + freeze + kill on plain local PostgreSQL servers, no Kubernetes

@@ -23,7 +23,7 @@ lab=$("$PY" -c 'from lab.paths import lab_dir; print(lab_dir())')
 
 # In the background, so that an interrupt reaches the release (which passes it to the running
 # experiment, whose rollbacks run) and the lab is stopped only after the release has finished.
-"$PY" -m orchestration release --kubeconfig "$lab/kubeconfig" --var-file experiments/lab.vars.json \
+"$PY" -m orchestration release --kubeconfig "$lab/kubeconfig" --var-file experiments/vars/lab.vars.json \
   --capacity --out "$out" &
 release=$!
 trap 'kill -INT "$release" 2>/dev/null' INT TERM HUP

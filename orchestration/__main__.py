@@ -4,7 +4,7 @@
 experiments and the alerting drill, then writes the go/no-go document and ``junit.xml``.
 Exit codes: 0 GO, 1 NO-GO, 2 could not run, 130 interrupted.
 
-``capacity`` has the same knobs as ``experiments/capacity.json``. Prints one line per step, then the
+``capacity`` has the same knobs as ``experiments/opt-in/capacity.json``. Prints one line per step, then the
 sweep's answer and where its report is. Exit codes: 0 the sweep completed, 2 bad input
 or the sweep stopped on an error (one line says which; nothing was created when the
 input was wrong), 130 interrupted (the finished steps are reported, marked incomplete).
@@ -22,7 +22,7 @@ from loadgen.tenants import redact
 from orchestration.capacity import CAPACITY_NAME, cleanup, run_sweep
 from orchestration.capacity_settings import Settings
 from orchestration.errors import OrchestrationError
-from orchestration.release import DEFAULT_EXPERIMENTS, EXIT_CODES, ReleaseSettings, run_release
+from orchestration.release import EXIT_CODES, ReleaseSettings, run_release
 from probes.errors import ProbeError
 from reports.capacity import answer
 
@@ -52,11 +52,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="Chaos Toolkit var file for every experiment (repeatable)")  # fmt: skip
     rel.add_argument("--kubeconfig", type=Path, default=None,
                      help="kubeconfig of the target (else $KUBECONFIG)")  # fmt: skip
-    rel.add_argument("--experiments", type=_names, default=DEFAULT_EXPERIMENTS,
-                     help="comma-separated experiments to run (default: "
-                     + ",".join(DEFAULT_EXPERIMENTS) + ")")  # fmt: skip
+    rel.add_argument("--experiments", type=_names, default=(),
+                     help="comma-separated experiments (default: every experiments/*.json)")  # fmt: skip
     rel.add_argument("--capacity", action="store_true",
-                     help="also run the capacity sweep (experiments/capacity.json)")  # fmt: skip
+                     help="also run the capacity sweep (experiments/opt-in/capacity.json)")  # fmt: skip
     rel.add_argument("--signoffs", type=Path, default=None, help="sign-offs for the gates a person decides")
     rel.add_argument("--checklist", type=Path, default=None,
                      help="production-gates checklist (default: the project's)")  # fmt: skip

@@ -1,6 +1,6 @@
 """Capacity planning: how many tenants can the operator carry before the objective breaks?
 
-``chaos run experiments/capacity.json`` or ``python -m orchestration capacity`` (also
+``chaos run experiments/opt-in/capacity.json`` or ``python -m orchestration capacity`` (also
 ``python -m probes capacity``) sweeps the tenant count with a fault at every step:
 
 1. checks every knob, the target, the namespace (``allowed_namespaces``), the template

@@ -1,4 +1,4 @@
-"""The capacity sweep as a Chaos Toolkit action: ``chaos run experiments/capacity.json``.
+"""The capacity sweep as a Chaos Toolkit action: ``chaos run experiments/opt-in/capacity.json``.
 
 The experiment's configuration (``HARNESS_CAPACITY_*``) becomes the action's typed
 arguments; the sweep itself is :func:`orchestration.capacity.run_sweep`. A sweep that
@@ -20,6 +20,7 @@ from orchestration.capacity import CAPACITY_NAME, run_sweep
 from orchestration.capacity_settings import Settings
 from orchestration.control import cli_values
 from orchestration.errors import OrchestrationError
+from orchestration.experiment_tree import tree_home
 from probes.errors import ProbeError
 from reports.capacity import answer
 
@@ -49,7 +50,8 @@ def capacity_sweep(
 
     ``write_rates`` and ``var_files`` are comma-separated; without ``var_files`` every step
     gets the var files this ``chaos run`` was given, and without ``experiments_dir`` the
-    fault experiments are looked up beside the experiment being run. When the knobs, the
+    fault experiments are looked up in the tree of the experiment being run
+    (:func:`orchestration.experiment_tree.tree_home`). When the knobs, the
     target or a step cannot be run, or the sweep is interrupted, the experiment is
     interrupted (``chaos run`` then exits 1) with one line saying why; the sweep's
     instances are deleted in every case.
@@ -67,10 +69,11 @@ def capacity_sweep(
 
 
 def _experiment_folder(argv: list[str]) -> Path:
-    """The folder of the experiment this ``chaos run`` runs (the last JSON argument not a var file)."""
+    """The tree of the experiment this ``chaos run`` runs (the last JSON argument not a var file):
+    ``experiments/`` for ``experiments/opt-in/capacity.json``."""
     var_files = set(cli_values("--var-file", argv))
     files = [a for a in argv[1:] if a.endswith((".json", ".yaml", ".yml")) and a not in var_files]
-    return Path(files[-1]).resolve().parent if files else Path("experiments")
+    return tree_home(Path(files[-1])) if files else Path("experiments")
 
 
 def _capacity_sweep(

@@ -108,7 +108,7 @@ def read_var_files(paths: tuple[Path, ...]) -> dict[str, Any]:
         if not isinstance(doc, dict) or not isinstance(doc.get("configuration", {}), dict):
             raise OrchestrationError(
                 f"var file {path}: must be a mapping with a 'configuration' mapping "
-                "(as experiments/lab.vars.json)"
+                "(as experiments/vars/lab.vars.json)"
             )
         merged.update(doc.get("configuration") or {})
     try:

@@ -45,6 +45,7 @@ from loadgen.secretsdir import sweep_stale_secrets
 from loadgen.tenants import load_tenants, redact
 from orchestration.configuration import check_configuration
 from orchestration.errors import OrchestrationError
+from orchestration.experiment_tree import declared_keys as tree_keys
 from probes.errors import ProbeError
 from probes.finalize import finalize
 from probes.k8s import kube
@@ -202,30 +203,14 @@ def check_var_files(argv: list[str], known: set[str] | None = None) -> None:
             )
 
 
-def sibling_keys(experiment: Path) -> set[str]:
-    """Configuration keys declared by any experiment in the folder of ``experiment``.
-
-    One var file usually serves every experiment of a folder, so a key declared by a
-    sibling is legitimate for each of them; a key no experiment declares is a typo.
-    """
-    keys: set[str] = set()
-    for sibling in experiment.resolve().parent.glob("*.json"):
-        try:
-            doc = json.loads(sibling.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if isinstance(doc, dict) and isinstance(doc.get("configuration"), dict) and "method" in doc:
-            keys |= set(doc["configuration"])
-    return keys
-
-
 def _declared_keys(experiment: Mapping[str, Any], argv: list[str]) -> set[str]:
-    """Configuration keys declared by this experiment or any experiment beside it."""
+    """Configuration keys declared by this experiment or any experiment of its tree
+    (:func:`orchestration.experiment_tree.declared_keys`)."""
     keys = set(experiment.get("configuration") or {})
     for arg in argv[1:]:
         path = Path(arg)
         if path.suffix == ".json" and path.is_file() and arg not in cli_values("--var-file", argv):
-            keys |= sibling_keys(path)
+            keys |= tree_keys(path)
     return keys
 
 

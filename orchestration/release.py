@@ -7,8 +7,9 @@ runs it on the embedded lab):
    the API server, the blast radius, the MSSQL CRD and the operator's RBAC. A failure
    stops the command at once, before any fault: one line, exit 2.
 2. **Experiments**, one ``chaos run`` each, in order: the fault experiments, the backup
-   experiments and the alerting drill (:data:`DEFAULT_EXPERIMENTS`, or ``--experiments``);
-   the capacity sweep only with ``--capacity``. Each gets the var files,
+   experiments and the alerting drill: every experiment of ``experiments/*.json``, the
+   loop the README shows, in :data:`RUN_ORDER` (or ``--experiments``); the opt-in capacity
+   sweep (``experiments/opt-in/``) only with ``--capacity``. Each gets the var files,
    ``--rollback-strategy always``, its own Chaos Toolkit log and journal in the release
    folder, and its run folder under it. A failed experiment does not stop the others: the
    document says what it lacked.
@@ -44,6 +45,7 @@ from common.files import replace_text
 from lab.paths import project_root
 from loadgen.tenants import redact
 from orchestration.errors import OrchestrationError
+from orchestration.experiment_tree import experiment_files, find_experiment
 from orchestration.release_preflight import release_preflight
 from reports.errors import ReportError
 from reports.gonogo import write_gonogo
@@ -53,7 +55,7 @@ from reports.html import write_html
 from reports.junit import worst_rto, write_junit
 
 __all__ = [
-    "DEFAULT_EXPERIMENTS",
+    "RUN_ORDER",
     "EXIT_CODES",
     "EXIT_CANNOT_RUN",
     "EXIT_GO",
@@ -63,9 +65,11 @@ __all__ = [
     "run_release",
 ]
 
-#: The fault experiments, the backup experiments and the alerting drill, in the order they run.
-DEFAULT_EXPERIMENTS = (
+#: The order a release runs the matrix in (``experiments/*.json``: the fault experiments, the
+#: backup experiments, the alerting drill); an experiment not named here runs after these.
+RUN_ORDER = (
     "operator-restart",
+    "operator-rollout-restart",
     "pod-eviction",
     "node-drain",
     "node-restart",
@@ -91,7 +95,7 @@ class ReleaseSettings:
     """What one release run is asked to do (the command line, typed)."""
 
     var_files: tuple[Path, ...]
-    experiments: tuple[str, ...] = DEFAULT_EXPERIMENTS
+    experiments: tuple[str, ...] = ()  # empty: every experiment of the matrix (matrix_names)
     capacity: bool = False
     signoffs: Path | None = None
     checklist: Path | None = None
@@ -100,16 +104,22 @@ class ReleaseSettings:
     experiments_dir: Path = field(default_factory=lambda: project_root() / "experiments")
     chaos: Path = field(default_factory=lambda: Path(sys.executable).with_name("chaos"))
 
+    def matrix_names(self) -> list[str]:
+        """Every experiment of ``experiments/*.json`` (not opt-in), in :data:`RUN_ORDER`."""
+        found = [p.stem for p in experiment_files(self.experiments_dir) if p.parent == self.experiments_dir]
+        rank = {name: i for i, name in enumerate(RUN_ORDER)}
+        return sorted(found, key=lambda name: (rank.get(name, len(rank)), name))
+
     def experiment_paths(self) -> list[Path]:
-        names = list(self.experiments)
+        names = list(self.experiments) or self.matrix_names()
         if self.capacity and CAPACITY not in names:
             names.append(CAPACITY)
         paths = []
         for name in names:
-            path = Path(name) if name.endswith(".json") else self.experiments_dir / f"{name}.json"
-            if not path.is_file():
-                known = sorted(p.stem for p in self.experiments_dir.glob("*.json") if "vars" not in p.name)
-                raise OrchestrationError(f"no experiment {path}: pass one of {', '.join(known)}")
+            path = Path(name) if name.endswith(".json") else find_experiment(self.experiments_dir, name)
+            if path is None or not path.is_file():
+                known = [p.stem for p in experiment_files(self.experiments_dir)]
+                raise OrchestrationError(f"no experiment {path or name}: pass one of {', '.join(known)}")
             paths.append(path)
         return paths
 
@@ -175,7 +185,7 @@ def _out_folder(settings: ReleaseSettings) -> Path:
 
 def _check_input(settings: ReleaseSettings) -> list[Path]:
     if not settings.var_files:
-        raise OrchestrationError("no var file: pass --var-file FILE (experiments/lab.vars.json on the lab)")
+        raise OrchestrationError("no var file: pass --var-file FILE (lab: experiments/vars/lab.vars.json)")
     for path in settings.var_files:
         if not path.is_file():
             raise OrchestrationError(f"var file {path} does not exist: fix the path")

@@ -29,8 +29,9 @@ from typing import Any
 from common.config import ConfigurationError
 from loadgen.errors import LoadgenError
 from orchestration.configuration import check_configuration
-from orchestration.control import RUN_DIR_ENV, check_namespace, check_var_files, sibling_keys
+from orchestration.control import RUN_DIR_ENV, check_namespace, check_var_files
 from orchestration.errors import OrchestrationError
+from orchestration.experiment_tree import declared_keys as tree_keys
 from probes.errors import ProbeError
 from probes.k8s.crs import custom_resources
 from probes.k8s.preflight import platform_preflight
@@ -52,11 +53,11 @@ def _experiment(path: Path) -> dict[str, Any]:
 
 
 def declared_keys(experiments: Sequence[Path]) -> set[str]:
-    """Every configuration key declared by ``experiments`` or an experiment beside one of them,
-    as the control judges a var file (:func:`orchestration.control.sibling_keys`)."""
+    """Every configuration key declared by ``experiments`` or an experiment of their trees,
+    as the control judges a var file (:func:`orchestration.experiment_tree.declared_keys`)."""
     keys: set[str] = set()
     for path in experiments:
-        keys |= set(_experiment(path).get("configuration") or {}) | sibling_keys(path)
+        keys |= set(_experiment(path).get("configuration") or {}) | tree_keys(path)
     return keys
 
 

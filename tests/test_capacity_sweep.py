@@ -22,7 +22,7 @@ import pytest
 from lab.cgroups import cpu_quota_supported
 from lab.cluster import INSTANCES
 from orchestration.capacity_tenants import SWEEP_LABEL
-from tests.test_experiments import EXPERIMENTS, Lab, running_lab
+from tests.test_experiments import EXPERIMENTS, LAB_VARS, Lab, running_lab
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -63,7 +63,7 @@ def _sweep_instances(lab: Lab) -> list[str]:
 
 def _capacity(lab: Lab, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "orchestration", "capacity", "--var-file", str(EXPERIMENTS / "lab.vars.json"),
+        [sys.executable, "-m", "orchestration", "capacity", "--var-file", str(LAB_VARS),
          "--experiments", str(EXPERIMENTS), "--out", str(lab.runs), *args],
         capture_output=True, text=True, timeout=timeout, env=lab.env, check=False, cwd=lab.home,
     )  # fmt: skip
@@ -97,7 +97,7 @@ def test_a_template_that_is_not_an_mssql_instance_creates_nothing(lab: Lab) -> N
 
 
 def test_the_sweep_finds_the_known_capacity_within_one_step(lab: Lab) -> None:
-    """Through ``chaos run experiments/capacity.json``, as a user would start it."""
+    """Through ``chaos run experiments/opt-in/capacity.json``, as a user would start it."""
     env = {
         "HARNESS_CAPACITY_FROM": "1",
         "HARNESS_CAPACITY_TO": str(KNOWN_CAPACITY + 2),
@@ -138,7 +138,7 @@ def test_the_sweep_finds_the_known_capacity_within_one_step(lab: Lab) -> None:
 
 def test_an_interrupted_sweep_deletes_what_it_created_and_reports_the_finished_steps(lab: Lab) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestration", "capacity", "--var-file", str(EXPERIMENTS / "lab.vars.json"),
+        [sys.executable, "-m", "orchestration", "capacity", "--var-file", str(LAB_VARS),
          "--experiments", str(EXPERIMENTS), "--out", str(lab.runs), "--from", "1", "--to", "3", "--step", "1",
          "--rate", "5", "--observe", "3", "--stability", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**lab.env, "PYTHONUNBUFFERED": "1"},

@@ -21,11 +21,11 @@ from junitparser import JUnitXml, Skipped
 
 from reports.checklist import default_checklist_path, parse_checklist
 from reports.signoffs import signable_gates
-from tests.test_experiments import EXPERIMENTS, Lab, holding_tenant_0, running_lab
+from tests.test_experiments import LAB_VARS, Lab, holding_tenant_0, running_lab
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-VARS = str(EXPERIMENTS / "lab.vars.json")
+VARS = str(LAB_VARS)
 
 
 @pytest.fixture(scope="module")
