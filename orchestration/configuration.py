@@ -19,7 +19,7 @@ from common.config import ConfigurationError, boolean, name_list
 from loadgen.dialects import DIALECTS
 from orchestration.errors import OrchestrationError
 
-__all__ = ["SCHEMA", "check_configuration"]
+__all__ = ["RUN_KEYS", "SCHEMA", "check_configuration"]
 
 
 def _text(value: Any) -> str:
@@ -92,6 +92,11 @@ SCHEMA: dict[str, Callable[[Any], Any]] = {
     "operator_namespace": _text,
     "operator_deployment": _text,
     "operator_selector": _text,
+    "operator_service_account": _text,
+    "operator_cluster_role": _text,
+    "helm_release": _text,
+    "helm_namespace": _text,
+    "helm_instance": _text,
     "write_rate": _POSITIVE,
     "rto_objective_seconds": _POSITIVE,
     "rpo_objective_seconds": _NON_NEGATIVE,
@@ -107,6 +112,23 @@ SCHEMA: dict[str, Callable[[Any], Any]] = {
     "restore_create_target": _switch,
     "log_interval_seconds": _POSITIVE,
 }
+
+#: Keys every run reads, whatever its fault: the control (tenants, load, objective, run
+#: folder), its preflight (RBAC, Helm), the target's identity and the evidence (operator
+#: logs). Chaos Toolkit gives an experiment only the keys it declares and silently drops
+#: a var file's value for any other, so every experiment must declare all of these.
+RUN_KEYS = frozenset(
+    {
+        "namespace", "allowed_namespaces", "tenants", "tenants_file", "tenant_selector", "target_tenant",
+        "dialect", "odbc_driver", "runs_dir", "experiment_name", "fault",
+        "mssql_group", "mssql_version", "mssql_plural", "endpoint_path", "secret_path", "database_path",
+        "ready_path", "tenant_pod_selector",
+        "operator_namespace", "operator_deployment", "operator_selector", "operator_service_account",
+        "operator_cluster_role", "helm_release", "helm_namespace", "helm_instance",
+        "write_rate", "rto_objective_seconds", "stability_seconds", "observe_seconds", "recovery_timeout",
+        "steady_window_seconds",
+    }
+)  # fmt: skip
 
 
 def check_configuration(configuration: Mapping[str, Any] | None) -> dict[str, Any]:

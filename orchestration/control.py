@@ -49,6 +49,7 @@ from orchestration.experiment_tree import declared_keys as tree_keys
 from probes.errors import ProbeError
 from probes.finalize import finalize
 from probes.k8s import kube
+from probes.k8s.evidence import DEFAULT_OPERATOR_NAMESPACE, DEFAULT_OPERATOR_SELECTOR
 from probes.k8s.target import target_identity
 from reports.build import build
 from reports.errors import ReportError
@@ -330,6 +331,13 @@ def _write_run_json(run_dir: Path, status: str, journal: Mapping[str, Any] | Non
         "ended_at": _state.get("ended_at"),
         "write_rate": float(configuration.get("write_rate", 20)),
         "namespace": configuration.get("namespace"),
+        # Where the operator runs: the evidence takes its logs from these pods (probes.finalize).
+        "operator": {
+            "namespace": kube.setting(configuration, "operator_namespace", "HARNESS_OPERATOR_NAMESPACE")
+            or DEFAULT_OPERATOR_NAMESPACE,
+            "selector": kube.setting(configuration, "operator_selector", "HARNESS_OPERATOR_SELECTOR")
+            or DEFAULT_OPERATOR_SELECTOR,
+        },
         "experiment": experiment,
         "chaos_status": status,
         "interrupted": status == "interrupted",

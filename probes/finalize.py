@@ -28,11 +28,23 @@ def finalize(run_dir: Path, kubeconfig: str | None = None, report: bool = True) 
     meta = json.loads(meta_path.read_text())
     target = meta.get("target")
     if target == "kubernetes" or (isinstance(target, dict) and target.get("kind") in ("lab", "cluster")):
-        from probes.k8s.evidence import capture_operator_logs, write_snapshots
+        from probes.k8s.evidence import (
+            DEFAULT_OPERATOR_NAMESPACE,
+            DEFAULT_OPERATOR_SELECTOR,
+            capture_operator_logs,
+            write_snapshots,
+        )
 
         write_snapshots(run_dir, "after", kubeconfig)
         started = meta.get("started_at") or time.time()
-        capture_operator_logs(run_dir, since_seconds=int(time.time() - started) + 30, kubeconfig=kubeconfig)
+        operator = meta.get("operator") or {}
+        capture_operator_logs(
+            run_dir,
+            namespace=str(operator.get("namespace") or DEFAULT_OPERATOR_NAMESPACE),
+            selector=str(operator.get("selector") or DEFAULT_OPERATOR_SELECTOR),
+            since_seconds=int(time.time() - started) + 30,
+            kubeconfig=kubeconfig,
+        )
     tenants = load_tenants(run_dir / "tenants.json")
     save_readback(run_dir / "readback.json", read_back(tenants, str(meta.get("run_id") or run_dir.name)))
     if report:

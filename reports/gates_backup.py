@@ -239,20 +239,34 @@ def _validation_outputs(ctx: GateContext) -> Verdict:
 
 @_gate("operator-logs")
 def _operator_logs(ctx: GateContext) -> Verdict:
-    def has_log(run: Run) -> bool:
-        return run.evidence(OPERATOR_LOG).is_file()
+    """A log is attached when it holds lines from an operator pod: a file saying "No resources
+    found" (a wrong operator namespace or selector) or kubectl's error is not a log."""
 
-    lacking = [r for r in _backup_runs(ctx) if not has_log(r)]
+    def lacking_why(run: Run) -> str:
+        if not run.evidence(OPERATOR_LOG).is_file():
+            return f"has no evidence/{OPERATOR_LOG}"
+        first = run.evidence(OPERATOR_LOG).read_text(errors="replace").strip().splitlines()[:1]
+        said = f": it says {first[0][:160]!r}" if first else ": it is empty"
+        return (
+            f"has no line from an operator pod in evidence/{OPERATOR_LOG}{said}; "
+            "check operator_namespace and operator_selector"
+        )
+
+    lacking = [r for r in _backup_runs(ctx) if r.operator_log_lines() == 0]
     if lacking:
-        return FAIL, [f"{ctx.link(r)} ({r.fault}) has no evidence/{OPERATOR_LOG}" for r in lacking]
-    present = [r for r in ctx.runs if has_log(r)]
+        return FAIL, [f"{ctx.link(r)} ({r.fault}) {lacking_why(r)}" for r in lacking]
+    present = [r for r in ctx.runs if r.operator_log_lines() > 0]
     if not present:
-        return NOT_RUN, [f"no run has evidence/{OPERATOR_LOG}"]
+        return NOT_RUN, [f"no run has an operator log in evidence/{OPERATOR_LOG}"]
     note = (
         [] if _backup_runs(ctx) else ["no backup or restore run yet, so no backup/restore window is covered"]
     )
     return PASS, [
-        *[ctx.link(r, f"{EVIDENCE_DIR}/{OPERATOR_LOG}", f"{r.run_id}/operator.log") for r in present],
+        *[
+            ctx.link(r, f"{EVIDENCE_DIR}/{OPERATOR_LOG}", f"{r.run_id}/operator.log")
+            + f" ({r.operator_log_lines()} line{'' if r.operator_log_lines() == 1 else 's'})"
+            for r in present
+        ],
         *note,
     ]
 

@@ -80,6 +80,7 @@ RBAC_NAME = "rbac.json"
 PREFLIGHT_NAME = "preflight.json"
 EVIDENCE_DIR = "evidence"
 OPERATOR_LOG = "operator.log"
+LOG_LINE_PREFIX = "[pod/"
 
 
 def as_dict(value: Any) -> dict[str, Any]:
@@ -247,6 +248,16 @@ class Run:
 
     def evidence(self, *parts: str) -> Path:
         return self.path.joinpath(EVIDENCE_DIR, *parts)
+
+    def operator_log_lines(self) -> int:
+        """Lines of ``evidence/operator.log`` that came from an operator pod (``kubectl logs --prefix``
+        starts each with ``[pod/``); zero when the file is missing or holds only what kubectl said
+        instead of a log: "No resources found" for a wrong namespace or selector, an error."""
+        try:
+            with self.evidence(OPERATOR_LOG).open(encoding="utf-8", errors="replace") as lines:
+                return sum(1 for line in lines if line.startswith(LOG_LINE_PREFIX))
+        except OSError:
+            return 0
 
 
 @dataclass(frozen=True)

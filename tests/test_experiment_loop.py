@@ -93,6 +93,11 @@ def test_the_readme_loop_runs_every_experiment_of_the_folder_to_a_summary(
         assert summary["chaos_status"] == "completed", (name, summary["chaos_status"])
         assert summary["verdict"] == "GO", (name, summary["violations"])
         assert summary["load"]["died_at"] is None and summary["load"]["exit_code"] == 0, name
+        # The operator's logs for the run window, from the pods the configuration names.
+        operator = json.loads((run / "run.json").read_text())["operator"]
+        assert operator == {"namespace": "mssql-operator", "selector": "app=mssql-operator"}, name
+        log = (run / "evidence" / "operator.log").read_text()
+        assert any(line.startswith("[pod/mssql-operator-") for line in log.splitlines()), (name, log[:300])
     # Nothing left behind by the whole loop: nodes schedulable, no load process.
     assert all(not n["spec"].get("unschedulable") for n in lab.client().list("nodes"))
     running = [" ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])]

@@ -9,6 +9,8 @@ import pytest
 
 from lab.paths import project_root
 from loadgen.errors import LoadgenError
+from orchestration import control
+from orchestration.configuration import RUN_KEYS
 from orchestration.control import check_var_files
 from orchestration.experiment_tree import (
     OPT_IN,
@@ -97,3 +99,28 @@ def test_a_release_runs_the_matrix_in_its_order_and_opt_in_only_when_asked(tree:
         "a-fault",
         "b-fault",
     ]
+
+
+def test_every_experiment_of_the_matrix_declares_every_key_a_run_reads() -> None:
+    """Chaos Toolkit drops a var file's value for a key the experiment does not declare, so a key
+    every run reads (the operator's namespace and selector, the Helm release) must be declared
+    by every experiment, or a cluster's setting silently gives way to the default."""
+    for path in experiment_files(EXPERIMENTS):
+        if path.parent == EXPERIMENTS:
+            declared = set(json.loads(path.read_text())["configuration"])
+            assert not RUN_KEYS - declared, (path.name, sorted(RUN_KEYS - declared))
+
+
+def test_run_json_names_the_operator_pods_whose_logs_are_the_evidence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configuration = {"operator_namespace": "sql-system", "operator_selector": "app.kubernetes.io/name=mssql"}
+    monkeypatch.setattr(control, "_state", {"configuration": configuration})
+    control._write_run_json(tmp_path, status="completed")
+    operator = json.loads((tmp_path / "run.json").read_text())["operator"]
+    assert operator == {"namespace": "sql-system", "selector": "app.kubernetes.io/name=mssql"}
+    monkeypatch.setattr(control, "_state", {"configuration": {}})
+    monkeypatch.setenv("HARNESS_OPERATOR_NAMESPACE", "from-env")
+    control._write_run_json(tmp_path, status="completed")
+    operator = json.loads((tmp_path / "run.json").read_text())["operator"]
+    assert operator == {"namespace": "from-env", "selector": "app=mssql-operator"}

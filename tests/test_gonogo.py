@@ -224,7 +224,7 @@ def _write(
             for name in ("pods", "crs", "jobs", "pvc"):
                 (folder / "evidence" / when / f"{name}.txt").write_text("NAME READY\n")
             (folder / "evidence" / when / "crds.txt").write_text(CRDS)
-        (folder / "evidence" / "operator.log").write_text("reconciled\n")
+        (folder / "evidence" / "operator.log").write_text("[pod/mssql-operator-0/operator] reconciled\n")
     if rbac is not None:
         (folder / "rbac.json").write_text(json.dumps(rbac))
     if preflight is not None:
@@ -531,6 +531,34 @@ def test_a_passing_restore_run_passes_the_backup_gates(tmp_path: Path) -> None:
         assert gates[gate].result == PASS, (gate, gates[gate].evidence)
     assert any("restore point error 0.80 s" in e for e in gates[VALIDATION].evidence)
     assert gates[ONE_CLICK].result == MANUAL
+    logs = gates[LOGS].evidence
+    assert any(e.endswith("evidence/operator.log) (1 line)") for e in logs), logs
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "No resources found in mssql-operator namespace.\n",
+        '\n# error: error: error from server (NotFound): namespaces "sql-system" not found\n',
+        "",
+    ],
+)
+def test_an_operator_log_without_a_line_from_an_operator_pod_is_not_attached(
+    tmp_path: Path, said: str
+) -> None:
+    """A wrong operator namespace or selector leaves kubectl's words in the file, not a log."""
+    restore = _k8s(tmp_path, "pitr-restore", pitr=_pitr())
+    runs = [*_passing_fault_runs(tmp_path), restore]
+    for run in runs:
+        (run / "evidence" / "operator.log").write_text(said)
+    gates = _gates(_judge(tmp_path, runs)[0])
+    assert gates[LOGS].result == FAIL, gates[LOGS].evidence
+    (why,) = gates[LOGS].evidence
+    assert "has no line from an operator pod" in why and "operator_namespace and operator_selector" in why
+    assert (said.strip().splitlines()[:1] or ["it is empty"])[0][:40] in why
+    # Without a backup run, the fault runs' empty logs cover nothing: not run, not a pass.
+    gates = _gates(_judge(tmp_path, runs[:-1])[0])
+    assert gates[LOGS].result == NOT_RUN, gates[LOGS].evidence
 
 
 @pytest.mark.parametrize(
