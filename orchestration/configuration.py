@@ -77,7 +77,6 @@ SCHEMA: dict[str, Callable[[Any], Any]] = {
     "dialect": _dialect,
     "odbc_driver": _text,
     "tenant_selector": _text,
-    "kubeconfig": _text,
     "runs_dir": _text,
     "experiment_name": _text,
     "fault": _text,
@@ -106,17 +105,18 @@ SCHEMA: dict[str, Callable[[Any], Any]] = {
     "steady_window_seconds": _POSITIVE,
     "pdb_retry_interval": _POSITIVE,
     "fault_timeout": _POSITIVE,
-    "node_down_seconds": _NON_NEGATIVE,
+    "down_seconds": _NON_NEGATIVE,
     "allow_node_restart": _switch,
     "allow_foreign_pods_on_node": _switch,
     "restore_create_target": _switch,
     "log_interval_seconds": _POSITIVE,
 }
 
-#: Keys every run reads, whatever its fault: the control (tenants, load, objective, run
+#: Keys every run reads, whatever its fault: the control (tenants, load, objectives, run
 #: folder), its preflight (RBAC, Helm), the target's identity and the evidence (operator
 #: logs). Chaos Toolkit gives an experiment only the keys it declares and silently drops
-#: a var file's value for any other, so every experiment must declare all of these.
+#: a var file's value for any other, so every experiment must declare all of these (and
+#: every key of :data:`SCHEMA` is declared by at least one experiment).
 RUN_KEYS = frozenset(
     {
         "namespace", "allowed_namespaces", "tenants", "tenants_file", "tenant_selector", "target_tenant",
@@ -125,8 +125,8 @@ RUN_KEYS = frozenset(
         "ready_path", "tenant_pod_selector",
         "operator_namespace", "operator_deployment", "operator_selector", "operator_service_account",
         "operator_cluster_role", "helm_release", "helm_namespace", "helm_instance",
-        "write_rate", "rto_objective_seconds", "stability_seconds", "observe_seconds", "recovery_timeout",
-        "steady_window_seconds",
+        "write_rate", "rto_objective_seconds", "rpo_objective_seconds", "stability_seconds",
+        "observe_seconds", "recovery_timeout", "steady_window_seconds",
     }
 )  # fmt: skip
 

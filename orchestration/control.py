@@ -49,7 +49,6 @@ from orchestration.experiment_tree import declared_keys as tree_keys
 from probes.errors import ProbeError
 from probes.finalize import finalize
 from probes.k8s import kube
-from probes.k8s.evidence import DEFAULT_OPERATOR_NAMESPACE, DEFAULT_OPERATOR_SELECTOR
 from probes.k8s.target import target_identity
 from reports.build import build
 from reports.errors import ReportError
@@ -60,11 +59,14 @@ __all__ = [
     "after_experiment_control",
     "cleanup_control",
     "RUN_DIR_ENV",
+    "slug",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 RUN_DIR_ENV = "HARNESS_RUN_DIR"
+#: Configuration keys that say which experiment a run is: never taken from a var file.
+EXPERIMENT_IDENTITY = frozenset({"fault", "experiment_name"})
 logger = logging.getLogger("chaostoolkit")
 
 _state: dict[str, Any] = {}
@@ -120,7 +122,8 @@ def _recording(func: F) -> F:
     return guarded  # type: ignore[return-value]
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
+    """The run id's name part: lower case, runs of other characters as one ``-``, 40 at most."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "experiment"
 
 
@@ -174,7 +177,8 @@ def check_var_files(argv: list[str], known: set[str] | None = None) -> None:
     Chaos Toolkit reads var files as YAML and quietly ignores what it cannot use (a
     truncated JSON file still parses as YAML), so a typo would run the experiment with
     defaults: on a real cluster, against the wrong target. Each file must be a mapping
-    whose only keys are ``configuration`` and ``secrets``, each a mapping.
+    whose only keys are ``configuration`` and ``secrets``, each a mapping; it may not set
+    :data:`EXPERIMENT_IDENTITY` (``--var`` may: the capacity sweep names its steps so).
     """
     import yaml
 
@@ -196,6 +200,12 @@ def check_var_files(argv: list[str], known: set[str] | None = None) -> None:
             )
         if not all(isinstance(v, dict) for v in doc.values()):
             raise LoadgenError(f"var file {path}: 'configuration' and 'secrets' must be mappings: fix it")
+        identity = sorted(set(doc.get("configuration") or {}) & EXPERIMENT_IDENTITY)
+        if identity:
+            raise LoadgenError(
+                f"var file {path} sets {identity}, which name what each experiment is (one var file "
+                "serves several, and the reports sort runs by them): remove them from the var file"
+            )
         unknown = sorted(set(doc.get("configuration") or {}) - known) if known is not None else []
         if unknown:
             raise LoadgenError(
@@ -267,7 +277,7 @@ def before_experiment_control(
         typed = check_configuration(configuration)
         check_var_files(sys.argv, _declared_keys(context, sys.argv))
         CrdCoordinates.from_configuration(configuration)
-        run_id = f"{default_run_id()}-{_slug(str(typed.get('experiment_name') or title))}"
+        run_id = f"{default_run_id()}-{slug(str(typed.get('experiment_name') or title))}"
         run_dir = Path(str(typed.get("runs_dir") or "runs")).resolve() / run_id
         check_namespace(configuration, secrets)
         target = _identity(configuration, secrets)
@@ -334,9 +344,9 @@ def _write_run_json(run_dir: Path, status: str, journal: Mapping[str, Any] | Non
         # Where the operator runs: the evidence takes its logs from these pods (probes.finalize).
         "operator": {
             "namespace": kube.setting(configuration, "operator_namespace", "HARNESS_OPERATOR_NAMESPACE")
-            or DEFAULT_OPERATOR_NAMESPACE,
+            or kube.DEFAULT_OPERATOR_NAMESPACE,
             "selector": kube.setting(configuration, "operator_selector", "HARNESS_OPERATOR_SELECTOR")
-            or DEFAULT_OPERATOR_SELECTOR,
+            or kube.DEFAULT_OPERATOR_SELECTOR,
         },
         "experiment": experiment,
         "chaos_status": status,

@@ -32,12 +32,14 @@ from orchestration.configuration import check_configuration
 from orchestration.control import RUN_DIR_ENV, check_namespace, check_var_files
 from orchestration.errors import OrchestrationError
 from orchestration.experiment_tree import declared_keys as tree_keys
+from orchestration.experiment_tree import experiment_files, tree_home
 from probes.errors import ProbeError
+from probes.k8s import kube
 from probes.k8s.crs import custom_resources
 from probes.k8s.preflight import platform_preflight
 from probes.k8s.target import target_identity
 
-__all__ = ["declared_keys", "experiment_configuration", "release_preflight"]
+__all__ = ["declared_keys", "experiment_configuration", "measured_experiment", "release_preflight"]
 
 
 def _experiment(path: Path) -> dict[str, Any]:
@@ -79,6 +81,18 @@ def experiment_configuration(
     return dict(configuration), dict(secrets or {})
 
 
+def measured_experiment(experiments: Sequence[Path]) -> Path:
+    """The experiment whose configuration the preflight judges: the first of the matrix asked for,
+    else the first of its tree's matrix. An opt-in experiment (the capacity sweep) does not declare
+    the target's keys (:data:`orchestration.configuration.RUN_KEYS`): its steps run matrix ones."""
+    for path in experiments:
+        if Path(os.path.abspath(path)).parent == tree_home(path):
+            return path
+    home = tree_home(experiments[0])
+    matrix = [path for path in experiment_files(home) if path.parent == home]
+    return matrix[0] if matrix else experiments[0]
+
+
 def release_preflight(experiments: Sequence[Path], var_files: Sequence[Path], out: Path) -> dict[str, Any]:
     """Check everything the experiments need, in order; OrchestrationError at the first failure."""
     if not experiments:
@@ -88,7 +102,7 @@ def release_preflight(experiments: Sequence[Path], var_files: Sequence[Path], ou
         check_var_files(argv, declared_keys(experiments))
     except LoadgenError as exc:
         raise OrchestrationError(str(exc)) from None
-    configuration, secrets = experiment_configuration(experiments[0], var_files)
+    configuration, secrets = experiment_configuration(measured_experiment(experiments), var_files)
     try:
         check_configuration(configuration)
     except ConfigurationError as exc:
@@ -137,7 +151,9 @@ def _rbac(
     try:
         found = platform_preflight(
             namespace=namespace,
-            operator_namespace=str(configuration.get("operator_namespace") or "mssql-operator"),
+            operator_namespace=str(
+                configuration.get("operator_namespace") or kube.DEFAULT_OPERATOR_NAMESPACE
+            ),
             operator_service_account=str(configuration.get("operator_service_account") or "mssql-operator"),
             operator_cluster_role=str(configuration.get("operator_cluster_role") or "mssql-operator"),
             configuration=configuration,

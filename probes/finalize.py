@@ -28,12 +28,8 @@ def finalize(run_dir: Path, kubeconfig: str | None = None, report: bool = True) 
     meta = json.loads(meta_path.read_text())
     target = meta.get("target")
     if target == "kubernetes" or (isinstance(target, dict) and target.get("kind") in ("lab", "cluster")):
-        from probes.k8s.evidence import (
-            DEFAULT_OPERATOR_NAMESPACE,
-            DEFAULT_OPERATOR_SELECTOR,
-            capture_operator_logs,
-            write_snapshots,
-        )
+        from probes.k8s.evidence import capture_operator_logs, write_snapshots
+        from probes.k8s.kube import DEFAULT_OPERATOR_NAMESPACE, DEFAULT_OPERATOR_SELECTOR
 
         write_snapshots(run_dir, "after", kubeconfig)
         started = meta.get("started_at") or time.time()

@@ -239,36 +239,42 @@ def _validation_outputs(ctx: GateContext) -> Verdict:
 
 @_gate("operator-logs")
 def _operator_logs(ctx: GateContext) -> Verdict:
-    """A log is attached when it holds lines from an operator pod: a file saying "No resources
-    found" (a wrong operator namespace or selector) or kubectl's error is not a log."""
-
-    def lacking_why(run: Run) -> str:
-        if not run.evidence(OPERATOR_LOG).is_file():
-            return f"has no evidence/{OPERATOR_LOG}"
-        first = run.evidence(OPERATOR_LOG).read_text(errors="replace").strip().splitlines()[:1]
-        said = f": it says {first[0][:160]!r}" if first else ": it is empty"
-        return (
-            f"has no line from an operator pod in evidence/{OPERATOR_LOG}{said}; "
-            "check operator_namespace and operator_selector"
-        )
-
-    lacking = [r for r in _backup_runs(ctx) if r.operator_log_lines() == 0]
+    """The backup and restore runs' operator logs: a log is attached when it holds lines from an
+    operator pod. kubectl's "No resources found" (a wrong operator namespace or selector), its
+    errors, or an empty file are not a log."""
+    backups = _backup_runs(ctx)
+    if not backups:
+        return NOT_RUN, ["no backup or restore run: no backup/restore window has an operator log"]
+    lines = {r.run_id: r.operator_log_lines() for r in backups}
+    lacking = [r for r in backups if lines[r.run_id] == 0]
     if lacking:
-        return FAIL, [f"{ctx.link(r)} ({r.fault}) {lacking_why(r)}" for r in lacking]
-    present = [r for r in ctx.runs if r.operator_log_lines() > 0]
-    if not present:
-        return NOT_RUN, [f"no run has an operator log in evidence/{OPERATOR_LOG}"]
-    note = (
-        [] if _backup_runs(ctx) else ["no backup or restore run yet, so no backup/restore window is covered"]
-    )
+        return FAIL, [f"{ctx.link(r)} ({r.fault}): {_no_operator_log(r)}" for r in lacking]
     return PASS, [
-        *[
-            ctx.link(r, f"{EVIDENCE_DIR}/{OPERATOR_LOG}", f"{r.run_id}/operator.log")
-            + f" ({r.operator_log_lines()} line{'' if r.operator_log_lines() == 1 else 's'})"
-            for r in present
-        ],
-        *note,
+        ctx.link(r, f"{EVIDENCE_DIR}/{OPERATOR_LOG}", f"{r.run_id}/operator.log")
+        + f" ({lines[r.run_id]} line{'' if lines[r.run_id] == 1 else 's'})"
+        for r in backups
     ]
+
+
+def _no_operator_log(run: Run) -> str:
+    """Why ``evidence/operator.log`` of ``run`` holds no line from an operator pod, and the fix."""
+    path = run.evidence(OPERATOR_LOG)
+    if not path.is_file():
+        return f"no evidence/{OPERATOR_LOG}"
+    said = path.read_text(errors="replace").strip()
+    if not said:
+        return (
+            f"evidence/{OPERATOR_LOG} is empty: the operator pods logged nothing in the run window "
+            "(or have no log): no evidence of what the operator did"
+        )
+    first = said.splitlines()[0][:160]
+    if first.startswith("No resources found"):
+        return (
+            f"evidence/{OPERATOR_LOG} holds no operator log ({first!r}): "
+            "set operator_namespace and operator_selector to where the operator's pods run"
+        )
+    last = said.splitlines()[-1][:160]
+    return f"evidence/{OPERATOR_LOG} holds no operator log, only kubectl's words: {last!r}"
 
 
 @_gate("one-click-restore")

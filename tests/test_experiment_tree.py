@@ -10,7 +10,7 @@ import pytest
 from lab.paths import project_root
 from loadgen.errors import LoadgenError
 from orchestration import control
-from orchestration.configuration import RUN_KEYS
+from orchestration.configuration import RUN_KEYS, SCHEMA
 from orchestration.control import check_var_files
 from orchestration.experiment_tree import (
     OPT_IN,
@@ -21,6 +21,7 @@ from orchestration.experiment_tree import (
     tree_home,
 )
 from orchestration.release import RUN_ORDER, ReleaseSettings
+from orchestration.release_preflight import measured_experiment
 from tests.test_experiments import EXPERIMENTS
 
 
@@ -124,3 +125,47 @@ def test_run_json_names_the_operator_pods_whose_logs_are_the_evidence(
     control._write_run_json(tmp_path, status="completed")
     operator = json.loads((tmp_path / "run.json").read_text())["operator"]
     assert operator == {"namespace": "from-env", "selector": "app=mssql-operator"}
+
+
+def test_every_key_the_harness_checks_is_declared_by_some_experiment() -> None:
+    """A key no experiment declares can never be set: a var file is refused, ``--var`` dropped."""
+    declared: set[str] = set()
+    for path in experiment_files(EXPERIMENTS):
+        declared |= set(json.loads(path.read_text())["configuration"])
+    assert not set(SCHEMA) - declared, sorted(set(SCHEMA) - declared)
+
+
+@pytest.mark.parametrize("key", ["fault", "experiment_name"])
+def test_a_var_file_may_not_rename_the_experiments(tmp_path: Path, key: str) -> None:
+    var_file = tmp_path / "v.json"
+    var_file.write_text(json.dumps({"configuration": {key: "pitr-restore"}}))
+    with pytest.raises(LoadgenError, match=rf"sets \['{key}'\], which name what each experiment is"):
+        check_var_files(["--var-file", str(var_file)], declared_keys(EXPERIMENTS / "node-drain.json"))
+
+
+def test_links_keep_the_tree_the_user_named(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    _experiment(elsewhere / "linked.json", "linked_key")
+    (tree / OPT_IN / "linked.json").symlink_to(elsewhere / "linked.json")
+    assert tree_home(tree / OPT_IN / "linked.json") == tree
+    assert "fault_key" in declared_keys(tree / OPT_IN / "linked.json")
+    linked_tree = tmp_path_factory.mktemp("linked-tree")
+    (linked_tree / OPT_IN).symlink_to(tree / OPT_IN)
+    assert tree_home(linked_tree / OPT_IN / "search.json") == linked_tree
+
+
+def test_only_an_experiment_of_the_tree_is_found_by_name(tree: Path) -> None:
+    assert find_experiment(tree, f"{VARS}/lab.vars") is None
+    assert find_experiment(tree, "notes") is None  # JSON, but no method
+    assert find_experiment(tree, "../a-fault") is None and find_experiment(tree, "") is None
+
+
+def test_the_release_preflight_judges_a_matrix_experiment() -> None:
+    """The capacity sweep does not declare the target's keys: its steps run matrix experiments."""
+    capacity = EXPERIMENTS / OPT_IN / "capacity.json"
+    declares = set(json.loads(capacity.read_text())["configuration"])
+    assert RUN_KEYS - declares
+    judged = measured_experiment([capacity])
+    assert judged.parent == EXPERIMENTS
+    assert not RUN_KEYS - set(json.loads(judged.read_text())["configuration"])
+    assert measured_experiment([capacity, EXPERIMENTS / "node-drain.json"]) == EXPERIMENTS / "node-drain.json"

@@ -124,6 +124,8 @@ def test_a_dead_load_fails_the_steady_state_probe(tmp_path: Path, monkeypatch) -
         ({"allow_node_restart": "perhaps"}, "'allow_node_restart' must be a boolean"),
         ({"dialect": "oracle"}, "'dialect' must be one of mssql, postgresql"),
         ({"namespace": ["a"]}, "'namespace' must be a string"),
+        ({"down_seconds": "abc"}, "'down_seconds' must be a number at least 0"),  # node-restart's key
+        ({"rpo_objective_seconds": -1}, "'rpo_objective_seconds' must be a number at least 0"),
     ],
 )
 def test_configuration_types_are_checked_once_with_the_key_named(configuration: dict, needle: str) -> None:

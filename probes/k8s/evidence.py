@@ -19,17 +19,9 @@ from loadgen.tenants import redact
 from probes.errors import ProbeError
 from probes.k8s import kube
 
-__all__ = [
-    "DEFAULT_OPERATOR_NAMESPACE",
-    "DEFAULT_OPERATOR_SELECTOR",
-    "capture_evidence",
-    "capture_operator_logs",
-]
+__all__ = ["capture_evidence", "capture_operator_logs"]
 
 Configuration = Mapping[str, Any] | None
-
-DEFAULT_OPERATOR_NAMESPACE = "mssql-operator"
-DEFAULT_OPERATOR_SELECTOR = "app=mssql-operator"
 
 SNAPSHOTS = {
     "pods": ["get", "pods", "-A", "-o", "wide"],
@@ -81,8 +73,8 @@ def write_snapshots(run_dir: Path, phase: str, kubeconfig: str | None = None) ->
 
 def capture_operator_logs(
     run_dir: Path,
-    namespace: str = DEFAULT_OPERATOR_NAMESPACE,
-    selector: str = DEFAULT_OPERATOR_SELECTOR,
+    namespace: str = kube.DEFAULT_OPERATOR_NAMESPACE,
+    selector: str = kube.DEFAULT_OPERATOR_SELECTOR,
     since_seconds: int | None = None,
     kubeconfig: str | None = None,
 ) -> Path:

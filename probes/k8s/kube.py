@@ -22,6 +22,8 @@ from probes.faultlog import FAULT_LOG_NAME, mark_ended, record_fault
 from probes.model import Fault
 
 __all__ = [
+    "DEFAULT_OPERATOR_NAMESPACE",
+    "DEFAULT_OPERATOR_SELECTOR",
     "api_client",
     "core",
     "custom",
@@ -42,6 +44,8 @@ __all__ = [
 ]
 
 DEFAULT_POD_SELECTOR = "mssql.example.com/instance={tenant}"
+DEFAULT_OPERATOR_NAMESPACE = "mssql-operator"
+DEFAULT_OPERATOR_SELECTOR = "app=mssql-operator"
 
 
 def api_client(secrets: Mapping[str, Any] | None = None) -> Any:

@@ -22,7 +22,7 @@ CLUSTER = "cluster"
 
 
 def _operator_image(configuration: Mapping[str, Any], secrets: Mapping[str, Any] | None) -> str | None:
-    namespace = str(configuration.get("operator_namespace") or "mssql-operator")
+    namespace = str(configuration.get("operator_namespace") or kube.DEFAULT_OPERATOR_NAMESPACE)
     name = str(configuration.get("operator_deployment") or "mssql-operator")
     try:
         deployment = kube.apps(secrets).read_namespaced_deployment(name, namespace)
