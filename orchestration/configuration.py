@@ -113,15 +113,16 @@ SCHEMA: dict[str, Callable[[Any], Any]] = {
 }
 
 #: Keys every run reads, whatever its fault: the control (tenants, load, objectives, run
-#: folder), its preflight (RBAC, Helm), the target's identity and the evidence (operator
-#: logs). Chaos Toolkit gives an experiment only the keys it declares and silently drops
-#: a var file's value for any other, so every experiment must declare all of these (and
-#: every key of :data:`SCHEMA` is declared by at least one experiment).
+#: folder), its preflight (RBAC, Helm), the target's identity and the evidence (the custom
+#: resources' snapshot, operator logs). Chaos Toolkit gives an experiment only the keys it
+#: declares and silently drops a var file's value for any other, so every experiment must
+#: declare all of these (and every key of :data:`SCHEMA` is declared by some experiment).
 RUN_KEYS = frozenset(
     {
         "namespace", "allowed_namespaces", "tenants", "tenants_file", "tenant_selector", "target_tenant",
         "dialect", "odbc_driver", "runs_dir", "experiment_name", "fault",
-        "mssql_group", "mssql_version", "mssql_plural", "endpoint_path", "secret_path", "database_path",
+        "mssql_group", "mssql_version", "mssql_plural", "backup_plural", "backup_policy_plural",
+        "restore_plural", "endpoint_path", "secret_path", "database_path",
         "ready_path", "tenant_pod_selector",
         "operator_namespace", "operator_deployment", "operator_selector", "operator_service_account",
         "operator_cluster_role", "helm_release", "helm_namespace", "helm_instance",

@@ -49,6 +49,7 @@ from orchestration.experiment_tree import declared_keys as tree_keys
 from probes.errors import ProbeError
 from probes.finalize import finalize
 from probes.k8s import kube
+from probes.k8s.evidence import snapshot_resources
 from probes.k8s.target import target_identity
 from reports.build import build
 from reports.errors import ReportError
@@ -348,6 +349,8 @@ def _write_run_json(run_dir: Path, status: str, journal: Mapping[str, Any] | Non
             "selector": kube.setting(configuration, "operator_selector", "HARNESS_OPERATOR_SELECTOR")
             or kube.DEFAULT_OPERATOR_SELECTOR,
         },
+        # The MSSQL custom resources the evidence lists (the configured CRD coordinates).
+        "custom_resources": snapshot_resources(configuration),
         "experiment": experiment,
         "chaos_status": status,
         "interrupted": status == "interrupted",

@@ -31,7 +31,7 @@ def finalize(run_dir: Path, kubeconfig: str | None = None, report: bool = True) 
         from probes.k8s.evidence import capture_operator_logs, write_snapshots
         from probes.k8s.kube import DEFAULT_OPERATOR_NAMESPACE, DEFAULT_OPERATOR_SELECTOR
 
-        write_snapshots(run_dir, "after", kubeconfig)
+        write_snapshots(run_dir, "after", kubeconfig, list(meta.get("custom_resources") or []) or None)
         started = meta.get("started_at") or time.time()
         operator = meta.get("operator") or {}
         capture_operator_logs(

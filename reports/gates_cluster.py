@@ -190,14 +190,20 @@ def _snapshots(ctx: GateContext) -> Verdict:
         return NOT_RUN, ["no Kubernetes experiment run"]
     gaps = []
     for run in ctx.k8s:
-        missing = [
-            f"{w}/{n}"
+        problems = {
+            f"{w}/{n}": problem
             for w in ("before", "after")
             for n in SNAPSHOT_FILES
-            if not run.evidence(w, n).is_file()
-        ]
+            if (problem := run.snapshot_problem(w, n)) is not None
+        }
+        missing = [where for where, problem in problems.items() if problem == "missing"]
         if missing:
             gaps.append(f"{ctx.link(run)} lacks evidence/{', evidence/'.join(missing)}")
+        gaps += [
+            f"{ctx.link(run)} evidence/{where} is no snapshot: {problem}"
+            for where, problem in problems.items()
+            if problem != "missing"
+        ]
     if gaps:
         return FAIL, gaps
     return PASS, [

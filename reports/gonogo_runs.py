@@ -249,6 +249,28 @@ class Run:
     def evidence(self, *parts: str) -> Path:
         return self.path.joinpath(EVIDENCE_DIR, *parts)
 
+    def snapshot_problem(self, phase: str, name: str) -> str | None:
+        """Why ``evidence/<phase>/<name>`` is no ``kubectl get`` output, or None when it is one.
+
+        The evidence writer keeps kubectl's failure in the file (kubectl missing, a timeout,
+        ``# error: ...`` after whatever it printed): a file holding nothing else is no snapshot.
+        """
+        path = self.evidence(phase, name)
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            return "missing"
+        lines = [line for line in text.splitlines() if line.strip()]
+        if not lines:
+            return "empty"
+        if lines[0].startswith("kubectl not found") or (
+            lines[0].startswith("kubectl ") and ": timed out after " in lines[0]
+        ):
+            return lines[0][:200]
+        if all(line.startswith("# error:") for line in lines):
+            return lines[0][:200]
+        return None
+
     def operator_log_lines(self) -> int:
         """Lines of ``evidence/operator.log`` that came from an operator pod (``kubectl logs --prefix``
         starts each with ``[pod/``); zero when the file is missing or holds only what kubectl said

@@ -139,6 +139,9 @@ def complete_run_folder(run: Path, *, faults: bool = True, pitr: bool = False) -
     for phase in ("before", "after"):
         for snap in ("pods", "crds", "crs", "jobs", "pvc"):
             assert (run / "evidence" / phase / f"{snap}.txt").stat().st_size > 0, (phase, snap)
+    for phase in ("before", "after"):  # listed by their configured names, without an error
+        crs = (run / "evidence" / phase / "crs.txt").read_text()
+        assert "# error" not in crs and "tenant-0" in crs, (phase, crs[:500])
     crds = (run / "evidence" / "before" / "crds.txt").read_text()
     assert "mssqlinstances.mssql.example.com" in crds and "mssqlbackups.mssql.example.com" in crds
     assert list((run / "journal").glob("*.jsonl"))

@@ -112,14 +112,26 @@ def test_every_experiment_of_the_matrix_declares_every_key_a_run_reads() -> None
             assert not RUN_KEYS - declared, (path.name, sorted(RUN_KEYS - declared))
 
 
-def test_run_json_names_the_operator_pods_whose_logs_are_the_evidence(
+def test_run_json_names_the_operator_pods_and_the_resources_the_evidence_lists(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    configuration = {"operator_namespace": "sql-system", "operator_selector": "app.kubernetes.io/name=mssql"}
+    configuration = {
+        "operator_namespace": "sql-system",
+        "operator_selector": "app.kubernetes.io/name=mssql",
+        "mssql_group": "sql.example.org",
+        "backup_plural": "sqlbackups",
+    }
     monkeypatch.setattr(control, "_state", {"configuration": configuration})
     control._write_run_json(tmp_path, status="completed")
-    operator = json.loads((tmp_path / "run.json").read_text())["operator"]
-    assert operator == {"namespace": "sql-system", "selector": "app.kubernetes.io/name=mssql"}
+    doc = json.loads((tmp_path / "run.json").read_text())
+    assert doc["operator"] == {"namespace": "sql-system", "selector": "app.kubernetes.io/name=mssql"}
+    # ... and the custom resources the snapshots list: the configured CRDs, not the defaults.
+    assert doc["custom_resources"] == [
+        "mssqlinstances.sql.example.org",
+        "mssqlbackuppolicies.sql.example.org",
+        "sqlbackups.sql.example.org",
+        "mssqlrestores.sql.example.org",
+    ]
     monkeypatch.setattr(control, "_state", {"configuration": {}})
     monkeypatch.setenv("HARNESS_OPERATOR_NAMESPACE", "from-env")
     control._write_run_json(tmp_path, status="completed")

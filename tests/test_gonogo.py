@@ -468,6 +468,30 @@ def test_missing_snapshots_and_partial_crds(tmp_path: Path) -> None:
     assert any("lacks mssqlrestores" in e for e in gates[CRDS_GATE].evidence)
 
 
+@pytest.mark.parametrize(
+    "said",
+    [
+        "kubectl not found on PATH: install kubectl to capture this snapshot\n",
+        "kubectl get mssqlinstances.mssql.example.com -A: timed out after 30 s\n",
+        '\n# error: error: the server doesn\'t have a resource type "mssqlinstances"\n',
+        "",
+    ],
+)
+def test_a_snapshot_that_holds_only_kubectls_failure_is_no_snapshot(tmp_path: Path, said: str) -> None:
+    runs = _passing_fault_runs(tmp_path)
+    gates = _gates(_judge(tmp_path, runs)[0])
+    assert gates[SNAPSHOTS].result == PASS, gates[SNAPSHOTS].evidence
+    (runs[0] / "evidence" / "before" / "crs.txt").write_text(said)
+    gates = _gates(_judge(tmp_path, runs)[0])
+    assert gates[SNAPSHOTS].result == FAIL, gates[SNAPSHOTS].evidence
+    (found,) = gates[SNAPSHOTS].evidence
+    assert "evidence/before/crs.txt is no snapshot: " in found
+    assert (said.strip() or "empty")[:30] in found
+    # kubectl's output followed by a warning-level error is still a snapshot.
+    (runs[0] / "evidence" / "before" / "crs.txt").write_text("NAME READY\ntenant-0 True\n" + said)
+    assert _gates(_judge(tmp_path, runs)[0])[SNAPSHOTS].result == PASS
+
+
 def _pitr(**changes: Any) -> dict[str, Any]:
     block: dict[str, Any] = {
         "backup": {"policy_ready": True, "full": {"ok": True, "name": "full-1"}, "log": True},

@@ -15,22 +15,32 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from common.crd import CrdCoordinates
 from loadgen.tenants import redact
 from probes.errors import ProbeError
 from probes.k8s import kube
 
-__all__ = ["capture_evidence", "capture_operator_logs"]
+__all__ = ["capture_evidence", "capture_operator_logs", "snapshot_resources", "write_snapshots"]
 
 Configuration = Mapping[str, Any] | None
 
+#: ``kubectl get`` arguments per snapshot; ``crs`` is completed with :func:`snapshot_resources`.
 SNAPSHOTS = {
     "pods": ["get", "pods", "-A", "-o", "wide"],
     "crds": ["get", "crds"],
-    "crs": ["get", "mssqlinstances,mssqlbackuppolicies,mssqlbackups,mssqlrestores", "-A"],
+    "crs": ["get"],
     "jobs": ["get", "jobs,cronjobs", "-A"],
     "pvc": ["get", "pvc", "-A"],
     "nodes": ["get", "nodes", "-o", "wide"],
 }
+
+
+def snapshot_resources(configuration: Configuration) -> list[str]:
+    """The MSSQL custom resources the ``crs`` snapshot lists, as ``plural.group`` from the
+    configured CRD coordinates (a cluster whose CRDs have other names is listed by those)."""
+    coords = CrdCoordinates.from_configuration(configuration)
+    plurals = (coords.plural, coords.backup_policy_plural, coords.backup_plural, coords.restore_plural)
+    return [f"{plural}.{coords.group}" for plural in plurals]
 
 
 def _kubectl(args: list[str], kubeconfig: str | None) -> str:
@@ -56,17 +66,22 @@ def capture_evidence(phase: str = "before", configuration: Configuration = None)
     folder = kube.run_dir()
     if folder is None:
         raise ProbeError("capture_evidence needs the load control (HARNESS_RUN_DIR is not set)")
-    return [str(p) for p in write_snapshots(folder, phase, (configuration or {}).get("kubeconfig"))]
+    kubeconfig = (configuration or {}).get("kubeconfig")
+    return [str(p) for p in write_snapshots(folder, phase, kubeconfig, snapshot_resources(configuration))]
 
 
-def write_snapshots(run_dir: Path, phase: str, kubeconfig: str | None = None) -> list[Path]:
-    """The snapshots of :func:`capture_evidence`, into an explicit run folder."""
+def write_snapshots(
+    run_dir: Path, phase: str, kubeconfig: str | None = None, resources: list[str] | None = None
+) -> list[Path]:
+    """The snapshots of :func:`capture_evidence`, into an explicit run folder; ``resources`` are
+    the custom resources to list (default: those of the default CRD coordinates)."""
     target = run_dir / "evidence" / phase
     target.mkdir(parents=True, exist_ok=True)
+    crs = ",".join(resources or snapshot_resources(None))
     written = []
     for name, args in SNAPSHOTS.items():
         path = target / f"{name}.txt"
-        path.write_text(_kubectl(args, kubeconfig))
+        path.write_text(_kubectl([*args, crs, "-A"] if name == "crs" else args, kubeconfig))
         written.append(path)
     return written
 
