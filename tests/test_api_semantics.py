@@ -275,43 +275,53 @@ def test_watch_from_a_forgotten_version_is_expired(tmp_path: Path):
 
 
 def test_patch_flavours(api: client.ApiClient, server: ApiServerProcess, ns: str):
-    v1 = client.CoreV1Api(api)
-    pod = pod_body("p", {"app": "x"})
-    pod["spec"]["containers"].append(
+    """Merge, strategic merge and JSON patches, on a Deployment's pod template (a pod's own spec
+    is immutable but for its images, as in Kubernetes)."""
+    template = pod_body("p", {"app": "x"})
+    template["spec"]["containers"].append(
         {"name": "side", "image": "busybox", "env": [{"name": "A", "value": "1"}]}
     )
-    v1.create_namespaced_pod(ns, pod)
-    url = f"{server.url}/api/v1/namespaces/{ns}/pods/p"
-    smp = {
-        "spec": {"containers": [{"name": "side", "image": "busybox:2", "env": [{"name": "B", "value": "2"}]}]}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "p", "labels": {"app": "x"}},
+        "spec": {
+            "selector": {"matchLabels": {"app": "x"}},
+            "template": {"metadata": template["metadata"], "spec": template["spec"]},
+        },
     }
+    client.AppsV1Api(api).create_namespaced_deployment(ns, deployment)
+    url = f"{server.url}/apis/apps/v1/namespaces/{ns}/deployments/p"
+
+    def containers(body: dict[str, Any]) -> list[dict[str, Any]]:
+        return list(body["spec"]["template"]["spec"]["containers"])
+
+    def in_template(*listed: dict[str, Any]) -> dict[str, Any]:
+        return {"spec": {"template": {"spec": {"containers": list(listed)}}}}
+
+    smp = in_template({"name": "side", "image": "busybox:2", "env": [{"name": "B", "value": "2"}]})
     code, body = http(url, "PATCH", smp, "application/strategic-merge-patch+json")
-    assert code == 200
-    assert [(c["name"], c["image"]) for c in body["spec"]["containers"]] == [
+    assert code == 200, body
+    assert [(c["name"], c["image"]) for c in containers(body)] == [
         ("main", "postgres:15"),
         ("side", "busybox:2"),
     ]
-    assert body["spec"]["containers"][1]["env"] == [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
-    delete = {"spec": {"containers": [{"name": "main", "$patch": "delete"}]}}
+    assert containers(body)[1]["env"] == [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
+    delete = in_template({"name": "main", "$patch": "delete"})
     _, body = http(url, "PATCH", delete, "application/strategic-merge-patch+json")
-    assert [c["name"] for c in body["spec"]["containers"]] == ["side"]
-    _, body = http(
-        url,
-        "PATCH",
-        {"spec": {"containers": [{"name": "only", "image": "i"}]}},
-        "application/merge-patch+json",
-    )
-    assert [c["name"] for c in body["spec"]["containers"]] == ["only"]
+    assert [c["name"] for c in containers(body)] == ["side"]
+    _, body = http(url, "PATCH", in_template({"name": "only", "image": "i"}), "application/merge-patch+json")
+    assert [c["name"] for c in containers(body)] == ["only"]
     _, body = http(
         url, "PATCH", {"metadata": {"labels": {"app": None, "b": "c"}}}, "application/merge-patch+json"
     )
     assert body["metadata"]["labels"] == {"b": "c"}
     ops = [
         {"op": "add", "path": "/metadata/labels/new", "value": "1"},
-        {"op": "replace", "path": "/spec/containers/0/image", "value": "j"},
+        {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "j"},
     ]
     _, body = http(url, "PATCH", ops, "application/json-patch+json")
-    assert body["metadata"]["labels"]["new"] == "1" and body["spec"]["containers"][0]["image"] == "j"
+    assert body["metadata"]["labels"]["new"] == "1" and containers(body)[0]["image"] == "j"
     code, body = http(
         url,
         "PATCH",

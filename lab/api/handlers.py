@@ -93,7 +93,11 @@ async def handle_resource(
     if sub == "log" and method == "GET":
         return await pod_log(request, state, target)
     if sub == "eviction" and method == "POST":
-        return json_response(evict(state, rt, ns, name, await _body(request, required=False)), 201)
+        raw = await request.read()
+        body = await _body(request, required=False)
+        if raw.strip() and body is None:
+            raise bad_request("the Eviction body must be a JSON object, not null")
+        return json_response(evict(state, rt, ns, name, body), 201)
     if sub == "binding" and method == "POST":
         return json_response(bind(state, rt, ns, name, await _body(request)), 201)
     raise method_not_allowed(method)

@@ -130,7 +130,8 @@ def invalid(kind: str, name: str, field: str, problem: str, group: str = "") -> 
     }
     if group:
         details["group"] = group
-    return ApiError(422, f'{kind} "{name}" is invalid: {field}: {problem}', "Invalid", details)
+    qualified = f"{kind}.{group}" if group else kind  # as Kubernetes writes it: StatefulSet.apps "db"
+    return ApiError(422, f'{qualified} "{name}" is invalid: {field}: {problem}', "Invalid", details)
 
 
 def bad_request(message: str) -> ApiError:

@@ -22,6 +22,7 @@ from lab.api.deletion import remove_if_finished
 from lab.api.fields import as_list, as_str, clone, meta, now_rfc3339
 from lab.api.patch import PATCH_TYPES, json_patch, merge_patch, strategic_merge_patch
 from lab.api.resources import BUILTINS, CRD_KEY, ResourceType
+from lab.api.spec_checks import check_immutable, check_spec
 from lab.api.state import State
 from lab.api.status import ApiError, bad_request, conflict, forbidden, invalid, not_found
 from lab.api.validation import (
@@ -84,6 +85,7 @@ def create(
     initial_status(rt, body)
     apply_defaults(rt, body)
     check_required(rt, body)
+    check_spec(rt, body)
     if dry_run:
         md.update({"uid": "", "creationTimestamp": now_rfc3339(), "generation": 1})
         return body
@@ -117,6 +119,8 @@ def _finish(
         validate_crd(new, _BUILTIN_GVR)
     apply_defaults(rt, new)
     check_required(rt, new)
+    check_spec(rt, new)
+    check_immutable(rt, old, new)
     if dry_run:
         return new
     stored = state.store.update(rt.key, new)

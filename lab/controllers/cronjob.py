@@ -33,6 +33,7 @@ from lab.controllers.loop import (
     delete_with_propagation,
     format_time,
     is_terminating,
+    one_object,
     owned_by,
     parse_time,
 )
@@ -82,9 +83,10 @@ class CronJobController:
         for cronjob in cronjobs:
             if is_terminating(cronjob):
                 continue
-            self._sync(
-                cronjob, [j for j in jobs.get(cronjob["metadata"]["uid"], []) if not is_terminating(j)]
-            )
+            with one_object(self.name, cronjob):
+                self._sync(
+                    cronjob, [j for j in jobs.get(cronjob["metadata"]["uid"], []) if not is_terminating(j)]
+                )
 
     def _due(self, cronjob: Obj, now: float) -> float | None:
         """The latest scheduled time not yet run, as epoch seconds, or None."""

@@ -35,6 +35,7 @@ from lab.controllers.loop import (
     delete_with_propagation,
     format_time,
     is_terminating,
+    one_object,
     owned_by,
     template_hash,
 )
@@ -105,7 +106,8 @@ class DeploymentController:
             if is_terminating(dep):
                 continue
             owned = [rs for rs in sets.get(dep["metadata"]["uid"], []) if not is_terminating(rs)]
-            self._sync(dep, owned)
+            with one_object(self.name, dep):
+                self._sync(dep, owned)
 
     # -- one deployment ------------------------------------------------------------------
 

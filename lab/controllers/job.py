@@ -32,6 +32,7 @@ from lab.controllers.loop import (
     is_pod_ready,
     is_terminating,
     new_pod,
+    one_object,
     owned_by,
     parse_time,
 )
@@ -68,7 +69,8 @@ class JobController:
         for job in jobs:
             if is_terminating(job):
                 continue
-            self._sync(job, pods.get(job["metadata"]["uid"], []))
+            with one_object(self.name, job):
+                self._sync(job, pods.get(job["metadata"]["uid"], []))
 
     def _sync(self, job: Obj, pods: list[Obj]) -> None:
         md, spec = job["metadata"], job.get("spec", {})

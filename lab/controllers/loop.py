@@ -4,7 +4,9 @@ A :class:`Loop` calls one controller's ``reconcile_once`` in its own thread ever
 ``interval`` seconds (a level-triggered resync) and sooner when woken; a
 :class:`Watcher` holds a watch on one kind and wakes the loops that care, so a change
 is acted on within milliseconds while a lost watch costs at most one interval.
-Errors in a pass are logged and the next pass retries; nothing here raises.
+Errors in a pass are logged and the next pass retries; nothing here raises. Within a pass,
+each object is reconciled under :func:`one_object`, so one object the controller cannot
+handle is skipped (logged) and the others are still reconciled.
 
 Helpers: controller ownerReferences (``controller`` and ``blockOwnerDeletion`` true,
 which chaosk8s' drain and the garbage collector rely on), RFC 3339 times, pod
@@ -14,12 +16,13 @@ has no verb for (strategic merge patch, pod binding, delete with a propagation p
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from common.times import format_time, parse_time
@@ -40,6 +43,7 @@ __all__ = [
     "is_pod_ready",
     "is_terminating",
     "new_pod",
+    "one_object",
     "owned_by",
     "parse_time",
     "pod_available",
@@ -51,6 +55,18 @@ Obj = dict[str, Any]
 log = logging.getLogger(__name__)
 
 _SAFE = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' rand.SafeEncodeString alphabet
+
+
+@contextlib.contextmanager
+def one_object(controller: str, obj: Obj) -> Iterator[None]:
+    """Reconcile one object: what goes wrong with it is logged, and the pass goes on."""
+    try:
+        yield
+    except Exception as exc:
+        md = obj.get("metadata") or {}
+        where = f"{md.get('namespace')}/{md.get('name')}" if md.get("namespace") else str(md.get("name"))
+        log.warning("%s: skipped %s %s this pass: %s: %s", controller, obj.get("kind", ""), where,
+                    type(exc).__name__, exc)  # fmt: skip
 
 
 class Controller(Protocol):

@@ -22,6 +22,7 @@ from lab.controllers.loop import (
     is_pod_ready,
     is_terminating,
     new_pod,
+    one_object,
     owned_by,
     pod_available,
 )
@@ -55,7 +56,8 @@ class ReplicaSetController:
         for rs in sets:
             if is_terminating(rs):
                 continue
-            self._sync(rs, pods.get(rs["metadata"]["uid"], []))
+            with one_object(self.name, rs):
+                self._sync(rs, pods.get(rs["metadata"]["uid"], []))
 
     def _sync(self, rs: Obj, pods: list[Obj]) -> None:
         md, spec = rs["metadata"], rs.get("spec", {})

@@ -34,6 +34,7 @@ from lab.controllers.loop import (
     is_pod_ready,
     is_terminating,
     new_pod,
+    one_object,
     owned_by,
     pod_available,
     template_hash,
@@ -84,7 +85,8 @@ class StatefulSetController:
         for sts in sets:
             if is_terminating(sts):
                 continue
-            self._sync(sts, pods.get(sts["metadata"]["uid"], []), claims)
+            with one_object(self.name, sts):
+                self._sync(sts, pods.get(sts["metadata"]["uid"], []), claims)
 
     def _sync(self, sts: Obj, pods: list[Obj], claims: set[tuple[str, str]]) -> None:
         md, spec = sts["metadata"], sts.get("spec", {})

@@ -1,0 +1,224 @@
+"""Bad specs are refused where they are written, and one bad object cannot stop a controller.
+
+Against a real lab API server (port 0), with the real kubectl 1.32 and raw HTTP: values the
+lab's controllers cannot use and changes to fields Kubernetes makes immutable get 422
+naming the field; a ``null`` eviction body gets 400 and evicts nothing. Then a StatefulSet
+controller pass over a bad object (one stored before these checks existed) and a good one
+still reconciles the good one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.api import ApiServerProcess, start_api_server
+from lab.api.kubeconfig import write_kubeconfig
+from lab.controllers.statefulset import StatefulSetController
+from tests.test_api_support import http, pod_body
+
+pytestmark = [pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")]
+
+NS = "specs"
+MERGE = "application/merge-patch+json"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServerProcess]:
+    root = tmp_path_factory.mktemp("api-spec-checks")
+    srv = start_api_server(root / "state", logs_dir=root / "logs")
+    code, body = http(f"{srv.url}/api/v1/namespaces", "POST", {"metadata": {"name": NS}})
+    assert code == 201, body
+    yield srv
+    assert srv.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def kubeconfig(server: ApiServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_kubeconfig(tmp_path_factory.mktemp("kube") / "config", server.url)
+
+
+def _kubectl(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HOME": str(kubeconfig.parent)}
+    return subprocess.run(
+        ["kubectl", *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def _statefulset(name: str, replicas: Any = 1) -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "replicas": replicas,
+            "serviceName": name,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "main", "image": "postgres:15"}]},
+            },
+        },
+    }
+
+
+def _url(server: ApiServerProcess, path: str) -> str:
+    return f"{server.url}{path}"
+
+
+def test_replicas_that_no_controller_can_use_are_refused(server: ApiServerProcess, kubeconfig: Path) -> None:
+    sts = _url(server, f"/apis/apps/v1/namespaces/{NS}/statefulsets")
+    code, body = http(sts, "POST", _statefulset("db"))
+    assert code == 201, body
+    for bad, problem in (("many", 'Invalid value: "many": must be an integer'),
+                         (-1, "Invalid value: -1: must be greater than or equal to 0"),
+                         (True, "Invalid value: True: must be an integer")):  # fmt: skip
+        code, body = http(f"{sts}/db", "PATCH", {"spec": {"replicas": bad}}, content_type=MERGE)
+        assert (code, body["reason"]) == (422, "Invalid"), body
+        assert body["message"] == f'StatefulSet.apps "db" is invalid: spec.replicas: {problem}'
+        assert body["details"]["causes"][0]["field"] == "spec.replicas"
+    code, body = http(sts, "POST", _statefulset("other", replicas="3"))
+    assert code == 422 and "spec.replicas" in body["message"], body
+    # The real kubectl shows the server's words, and the stored object is unchanged.
+    done = _kubectl(kubeconfig, "patch", "statefulset", "db", "-n", NS, "--type=merge", "-p",
+                    '{"spec":{"replicas":"many"}}')  # fmt: skip
+    assert done.returncode != 0 and 'spec.replicas: Invalid value: "many": must be an integer' in done.stderr
+    done = _kubectl(kubeconfig, "get", "statefulset", "db", "-n", NS, "-o", "jsonpath={.spec.replicas}")
+    assert done.stdout == "1", done.stderr
+    code, body = http(f"{sts}/db", "PATCH", {"spec": {"replicas": 3}}, content_type=MERGE)
+    assert code == 200 and body["spec"]["replicas"] == 3, body
+
+
+def test_fields_kubernetes_makes_immutable_stay_as_created(
+    server: ApiServerProcess, kubeconfig: Path
+) -> None:
+    pods = _url(server, f"/api/v1/namespaces/{NS}/pods")
+    code, body = http(pods, "POST", pod_body("placed", labels={"app": "x"}, node="node-a"))
+    assert code == 201, body
+    code, body = http(f"{pods}/placed", "PATCH", {"spec": {"nodeName": "node-b"}}, content_type=MERGE)
+    assert (code, body["details"]["causes"][0]["field"]) == (422, "spec"), body
+    assert (
+        "Forbidden: pod updates may not change fields other than `spec.containers[*].image`"
+        in body["message"]
+    )
+    with_env = [{"name": "main", "image": "postgres:15", "env": [{"name": "A", "value": "b"}]}]
+    for change in ({"restartPolicy": "Never"}, {"containers": with_env}):
+        code, body = http(f"{pods}/placed", "PATCH", {"spec": change}, content_type=MERGE)
+        assert code == 422, (change, body)
+    # What Kubernetes lets change does change: the image, and labels (metadata).
+    done = _kubectl(kubeconfig, "set", "image", "pod/placed", "-n", NS, "main=postgres:16")
+    assert done.returncode == 0, done.stderr
+    done = _kubectl(kubeconfig, "label", "pod", "placed", "-n", NS, "tier=db")
+    assert done.returncode == 0, done.stderr
+    code, body = http(f"{pods}/placed")
+    assert body["spec"]["nodeName"] == "node-a" and body["spec"]["containers"][0]["image"] == "postgres:16"
+
+    sts = _url(server, f"/apis/apps/v1/namespaces/{NS}/statefulsets")
+    code, body = http(sts, "POST", _statefulset("fixed"))
+    assert code == 201, body
+    code, body = http(f"{sts}/fixed", "PATCH", {"spec": {"selector": {"matchLabels": {"app": "y"}}}},
+                      content_type=MERGE)  # fmt: skip
+    assert code == 422 and "updates to statefulset spec for fields other than 'replicas'" in body["message"]
+
+    deploy = _url(server, f"/apis/apps/v1/namespaces/{NS}/deployments")
+    body = _statefulset("web")
+    body.update(kind="Deployment")
+    for field in ("serviceName",):
+        body["spec"].pop(field)
+    code, created = http(deploy, "POST", body)
+    assert code == 201, created
+    code, body = http(f"{deploy}/web", "PATCH", {"spec": {"selector": {"matchLabels": {"app": "z"}}}},
+                      content_type=MERGE)  # fmt: skip
+    assert (
+        code == 422
+        and "spec.selector: Invalid value" in body["message"]
+        and "field is immutable" in body["message"]
+    )
+
+    claims = _url(server, f"/api/v1/namespaces/{NS}/persistentvolumeclaims")
+    claim = {
+        "metadata": {"name": "data"},
+        "spec": {
+            "storageClassName": "standard",
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }
+    code, body = http(claims, "POST", claim)
+    assert code == 201, body
+    code, body = http(f"{claims}/data", "PATCH", {"spec": {"storageClassName": "fast"}}, content_type=MERGE)
+    assert code == 422 and "spec is immutable after creation except resources.requests" in body["message"]
+    code, body = http(f"{claims}/data", "PATCH", {"spec": {"resources": {"requests": {"storage": "2Gi"}}}},
+                      content_type=MERGE)  # fmt: skip
+    assert code == 200, body
+
+
+def test_bad_pod_specs_are_refused_on_create(server: ApiServerProcess) -> None:
+    pods = _url(server, f"/api/v1/namespaces/{NS}/pods")
+    pod = pod_body("bad-policy")
+    pod["spec"]["restartPolicy"] = "Sometimes"
+    code, body = http(pods, "POST", pod)
+    assert code == 422 and 'spec.restartPolicy: Unsupported value: "Sometimes"' in body["message"], body
+    pod = pod_body("bad-env")
+    pod["spec"]["containers"][0]["env"] = [{"name": "PORT", "value": 5432}]
+    code, body = http(pods, "POST", pod)
+    assert (
+        code == 422
+        and "spec.containers[0].env[0].value: Invalid value: 5432: must be a string" in body["message"]
+    )
+
+
+def test_a_null_eviction_evicts_nothing(server: ApiServerProcess) -> None:
+    pods = _url(server, f"/api/v1/namespaces/{NS}/pods")
+    code, body = http(pods, "POST", pod_body("kept", node="node-a"))
+    assert code == 201, body
+    code, body = http(f"{pods}/kept/eviction", "POST", raw=b"null")
+    assert (code, body["reason"]) == (400, "BadRequest"), body
+    assert "the Eviction body must be a JSON object" in body["message"]
+    code, body = http(f"{pods}/kept")
+    assert code == 200 and body["metadata"].get("deletionTimestamp") is None
+
+
+class _Recorder:
+    """The few client calls a StatefulSet pass makes, against canned lists; creations recorded."""
+
+    def __init__(self, lists: dict[str, list[dict[str, Any]]]) -> None:
+        self.lists = lists
+        self.created: list[tuple[str, dict[str, Any]]] = []
+
+    def list(self, kind: str, *_args: Any, **_kwargs: Any) -> list[dict[str, Any]]:
+        return json.loads(json.dumps(self.lists.get(kind, [])))
+
+    def create(self, kind: str, body: dict[str, Any], *_args: Any, **_kwargs: Any) -> dict[str, Any]:
+        self.created.append((kind, body))
+        return body
+
+    def patch(self, *_args: Any, **_kwargs: Any) -> dict[str, Any]:
+        return {}
+
+    def delete(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+
+def test_one_bad_object_does_not_stop_the_controller_for_the_others(caplog: pytest.LogCaptureFixture) -> None:
+    """An object stored before these checks (or by a path that skips them) is skipped and logged."""
+    bad, good = _statefulset("bad", replicas="many"), _statefulset("good", replicas=1)
+    for index, sts in enumerate((bad, good)):
+        sts["metadata"]["uid"] = f"uid-{index}"
+    recorder = _Recorder({"statefulsets": [bad, good]})
+    with caplog.at_level(logging.WARNING, logger="lab.controllers.loop"):
+        StatefulSetController(recorder).reconcile_once()  # type: ignore[arg-type]
+    made = [body["metadata"]["name"] for kind, body in recorder.created if kind == "pods"]
+    assert made == ["good-0"], recorder.created
+    assert any(
+        "skipped StatefulSet specs/bad this pass: ValueError" in r.getMessage() for r in caplog.records
+    )
