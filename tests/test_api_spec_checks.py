@@ -22,7 +22,9 @@ import pytest
 
 from lab.api import ApiServerProcess, start_api_server
 from lab.api.kubeconfig import write_kubeconfig
+from lab.controllers.loop import one_object
 from lab.controllers.statefulset import StatefulSetController
+from lab.kubeclient import ApiError
 from tests.test_api_support import http, pod_body
 
 pytestmark = [pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")]
@@ -81,7 +83,8 @@ def test_replicas_that_no_controller_can_use_are_refused(server: ApiServerProces
     assert code == 201, body
     for bad, problem in (("many", 'Invalid value: "many": must be an integer'),
                          (-1, "Invalid value: -1: must be greater than or equal to 0"),
-                         (True, "Invalid value: True: must be an integer")):  # fmt: skip
+                         (2**40, "Invalid value: 1099511627776: must be less than or equal to 2147483647"),
+                         (True, "Invalid value: true: must be an integer")):  # fmt: skip
         code, body = http(f"{sts}/db", "PATCH", {"spec": {"replicas": bad}}, content_type=MERGE)
         assert (code, body["reason"]) == (422, "Invalid"), body
         assert body["message"] == f'StatefulSet.apps "db" is invalid: spec.replicas: {problem}'
@@ -157,9 +160,61 @@ def test_fields_kubernetes_makes_immutable_stay_as_created(
     assert code == 201, body
     code, body = http(f"{claims}/data", "PATCH", {"spec": {"storageClassName": "fast"}}, content_type=MERGE)
     assert code == 422 and "spec is immutable after creation except resources.requests" in body["message"]
-    code, body = http(f"{claims}/data", "PATCH", {"spec": {"resources": {"requests": {"storage": "2Gi"}}}},
-                      content_type=MERGE)  # fmt: skip
+    grow = {"spec": {"resources": {"requests": {"storage": "2Gi"}}}}
+    code, body = http(f"{claims}/data", "PATCH", grow, content_type=MERGE)
+    assert code == 422, body  # only a Bound claim may grow
+    code, body = http(f"{claims}/data/status", "PATCH", {"status": {"phase": "Bound"}}, content_type=MERGE)
     assert code == 200, body
+    code, body = http(f"{claims}/data", "PATCH", grow, content_type=MERGE)
+    assert code == 200 and body["spec"]["resources"]["requests"]["storage"] == "2Gi", body
+    shrink = {"spec": {"resources": {"requests": {"storage": "1024Mi"}}}}
+    code, body = http(f"{claims}/data", "PATCH", shrink, content_type=MERGE)
+    assert (
+        code == 422 and "spec.resources.requests.storage: Forbidden: field can not be less" in body["message"]
+    )
+
+
+def test_equal_as_kubernetes_compares_is_no_change(server: ApiServerProcess) -> None:
+    """An absent field, null, [] and {} are equal: a client re-sending what it read is no change."""
+    deploy = _url(server, f"/apis/apps/v1/namespaces/{NS}/deployments")
+    body = _statefulset("same")
+    body.update(kind="Deployment")
+    body["spec"].pop("serviceName")
+    code, created = http(deploy, "POST", body)
+    assert code == 201, created
+    resent = {"spec": {"selector": {"matchLabels": {"app": "same"}, "matchExpressions": []}}}
+    code, body = http(f"{deploy}/same", "PATCH", resent, content_type=MERGE)
+    assert code == 200, body
+
+
+def test_workload_templates_are_checked_like_pods(server: ApiServerProcess) -> None:
+    """A template no pod could be made from is refused with the workload, not on every pass after."""
+    sts = _url(server, f"/apis/apps/v1/namespaces/{NS}/statefulsets")
+    body = _statefulset("never")
+    body["spec"]["template"]["spec"]["restartPolicy"] = "Never"
+    code, found = http(sts, "POST", body)
+    assert code == 422, found
+    assert (
+        'spec.template.spec.restartPolicy: Unsupported value: "Never": supported values: "Always"'
+        in found["message"]
+    )
+    body = _statefulset("env")
+    body["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "PORT", "value": 5432}]
+    code, found = http(sts, "POST", body)
+    assert code == 422 and "spec.template.spec.containers[0].env[0].value" in found["message"], found
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "once"},
+        "spec": {
+            "template": {"spec": {"restartPolicy": "Always", "containers": [{"name": "c", "image": "i"}]}}
+        },
+    }
+    code, found = http(_url(server, f"/apis/batch/v1/namespaces/{NS}/jobs"), "POST", job)
+    assert code == 422 and 'supported values: "OnFailure", "Never"' in found["message"], found
+    job["spec"]["template"]["spec"]["restartPolicy"] = "Never"
+    code, found = http(_url(server, f"/apis/batch/v1/namespaces/{NS}/jobs"), "POST", job)
+    assert code == 201, found
 
 
 def test_bad_pod_specs_are_refused_on_create(server: ApiServerProcess) -> None:
@@ -168,6 +223,14 @@ def test_bad_pod_specs_are_refused_on_create(server: ApiServerProcess) -> None:
     pod["spec"]["restartPolicy"] = "Sometimes"
     code, body = http(pods, "POST", pod)
     assert code == 422 and 'spec.restartPolicy: Unsupported value: "Sometimes"' in body["message"], body
+    pod = pod_body("bad-init")
+    pod["spec"]["initContainers"] = 3
+    code, body = http(pods, "POST", pod)
+    assert code == 422 and "spec.initContainers: Invalid value: 3: must be a list" in body["message"], body
+    pod = pod_body("empty-policy")  # "" is unset, and defaults to Always
+    pod["spec"]["restartPolicy"] = ""
+    code, body = http(pods, "POST", pod)
+    assert code == 201, body
     pod = pod_body("bad-env")
     pod["spec"]["containers"][0]["env"] = [{"name": "PORT", "value": 5432}]
     code, body = http(pods, "POST", pod)
@@ -219,6 +282,37 @@ def test_one_bad_object_does_not_stop_the_controller_for_the_others(caplog: pyte
         StatefulSetController(recorder).reconcile_once()  # type: ignore[arg-type]
     made = [body["metadata"]["name"] for kind, body in recorder.created if kind == "pods"]
     assert made == ["good-0"], recorder.created
-    assert any(
-        "skipped StatefulSet specs/bad this pass: ValueError" in r.getMessage() for r in caplog.records
-    )
+    skipped = "skipped StatefulSet specs/bad this pass: ValueError"
+    warned = [r for r in caplog.records if skipped in r.getMessage()]
+    assert len(warned) == 1 and warned[0].exc_info, caplog.text  # with its traceback, once
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="lab.controllers.loop"):
+        StatefulSetController(recorder).reconcile_once()  # type: ignore[arg-type]
+    assert not caplog.records, "the same problem with the same object is not logged every pass"
+    # An API server that cannot be reached ends the pass, as before: nothing to skip one by one.
+    with pytest.raises(ApiError), one_object("statefulset", good):
+        raise ApiError(0, "Unreachable", "connection refused")
+
+
+def test_an_object_stored_before_the_checks_keeps_its_status_and_metadata_writable() -> None:
+    """Status writes never change the spec, and a metadata-only write does not touch it: neither
+    is refused for a spec that would not pass today (a lab's data survives an upgrade)."""
+    from lab.api import verbs
+    from lab.api.settings import Settings
+    from lab.api.state import State
+    from lab.api.status import ApiError
+
+    state = State(Settings())
+    rt = state.registry.lookup("apps", "v1", "statefulsets")
+    assert rt is not None
+    old = _statefulset("legacy", replicas="2")
+    state.store.create(rt.key, old)  # as stored before: no check on this path
+    status = json.dumps({"status": {"replicas": 0}}).encode()
+    done = verbs.patch(state, rt, NS, "legacy", MERGE, status, subresource="status")
+    assert done["status"]["replicas"] == 0
+    labels = json.dumps({"metadata": {"labels": {"kept": "yes"}}}).encode()
+    done = verbs.patch(state, rt, NS, "legacy", MERGE, labels)
+    assert done["metadata"]["labels"] == {"kept": "yes"}
+    with pytest.raises(ApiError) as refused:  # a write to the spec is judged as it stands
+        verbs.patch(state, rt, NS, "legacy", MERGE, json.dumps({"spec": {"minReadySeconds": 1}}).encode())
+    assert refused.value.code == 422 and "spec.replicas" in str(refused.value)

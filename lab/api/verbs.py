@@ -22,7 +22,7 @@ from lab.api.deletion import remove_if_finished
 from lab.api.fields import as_list, as_str, clone, meta, now_rfc3339
 from lab.api.patch import PATCH_TYPES, json_patch, merge_patch, strategic_merge_patch
 from lab.api.resources import BUILTINS, CRD_KEY, ResourceType
-from lab.api.spec_checks import check_immutable, check_spec
+from lab.api.spec_checks import check_immutable, check_spec, same
 from lab.api.state import State
 from lab.api.status import ApiError, bad_request, conflict, forbidden, invalid, not_found
 from lab.api.validation import (
@@ -93,9 +93,15 @@ def create(
 
 
 def _finish(
-    state: State, rt: ResourceType, old: dict[str, Any], new: dict[str, Any], dry_run: bool
+    state: State,
+    rt: ResourceType,
+    old: dict[str, Any],
+    new: dict[str, Any],
+    dry_run: bool,
+    subresource: str | None = None,
 ) -> dict[str, Any]:
-    """Store ``new`` in place of ``old`` after the checks every update passes."""
+    """Store ``new`` in place of ``old`` after the checks every update passes (the spec's only
+    when the spec is written: a status write cannot change it)."""
     md, old_md = meta(new), meta(old)
     for field in _SERVER_META:
         if field in old_md:
@@ -119,8 +125,10 @@ def _finish(
         validate_crd(new, _BUILTIN_GVR)
     apply_defaults(rt, new)
     check_required(rt, new)
-    check_spec(rt, new)
-    check_immutable(rt, old, new)
+    if subresource != "status":
+        if not same(new.get("spec"), old.get("spec")):
+            check_spec(rt, new)
+        check_immutable(rt, old, new)
     if dry_run:
         return new
     stored = state.store.update(rt.key, new)
@@ -183,7 +191,7 @@ def update(
             rt.group,
         )
     new = _merge_for(rt, old, body, subresource)
-    return _finish(state, rt, old, new, dry_run)
+    return _finish(state, rt, old, new, dry_run, subresource)
 
 
 def patch(
@@ -234,4 +242,4 @@ def patch(
     if md.get("resourceVersion") not in (None, old_md.get("resourceVersion")):
         raise conflict(rt.plural, name, rt.group)
     new = _merge_for(rt, old, new, subresource)
-    return _finish(state, rt, old, new, dry_run)
+    return _finish(state, rt, old, new, dry_run, subresource)

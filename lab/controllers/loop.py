@@ -57,16 +57,39 @@ log = logging.getLogger(__name__)
 _SAFE = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' rand.SafeEncodeString alphabet
 
 
+_skipped: dict[tuple[str, str], tuple[str, str]] = {}  # (controller, uid) -> (resourceVersion, problem)
+_skipped_lock = threading.Lock()
+
+
 @contextlib.contextmanager
 def one_object(controller: str, obj: Obj) -> Iterator[None]:
-    """Reconcile one object: what goes wrong with it is logged, and the pass goes on."""
+    """Reconcile one object: what goes wrong with it is logged, and the pass goes on.
+
+    An unreachable API server (a client error with code 0) still ends the pass, as it
+    would for every object. A problem is logged once per version of the object, then at
+    DEBUG until the object changes, so a bad object does not flood the log every pass.
+    """
     try:
         yield
+    except ApiError as exc:
+        if exc.code == 0:
+            raise
+        _skip(controller, obj, exc, traceback=False)
     except Exception as exc:
-        md = obj.get("metadata") or {}
-        where = f"{md.get('namespace')}/{md.get('name')}" if md.get("namespace") else str(md.get("name"))
-        log.warning("%s: skipped %s %s this pass: %s: %s", controller, obj.get("kind", ""), where,
-                    type(exc).__name__, exc)  # fmt: skip
+        _skip(controller, obj, exc, traceback=True)
+
+
+def _skip(controller: str, obj: Obj, exc: Exception, traceback: bool) -> None:
+    md = obj.get("metadata") or {}
+    where = f"{md.get('namespace')}/{md.get('name')}" if md.get("namespace") else str(md.get("name"))
+    problem = f"{type(exc).__name__}: {exc}"
+    key, seen = (controller, str(md.get("uid") or where)), (str(md.get("resourceVersion") or ""), problem)
+    with _skipped_lock:
+        repeated = _skipped.get(key) == seen
+        _skipped[key] = seen
+    level = logging.DEBUG if repeated else logging.WARNING
+    log.log(level, "%s: skipped %s %s this pass: %s", controller, obj.get("kind", ""), where, problem,
+            exc_info=traceback and not repeated)  # fmt: skip
 
 
 class Controller(Protocol):
