@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from probes.chaosjournal import failed_activities, last_line
+from probes.kubectl_text import LOG_LINE_PREFIX, kubectl_failure
 from reports.capacity_data import CAPACITY_NAME, incomplete_reason, read_capacity
 from reports.errors import ReportError
 from reports.jsonfile import number, optional_object, read_object
@@ -80,7 +81,6 @@ RBAC_NAME = "rbac.json"
 PREFLIGHT_NAME = "preflight.json"
 EVIDENCE_DIR = "evidence"
 OPERATOR_LOG = "operator.log"
-LOG_LINE_PREFIX = "[pod/"
 
 
 def as_dict(value: Any) -> dict[str, Any]:
@@ -255,21 +255,11 @@ class Run:
         The evidence writer keeps kubectl's failure in the file (kubectl missing, a timeout,
         ``# error: ...`` after whatever it printed): a file holding nothing else is no snapshot.
         """
-        path = self.evidence(phase, name)
         try:
-            text = path.read_text(errors="replace")
+            text = self.evidence(phase, name).read_text(errors="replace")
         except OSError:
             return "missing"
-        lines = [line for line in text.splitlines() if line.strip()]
-        if not lines:
-            return "empty"
-        if lines[0].startswith("kubectl not found") or (
-            lines[0].startswith("kubectl ") and ": timed out after " in lines[0]
-        ):
-            return lines[0][:200]
-        if all(line.startswith("# error:") for line in lines):
-            return lines[0][:200]
-        return None
+        return kubectl_failure(text)
 
     def operator_log_lines(self) -> int:
         """Lines of ``evidence/operator.log`` that came from an operator pod (``kubectl logs --prefix``

@@ -192,10 +192,17 @@ def test_fault_experiment(runs: dict[str, Path], experiment: str, kind: str, aff
         assert "operator_reconciling_again_seconds" in (run / "report.md").read_text()
 
 
+def assert_lab_only_pass(rows: dict[str, str], *gates: str) -> None:
+    """Each gate passed, on the embedded lab only: never a production PASS."""
+    for gate in gates:
+        assert "| PASS (lab only) |" in rows[gate], rows[gate]
+
+
 def test_gonogo_over_the_four_faults(lab: Lab, runs: dict[str, Path], tmp_path: Path) -> None:
     four = [runs[name] for name in ("pod-eviction", "node-drain", "operator-restart", "node-restart")]
     rows = lab.gonogo(four, tmp_path / "07-metrics-go-no-go.md")
-    for gate in (
+    assert_lab_only_pass(
+        rows,
         "Failure-injection test (operator restart, pod eviction, node restart)",
         "RBAC preflight passes (`kubectl auth can-i`) for operator service account",
         "StorageClass for source/backup/target PVC is available and healthy",
@@ -203,9 +210,7 @@ def test_gonogo_over_the_four_faults(lab: Lab, runs: dict[str, Path], tmp_path: 
         "Resource limits/requests set for MSSQL + operator + executor jobs",
         "`MSSQLInstance` reconciles to `Ready`",
         "`kubectl get` snapshots attached (pods, crds, crs, jobs, pvc)",
-    ):
-        # Proven on the embedded lab only: never a production PASS.
-        assert "| PASS (lab only) |" in rows[gate], rows[gate]
+    )
     # Backups and restores are not exercised by these four: the verdict must not be GO.
     assert rows["__verdict__"] == "**Verdict: NO-GO**"
     assert "NOT RUN" in rows["PITR restore request completes to target instance"]
@@ -277,7 +282,8 @@ def test_backup_under_chaos(lab: Lab, runs: dict[str, Path]) -> None:
 def test_gonogo_passes_the_backup_and_restore_gates(lab: Lab, runs: dict[str, Path], tmp_path: Path) -> None:
     both = [runs["pitr-restore"], runs["backup-under-chaos"]]
     rows = lab.gonogo(both, tmp_path / "07-metrics-go-no-go.md")
-    for gate in (
+    assert_lab_only_pass(
+        rows,
         "`MSSQLBackupPolicy` reconciles to `Ready`",
         "Manual `full` and `log` backup CRs complete successfully",
         "PITR restore request completes to target instance",
@@ -287,9 +293,7 @@ def test_gonogo_passes_the_backup_and_restore_gates(lab: Lab, runs: dict[str, Pa
         "One-click restore with auto target provisioning",
         "Backup integrity verification job (checksum + restore smoke)",
         "Target instance must exist before PITR restore request",
-    ):
-        # Proven on the embedded lab only: never a production PASS.
-        assert "| PASS (lab only) |" in rows[gate], rows[gate]
+    )
     assert "missing 0, extra 0" in rows["Data validation confirms target matches expected targetTime window"]
     assert "backup chain: " in rows["Manual `full` and `log` backup CRs complete successfully"]
     assert ", no gap (WAL re-checked in " in rows["Manual `full` and `log` backup CRs complete successfully"]

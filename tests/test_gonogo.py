@@ -1171,3 +1171,15 @@ def test_a_run_folder_never_summarised_inside_a_folder_of_runs_is_an_error(
     assert len(err.splitlines()) == 1
     assert "run-node-drain" in err and "python -m reports build" in err
     assert not out.exists()
+
+
+def test_the_gate_reads_kubectls_failures_as_the_evidence_writer_spells_them() -> None:
+    """One module spells kubectl's failures for the writer and reads them for the gates."""
+    from probes.kubectl_text import ERROR_PREFIX, kubectl_failure, missing_kubectl, timed_out
+
+    assert kubectl_failure(missing_kubectl()) == missing_kubectl().strip()
+    assert (
+        kubectl_failure(timed_out(["get", "pods", "-A"], 30)) == "kubectl get pods -A: timed out after 30 s"
+    )
+    assert kubectl_failure(f"\n{ERROR_PREFIX} forbidden\n") == f"{ERROR_PREFIX} forbidden"
+    assert kubectl_failure("NAME READY\nx True\n") is None and kubectl_failure(" \n") == "empty"

@@ -37,13 +37,18 @@ def _verb(method: str, target: Target, watching: bool) -> str:
     return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
 
 
-async def _body(request: web.Request, required: bool = True) -> Any:
+async def _body(request: web.Request, required: bool = True, null: str = "") -> Any:
+    """The decoded body; None for an empty one unless ``required``; a JSON ``null`` is refused
+    with the message ``null`` when one is given."""
     raw = await request.read()
     if not raw.strip():
         if required:
             raise bad_request("the request body is empty")
         return None
-    return decode_body(raw, request.headers.get("Content-Type", ""))
+    body = decode_body(raw, request.headers.get("Content-Type", ""))
+    if body is None and null:
+        raise bad_request(null)
+    return body
 
 
 async def handle_resource(
@@ -93,10 +98,7 @@ async def handle_resource(
     if sub == "log" and method == "GET":
         return await pod_log(request, state, target)
     if sub == "eviction" and method == "POST":
-        raw = await request.read()
-        body = await _body(request, required=False)
-        if raw.strip() and body is None:
-            raise bad_request("the Eviction body must be a JSON object, not null")
+        body = await _body(request, required=False, null="the Eviction body must be a JSON object, not null")
         return json_response(evict(state, rt, ns, name, body), 201)
     if sub == "binding" and method == "POST":
         return json_response(bind(state, rt, ns, name, await _body(request)), 201)

@@ -161,7 +161,8 @@ def same(a: Any, b: Any) -> bool:
 
 
 def _without(spec: Any, mutable: tuple[str, ...]) -> dict[str, Any]:
-    return {k: v for k, v in semantic(spec if isinstance(spec, dict) else {}).items() if k not in mutable}
+    """``spec`` without the keys ``mutable``; compared with :func:`same`, which ignores the rest."""
+    return {k: v for k, v in (spec if isinstance(spec, dict) else {}).items() if k not in mutable}
 
 
 def _pod_fixed(spec: Any) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from common.crd import CrdCoordinates
 from loadgen.tenants import redact
 from probes.errors import ProbeError
 from probes.k8s import kube
+from probes.kubectl_text import ERROR_PREFIX, missing_kubectl, timed_out
 
 __all__ = ["capture_evidence", "capture_operator_logs", "snapshot_resources", "write_snapshots"]
 
@@ -46,7 +47,7 @@ def snapshot_resources(configuration: Configuration) -> list[str]:
 def _kubectl(args: list[str], kubeconfig: str | None) -> str:
     binary = shutil.which("kubectl")
     if binary is None:
-        return "kubectl not found on PATH: install kubectl to capture this snapshot\n"
+        return missing_kubectl()
     env = dict(os.environ)
     if kubeconfig:
         env["KUBECONFIG"] = kubeconfig
@@ -55,9 +56,9 @@ def _kubectl(args: list[str], kubeconfig: str | None) -> str:
             [binary, *args], capture_output=True, text=True, timeout=30, env=env, check=False
         )
     except subprocess.TimeoutExpired:
-        return f"kubectl {' '.join(args)}: timed out after 30 s\n"
+        return timed_out(args, 30)
     if done.returncode:
-        return redact(done.stdout + f"\n# error: {done.stderr.strip()}\n")
+        return redact(done.stdout + f"\n{ERROR_PREFIX} {done.stderr.strip()}\n")
     return redact(done.stdout or done.stderr)  # "No resources found" comes on stderr
 
 
