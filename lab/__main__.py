@@ -37,7 +37,7 @@ import json
 import sys
 from pathlib import Path
 
-from lab import cluster
+from lab import cluster, timing
 from lab.capacity import NodeKnobs
 from lab.errors import LabError
 
@@ -85,6 +85,13 @@ def _parser() -> argparse.ArgumentParser:
         help="Prometheus rules file (default: $HARNESS_ALERT_RULES, else the repository's "
         "deploy/alerts/mssql-harness.rules.yaml)",
     )
+    p_up.add_argument(
+        "--timing",
+        default=None,
+        metavar="PROFILE",
+        help=f"timing profile: {' or '.join(timing.PROFILES)} (default: ${timing.ENV}, else the "
+        f"lab's kept one, else {timing.DEFAULT}); fast shortens every wait, for tests (lab.timing)",
+    )
     p_status = sub.add_parser("status", help="processes, nodes and instances")
     p_status.add_argument("--json", action="store_true", help="print JSON")
     p_down = sub.add_parser("down", help="stop every lab process (data is kept)")
@@ -102,12 +109,22 @@ def _parser() -> argparse.ArgumentParser:
     p_restart.add_argument(
         "--json", action="store_true", help="print the result (signalled_at, ...) as one JSON object"
     )
+    p_stop = sub.add_parser(
+        "stop-node", help="lose a node: SIGKILL everything of it and leave it down (start-node ends it)"
+    )
+    p_stop.add_argument("node", help="node name, e.g. lab-node-1")
+    p_stop.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p_start = sub.add_parser("start-node", help="start a stopped node's kubelet again")
+    p_start.add_argument("node", help="node name, e.g. lab-node-1")
+    p_start.add_argument("--no-wait", action="store_true", help="do not wait for the node to be Ready again")
+    p_start.add_argument("--json", action="store_true", help="print the result as one JSON object")
     return parser
 
 
 def _print_status(info: dict[str, object]) -> None:
     print(f"lab: {info['lab_dir']}  api: {info['url'] or '-'} ({info['api']})")
     print(f"  knobs: {info['knobs']}")
+    print(f"  timing: {info['timing']}")
     for proc in [*info["processes"], *info["monitoring_processes"]]:  # type: ignore[misc]
         print(f"  {proc['name']:<24} pid {proc['pid'] or '-':<8} {'alive' if proc['alive'] else 'stopped'}")
     for node in info["nodes"]:  # type: ignore[attr-defined]
@@ -139,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                 timeout=args.timeout,
                 monitoring=not args.no_monitoring,
                 alert_rules=args.alert_rules,
+                timing=args.timing,
                 say=_say,
             )
             print(
@@ -148,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             knobs = NodeKnobs(result["node_cpu"], result["commit_cpu_ms"])
             if knobs != NodeKnobs():
                 print(f"  knobs: {knobs.describe()}")
+            print(f"  timing: {timing.profile(result['timing']['name']).describe()}")
             print(f"  export KUBECONFIG={result['kubeconfig']}")
             print("  kubectl get nodes; kubectl get mssqlinstances -n tenants; kubectl get pods -A")
             print(f"  tenants file for the load generator: {result['tenants_file']}")
@@ -173,6 +192,22 @@ def main(argv: list[str] | None = None) -> int:
                 else ""
             )
             print(f"node {args.node}: killed {result['killed']} processes, down {args.down:g}s{after}")
+        elif args.command == "stop-node":
+            result = cluster.stop_node(args.node)
+            if args.json:
+                print(json.dumps(result, separators=(",", ":")), flush=True)
+                return 0
+            print(f"node {args.node}: killed {result['killed']} processes; it stays down (`lab start-node`)")
+        elif args.command == "start-node":
+            result = cluster.start_node(args.node, wait=not args.no_wait)
+            if args.json:
+                print(json.dumps(result, separators=(",", ":")), flush=True)
+                return 0
+            if not result["started"]:
+                print(f"node {args.node}: its kubelet already runs (pid {result['kubelet_pid']})")
+            else:
+                after = f", Ready after {result['ready_after']:.2f}s" if result["ready_after"] else ""
+                print(f"node {args.node}: kubelet started{after}")
     except LabError as exc:
         print(f"lab {args.command}: {exc}", file=sys.stderr)
         return 2

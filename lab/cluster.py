@@ -1,7 +1,8 @@
 """The lab cluster as processes: bring it up, show it, restart a node, take it down.
 
 This module is the lab's public entry (``python -m lab`` and the harness call it): the
-commands :func:`up`, :func:`status`, :func:`down` and :func:`restart_node` live here,
+commands :func:`up`, :func:`status` and :func:`down` live here, with the node faults
+:func:`restart_node`, :func:`stop_node` and :func:`start_node` (:mod:`lab.node_faults`),
 and it re-exports the names of what they are built from:
 
 - :mod:`lab.cluster_layout`: the layout under ``lab_dir()/"cluster"`` (:class:`Layout`:
@@ -83,7 +84,9 @@ from lab.errors import LabError
 from lab.kubeclient import ApiError, KubeClient
 from lab.kubelet.runtime import kill_leftovers
 from lab.monitoring import stack as monitoring_stack
+from lab.node_faults import restart_node, start_node, stop_node
 from lab.paths import pg_bindir, reachable_by, server_user
+from lab.timing import requested as requested_timing
 
 __all__ = [
     "INSTANCES",
@@ -99,7 +102,9 @@ __all__ = [
     "node_names",
     "restart_node",
     "running",
+    "start_node",
     "status",
+    "stop_node",
     "up",
 ]
 
@@ -130,6 +135,7 @@ def up(
     timeout: float = 180.0,
     monitoring: bool = True,
     alert_rules: Path | None = None,
+    timing: str | None = None,
     say: Say = _quiet,
 ) -> dict[str, Any]:
     """Start (or complete) the lab and wait until ``tenants`` instances are Ready.
@@ -139,7 +145,9 @@ def up(
     the rules of ``alert_rules`` (default: the repository's); False stops them if they run.
     ``node_cpu`` (cores) and ``commit_cpu_ms`` are the capacity knobs (:mod:`lab.capacity`):
     None keeps what the lab was started with, ``"off"`` turns one off; they are checked
-    before anything starts. LabError (one line) when a knob is bad, PostgreSQL is missing,
+    before anything starts. ``timing`` names the timing profile (:mod:`lab.timing`; None:
+    ``$HARNESS_LAB_TIMING``, else the lab's kept one, else Kubernetes'); changing it needs
+    a ``down`` first. LabError (one line) when a knob is bad, PostgreSQL is missing,
     the port is taken, or something does not come up in time. Returns what was done:
     url, nodes, tenants, timings, knobs.
     """
@@ -151,6 +159,16 @@ def up(
         current = " ".join(stored.kubelet_args()) or "no capacity knobs"
         raise LabError(f"the lab runs with {current}: `python -m lab down` first to change the knobs")
     knobs.store(config)
+    profile = requested_timing(timing, config.get("timing"))
+    lab_running = running(layout, "controlplane") is not None or any(
+        running(layout, f"kubelet-{n}") for n in config.get("nodes") or []
+    )
+    if lab_running and config.get("timing") not in (None, profile.name):
+        raise LabError(
+            f"the lab runs with the {config['timing']} timing profile: `python -m lab down` first "
+            f"to change it to {profile.name}"
+        )
+    config["timing"] = profile.name
     if tenants < 1 or nodes < 1:
         raise LabError(
             f"need at least 1 node and 1 tenant (got {nodes} nodes, {tenants} tenants): "
@@ -280,6 +298,7 @@ def up(
         "ready_after": round(time.monotonic() - began, 3),
         "node_cpu": knobs.node_cpu,
         "commit_cpu_ms": knobs.commit_cpu_ms,
+        "timing": profile.as_dict(),
         "monitoring": monitoring_stack.as_record(endpoints),
         "monitoring_waited": round(time.monotonic() - waited, 3),
     }
@@ -338,50 +357,4 @@ def down(wipe: bool = False, layout: Layout | None = None, say: Say = _quiet) ->
         "leftovers_killed": [p.pid for p in left],
         "wiped": wipe,
         "cgroups_removed": groups,
-    }
-
-
-def restart_node(
-    node: str, down_seconds: float, *, layout: Layout | None = None, wait: bool = True, timeout: float = 30.0
-) -> dict[str, Any]:
-    """Crash ``node`` (SIGKILL its kubelet and every pod process), wait, start its kubelet again.
-
-    Returns when the kubelet is back (and, with ``wait``, its Node Ready): killed count,
-    ``killed_at`` (UTC epoch seconds, before the node's processes were looked up),
-    ``signalled_at`` (just before the first signal reached them: the moment the node
-    went down, None if nothing of it was running), ``kill_seconds`` (from then until
-    all of them were gone) and how long the node took to be Ready.
-    """
-    layout = layout or Layout.default()
-    config = load_config(layout)
-    if node not in (config.get("nodes") or []):
-        known = ", ".join(config.get("nodes") or []) or "none (run `python -m lab up`)"
-        raise LabError(f"no lab node named {node!r}: known nodes are {known}")
-    if running(layout, "controlplane") is None:
-        raise LabError("the lab is not running: `python -m lab up` first")
-    killed_at = time.time()
-    killed = kill_node(layout, node)
-    time.sleep(max(0.0, down_seconds))
-    began, started_at = time.monotonic(), time.time()
-    pid = start_kubelet(layout, node, api_url(config))
-    ready_after = None
-    if wait:
-        client = KubeClient(api_url(config))
-        wait_until(
-            f"node {node} Ready again",
-            lambda: node_ready(client, node, started_at),
-            timeout,
-            f"see {layout.node_state(node) / 'kubelet.log'}",
-            0.05,
-        )
-        ready_after = round(time.monotonic() - began, 3)
-    return {
-        "node": node,
-        "killed": killed.count,
-        "killed_at": killed_at,
-        "signalled_at": killed.signalled_at,
-        "kill_seconds": killed.done_after,
-        "down_seconds": down_seconds,
-        "kubelet_pid": pid,
-        "ready_after": ready_after,
     }

@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import psutil
 
@@ -25,12 +26,16 @@ from lab.cluster_layout import Layout, load_config, running, spawn, wait_until
 from lab.errors import LabError
 from lab.kubeclient import ApiError, KubeClient
 from lab.kubelet.runtime import kill_leftovers
+from lab.timing import DEFAULT as DEFAULT_TIMING
+from lab.timing import Timing, profile
 
 __all__ = [
     "Killed",
+    "backoff_args",
     "kill_node",
     "kubelet_argv",
     "lab_processes",
+    "lab_timing",
     "node_ready",
     "start_control_plane",
     "start_kubelet",
@@ -58,6 +63,8 @@ def start_control_plane(layout: Layout, port: int, timeout: float, metrics_port:
         str(layout.logs),
         "--policy",
         str(layout.policy),
+        "--timing",
+        lab_timing(load_config(layout)).name,
     ]
     if metrics_port is not None:
         argv += ["--metrics-port", str(metrics_port)]
@@ -83,8 +90,18 @@ def start_control_plane(layout: Layout, port: int, timeout: float, metrics_port:
     )
 
 
+def lab_timing(config: dict[str, Any]) -> Timing:
+    """The timing profile kept in ``cluster.json`` (Kubernetes' when none is kept)."""
+    return profile(str(config.get("timing") or DEFAULT_TIMING))
+
+
+def backoff_args(timing: Timing) -> list[str]:
+    """The kubelet arguments for the profile's crash-loop back-off."""
+    return ["--backoff-base", f"{timing.backoff_base:g}", "--backoff-max", f"{timing.backoff_max:g}"]
+
+
 def kubelet_argv(layout: Layout, node: str, url: str) -> list[str]:
-    """The kubelet's command line, with the lab's capacity knobs from ``cluster.json``."""
+    """The kubelet's command line, with the lab's capacity knobs and timing from ``cluster.json``."""
     return [
         sys.executable,
         "-m",
@@ -100,6 +117,7 @@ def kubelet_argv(layout: Layout, node: str, url: str) -> list[str]:
         "--volumes",
         str(layout.volumes),
         *NodeKnobs.from_config(load_config(layout)).kubelet_args(),
+        *backoff_args(lab_timing(load_config(layout))),
     ]
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from lab.capacity import NodeKnobs
 from lab.cluster_layout import Layout, api_url, load_config, running
+from lab.cluster_nodes import lab_timing
 from lab.cluster_tenants import INSTANCES, instance_ready
 from lab.kubeclient import ApiError, KubeClient
 from lab.monitoring import monitoring_endpoints
@@ -21,7 +22,7 @@ __all__ = ["status"]
 
 
 def status(layout: Layout | None = None) -> dict[str, Any]:
-    """Processes (pid, alive), nodes (Ready, cordoned), instances (phase, endpoint), capacity knobs.
+    """Processes (pid, alive), nodes (Ready, cordoned), instances (phase, endpoint), knobs, timing.
 
     ``monitoring``: the endpoints (None without monitoring); ``monitoring_processes``:
     Prometheus and Alertmanager (pid, alive) when they run or have a pidfile.
@@ -48,6 +49,7 @@ def status(layout: Layout | None = None) -> dict[str, Any]:
         "node_cpu": knobs.node_cpu,
         "commit_cpu_ms": knobs.commit_cpu_ms,
         "knobs": knobs.describe(),
+        "timing": lab_timing(config).describe(),
         "monitoring": monitoring_stack.as_record(monitoring_endpoints(layout.lab)),
         "monitoring_processes": monitoring_procs,
     }

@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import errno
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -34,8 +35,11 @@ from lab.api.server import STATE, bound_port, serve
 from lab.api.settings import Settings
 from lab.controllers import CONTROLLERS, ControllerManager
 from lab.errors import LabError
-from lab.kubeclient import ApiError, KubeClient
+from lab.kubeclient import ApiError, KubeClient, user_agent
 from lab.monitoring.ksm import start_listener
+from lab.timing import DEFAULT as DEFAULT_TIMING
+from lab.timing import ENV as TIMING_ENV
+from lab.timing import PROFILES, Timing, configmap, profile
 
 __all__ = [
     "CRD_DIR",
@@ -43,6 +47,7 @@ __all__ = [
     "STORAGE_CLASS",
     "ControlPlaneProcess",
     "bootstrap",
+    "controller_options",
     "load_crds",
     "main",
     "start_control_plane",
@@ -86,13 +91,28 @@ def _create_missing(client: KubeClient, kind: str, body: dict[str, Any]) -> None
             raise
 
 
-def bootstrap(client: KubeClient, crd_dir: Path = CRD_DIR) -> None:
-    """Namespaces, default StorageClass and CRDs; idempotent, CRDs whose spec changed are updated."""
+def _say_timing(client: KubeClient, timing: Timing) -> None:
+    body = configmap(timing)
+    current = client.get_or_none("configmaps", body["metadata"]["name"], "kube-system")
+    if current is None:
+        client.create("configmaps", body, "kube-system")
+    elif current.get("data") != body["data"]:
+        body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        client.replace("configmaps", body, "kube-system")
+
+
+def bootstrap(client: KubeClient, crd_dir: Path = CRD_DIR, timing: Timing | None = None) -> None:
+    """Namespaces, default StorageClass, CRDs and the timing ConfigMap; idempotent.
+
+    CRDs whose spec changed are updated; ``timing`` (default: Kubernetes') is written to
+    ``kube-system/lab-timing`` so clients can tell which profile the lab runs under.
+    """
     for name in NAMESPACES:
         _create_missing(
             client, "namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
         )
     _create_missing(client, "storageclasses", STORAGE_CLASS)
+    _say_timing(client, timing or profile(DEFAULT_TIMING))
     for crd in load_crds(crd_dir):
         name = crd["metadata"]["name"]
         current = client.get_or_none("customresourcedefinitions", name)
@@ -106,6 +126,21 @@ def bootstrap(client: KubeClient, crd_dir: Path = CRD_DIR) -> None:
             }
             client.replace("customresourcedefinitions", body)
             log.info("updated CRD %s", name)
+
+
+def controller_options(timing: Timing, data_dir: Path | None = None) -> dict[str, dict[str, Any]]:
+    """The controllers' settings: the timing profile's, and where PVC folders live.
+
+    A lab's claims are folders under ``volumes/``, the sibling of the API's data folder
+    (:class:`lab.cluster_layout.Layout`); PersistentVolumes name them by absolute path.
+    """
+    options: dict[str, dict[str, Any]] = {
+        "nodelifecycle": {"timeout": timing.node_monitor_grace, "interval": timing.node_monitor_period},
+        "podgc": {"interval": timing.podgc_period, "quarantine": timing.podgc_quarantine},
+    }
+    if data_dir is not None:
+        options["pvc"] = {"volumes_dir": data_dir.parent / "volumes"}
+    return options
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -134,6 +169,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="PORT",
         help="also serve the kube-state-metrics stand-in on this loopback port (0: any free port)",
     )
+    parser.add_argument(
+        "--timing",
+        default=os.environ.get(TIMING_ENV) or DEFAULT_TIMING,
+        metavar="PROFILE",
+        help=f"timing profile ({' or '.join(PROFILES)}, lab.timing): when a node is NotReady, when its "
+        f"pods are evicted, crash-loop back-off (default: ${TIMING_ENV}, else {DEFAULT_TIMING})",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request and controller action")
     return parser.parse_args(argv)
 
@@ -146,12 +188,18 @@ def _port_error(what: str, host: str, port: int, exc: OSError) -> str:
 
 
 async def _run(args: argparse.Namespace) -> int:
+    try:
+        timing = profile(args.timing)
+    except LabError as exc:
+        print(f"lab controlplane: {exc}", file=sys.stderr)
+        return 2
     settings = Settings(
         port=args.port,
         data_dir=args.data.resolve(),
         policy_file=args.policy.resolve() if args.policy else None,
         logs_dir=args.logs.resolve() if args.logs else None,
         pod_removal_grace=args.pod_removal_grace,
+        default_toleration_seconds=timing.default_toleration_seconds,
     )
     disable = [d.strip() for d in args.disable.split(",") if d.strip()]
     try:
@@ -177,8 +225,10 @@ async def _run(args: argparse.Namespace) -> int:
             )
     loop = asyncio.get_running_loop()
     try:
-        manager = ControllerManager(url, disable)
-        await loop.run_in_executor(None, bootstrap, KubeClient(url))
+        manager = ControllerManager(url, disable, options=controller_options(timing, settings.data_dir))
+        await loop.run_in_executor(
+            None, bootstrap, KubeClient(url, user_agent=user_agent("lab-controlplane")), CRD_DIR, timing
+        )
     except (LabError, ApiError) as exc:
         print(f"lab controlplane: bootstrap failed: {exc}", file=sys.stderr)
         if ksm is not None:
@@ -226,6 +276,7 @@ def start_control_plane(
     metrics_port: int | None = None,
     timeout: float = 30.0,
     verbose: bool = False,
+    timing: str | None = None,
 ) -> ControlPlaneProcess:
     """Start the control plane as a child (stderr to ``<data>/controlplane.log``); LabError if it fails.
 
@@ -243,6 +294,8 @@ def start_control_plane(
         args += ["--disable", ",".join(disable)]
     if metrics_port is not None:
         args += ["--metrics-port", str(metrics_port)]
+    if timing is not None:
+        args += ["--timing", timing]
     if verbose:
         args.append("--verbose")
     proc, url = spawn_listening(args, log_path, timeout, "the lab control plane")

@@ -6,6 +6,10 @@ lab-specific: it works against any API server that accepts the kubeconfig's toke
 
 Resources are named by :class:`Kind` (group, version, plural, namespaced); errors
 from the server become :class:`ApiError` carrying the HTTP code and the Status reason.
+Each client sends a User-Agent naming its component (:func:`user_agent`, e.g.
+``lab-kubelet/v0.1.0 (linux) mssql-chaos-harness``): the API server takes the part
+before the first ``/`` as the field manager, so ``kubectl get -o yaml
+--show-managed-fields`` names who wrote what, as on a cluster.
 """
 
 from __future__ import annotations
@@ -20,9 +24,19 @@ import requests
 
 from lab.errors import LabError
 
-__all__ = ["Kind", "ApiError", "KubeClient", "KINDS"]
+__all__ = ["DEFAULT_USER_AGENT", "Kind", "ApiError", "KubeClient", "KINDS", "user_agent"]
 
 Obj = dict[str, Any]
+_VERSION = "v0.1.0"
+
+
+def user_agent(component: str) -> str:
+    """The User-Agent of a lab component, e.g. ``lab-kubelet/v0.1.0 (linux) mssql-chaos-harness``."""
+    return f"{component}/{_VERSION} (linux) mssql-chaos-harness"
+
+
+#: Clients that do not say which component they are (the ``lab`` command line).
+DEFAULT_USER_AGENT = user_agent("lab")
 
 
 @dataclass(frozen=True)
@@ -80,15 +94,20 @@ class ApiError(LabError):
 class KubeClient:
     """JSON over HTTP to one API server; thread-safe for independent calls."""
 
-    def __init__(self, server: str, token: str = "", timeout: float = 10.0) -> None:
+    def __init__(
+        self, server: str, token: str = "", timeout: float = 10.0, user_agent: str = DEFAULT_USER_AGENT
+    ) -> None:
+        """``user_agent``: the header sent (see :func:`user_agent`); its part before the first
+        ``/`` is the field manager the server records for this client's writes."""
         self.server = server.rstrip("/")
         self.timeout = timeout
         self._session = requests.Session()
+        self._session.headers["User-Agent"] = user_agent
         if token:
             self._session.headers["Authorization"] = f"Bearer {token}"
 
     @classmethod
-    def from_kubeconfig(cls, path: Path) -> KubeClient:
+    def from_kubeconfig(cls, path: Path, user_agent: str = DEFAULT_USER_AGENT) -> KubeClient:
         """A client for the current context of a kubeconfig file (JSON or simple YAML)."""
         import yaml
 
@@ -102,7 +121,7 @@ class KubeClient:
             )
         except (OSError, KeyError, StopIteration, TypeError, yaml.YAMLError) as exc:
             raise LabError(f"cannot use kubeconfig {path} ({exc}): run `python -m lab up` first") from None
-        return cls(cluster["server"], user.get("token", ""))
+        return cls(cluster["server"], user.get("token", ""), user_agent=user_agent)
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -213,9 +232,18 @@ class KubeClient:
         labels: str | None = None,
         fields: str | None = None,
     ) -> Iterator[Obj]:
-        """Yield watch events ``{"type", "object"}`` until the server ends the watch."""
+        """Yield watch events ``{"type", "object"}`` until the server ends the watch.
+
+        BOOKMARK events (no uid, only a newer ``resourceVersion``) are asked for, so a
+        caller that resumes from the last version it saw stays inside the server's
+        watch window; an ERROR event (410 Expired: too old resource version) means list again.
+        """
         k = KINDS[kind] if isinstance(kind, str) else kind
-        params: dict[str, Any] = {"watch": "true", "timeoutSeconds": timeout_seconds}
+        params: dict[str, Any] = {
+            "watch": "true",
+            "timeoutSeconds": timeout_seconds,
+            "allowWatchBookmarks": "true",
+        }
         if resource_version:
             params["resourceVersion"] = resource_version
         if labels:

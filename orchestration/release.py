@@ -73,6 +73,7 @@ RUN_ORDER = (
     "pod-eviction",
     "node-drain",
     "node-restart",
+    "node-loss",
     "pitr-restore",
     "backup-under-chaos",
     "alert-drill",

@@ -22,6 +22,12 @@ def discover(discover_system: bool = True) -> Any:
         release = "unknown"
     discovery = initialize_discovery_result("mssql-chaos-harness", release, "mssql")
     discovery["activities"].extend(discover_actions("probes.k8s.actions"))
+    from probes.k8s.node_loss import PROBES as NODE_LOSS_PROBES
+
+    for activity in discover_actions("probes.k8s.node_loss"):
+        if activity["name"] in NODE_LOSS_PROBES:
+            activity["type"] = "probe"
+        discovery["activities"].append(activity)
     discovery["activities"].extend(discover_probes("probes.k8s.probes"))
     discovery["activities"].extend(discover_actions("probes.k8s.evidence"))
     discovery["activities"].extend(discover_probes("probes.k8s.preflight"))

@@ -295,10 +295,14 @@ def _totals(tenant: str, writes: Sequence[Write], clocks: Sequence[ClockSample],
 def _pair_violations(fault: Fault, r: TenantResult, objective: Objective) -> list[str]:
     who = f"{fault.name} {r.tenant}"
     out: list[str] = []
+    why = fault.details.get("explanation")  # what was seen after the injection (a lost node's handling)
+    because = f"; {why}" if isinstance(why, str) and why else ""
     if not r.recovered:
-        out.append(f"{who}: not recovered ({r.note})")
+        out.append(f"{who}: not recovered ({r.note}){because}")
     elif r.rto_seconds is not None and r.rto_seconds > objective.rto_seconds:
-        out.append(f"{who}: RTO {r.rto_seconds:.1f}s exceeds the {objective.rto_seconds:g}s objective")
+        out.append(
+            f"{who}: RTO {r.rto_seconds:.1f}s exceeds the {objective.rto_seconds:g}s objective{because}"
+        )
     if r.lost_acked_writes and r.rpo_seconds is not None:
         span = ""
         if r.loss_window_from_seconds is not None and r.loss_window_to_seconds is not None:

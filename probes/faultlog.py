@@ -18,6 +18,10 @@ injector learns the real moment, it appends
 up to half a second early. The fault keeps the first time as ``details["recorded_at"]``,
 and ``details["injection_uncertainty_seconds"]`` says how long after ``injected_at``
 the injection may still have been going on (null: not known).
+
+What was seen about a fault after it was injected (how a lost node was handled)
+is appended as ``{"event": "observed", "name": ..., "details": {...}}``
+(``mark_observed``): its keys are merged into the fault's ``details``.
 """
 
 from __future__ import annotations
@@ -31,13 +35,13 @@ from typing import Any
 from probes.errors import ProbeError
 from probes.model import Fault
 
-__all__ = ["FAULT_LOG_NAME", "mark_ended", "mark_signalled", "read_faults", "record_fault"]
+__all__ = ["FAULT_LOG_NAME", "mark_ended", "mark_observed", "mark_signalled", "read_faults", "record_fault"]
 
 FAULT_LOG_NAME = "faults.jsonl"
 
 _FIX = (
     "fix or delete that line "
-    "(each line is one JSON object written by record_fault, mark_ended or mark_signalled)"
+    "(each line is one JSON object written by record_fault, mark_ended, mark_signalled or mark_observed)"
 )
 
 
@@ -80,6 +84,12 @@ def mark_signalled(
         "uncertainty_seconds": uncertainty_seconds,
     }
     _append(Path(path), record, f"injection time of fault {name!r}")
+
+
+def mark_observed(path: Path, name: str, details: dict[str, Any]) -> None:
+    """Append what was seen about fault ``name`` after its injection (merged into its details)."""
+    record = {"event": "observed", "name": name, "details": details}
+    _append(Path(path), record, f"observations of fault {name!r}")
 
 
 def _is_time(value: object) -> bool:
@@ -157,7 +167,20 @@ def _fold_event(faults: list[Fault], record: dict[str, Any], where: str) -> list
         return _fold_ended(faults, record, where)
     if event == "signalled":
         return _fold_signalled(faults, record, where)
-    raise ProbeError(f"{where}: unknown event {event!r} (only 'ended' and 'signalled' exist); {_FIX}")
+    if event == "observed":
+        return _fold_observed(faults, record, where)
+    raise ProbeError(
+        f"{where}: unknown event {event!r} (only 'ended', 'signalled' and 'observed' exist); {_FIX}"
+    )
+
+
+def _fold_observed(faults: list[Fault], record: dict[str, Any], where: str) -> list[Fault]:
+    name, details = record.get("name"), record.get("details")
+    if not isinstance(name, str) or not isinstance(details, dict):
+        raise ProbeError(f"{where}: an 'observed' line needs a string 'name' and an object 'details'; {_FIX}")
+    index = _latest(faults, name, "observed", where)
+    faults[index] = replace(faults[index], details={**faults[index].details, **details})
+    return faults
 
 
 def _latest(faults: list[Fault], name: str, event: str, where: str) -> int:

@@ -64,6 +64,9 @@ class LiveJournal:
         self._recent: list[Write] = []
         self.first_seen: dict[str, float] = {}
         self.last_ack: dict[str, float] = {}
+        #: Per tenant, when its newest acknowledged write *started* (a write sent before a
+        #: fault but answered after it says nothing about the server after the fault).
+        self.last_ack_start: dict[str, float] = {}
 
     def refresh(self) -> None:
         """Read what was appended since the last refresh."""
@@ -72,6 +75,8 @@ class LiveJournal:
             self.first_seen.setdefault(w.tenant, w.start)
             if w.outcome == "ok" and w.end > self.last_ack.get(w.tenant, float("-inf")):
                 self.last_ack[w.tenant] = w.end
+            if w.outcome == "ok" and w.start > self.last_ack_start.get(w.tenant, float("-inf")):
+                self.last_ack_start[w.tenant] = w.start
         if writes:
             self._recent.extend(writes)
             horizon = max(w.end for w in writes) - self.keep_seconds

@@ -70,7 +70,7 @@ __all__ = [
 
 CHECKLIST_RTO_SECONDS = 60.0
 REQUIRED_FAILURE_KINDS = ("operator-restart", "pod-eviction", "node-restart")
-FAILURE_KINDS = ("operator-restart", "pod-eviction", "node-drain", "node-restart")
+FAILURE_KINDS = ("operator-restart", "pod-eviction", "node-drain", "node-restart", "node-loss")
 BACKUP_KINDS = ("pitr-restore", "backup-under-chaos")
 BAD_CHAOS_STATUSES = ("failed", "aborted", "interrupted")
 PRODUCTION_KIND = "cluster"
@@ -95,6 +95,14 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _timing(target: dict[str, Any]) -> str | None:
+    """The lab timing profile's name a target records; ``not recorded`` for a lab that did not say."""
+    timing = target.get("timing")
+    if isinstance(timing, dict) and _text(timing.get("profile")):
+        return str(timing["profile"])
+    return "not recorded" if target.get("kind") == "lab" else None
+
+
 @dataclass(frozen=True)
 class Target:
     """Where a run ran, as its summary says; ``recorded`` keeps an older summary's plain value."""
@@ -105,6 +113,7 @@ class Target:
     nodes: int | None = None
     operator_image: str | None = None
     recorded: str | None = None
+    timing: str | None = None
 
     @classmethod
     def read(cls, value: Any) -> Target:
@@ -119,6 +128,7 @@ class Target:
             kubernetes_version=_text(value.get("kubernetes_version")),
             nodes=nodes if isinstance(nodes, int) and not isinstance(nodes, bool) else None,
             operator_image=_text(value.get("operator_image")),
+            timing=_timing(value),
         )
 
     @property
@@ -148,6 +158,7 @@ class Target:
             self.api_server or "API server not recorded",
             f"Kubernetes {self.kubernetes_version}" if self.kubernetes_version else None,
             nodes,
+            f"timing {self.timing}" if self.timing else None,
         ]
         return ", ".join(p for p in parts if p)
 

@@ -67,6 +67,9 @@ def _fault_section(index: int, fault_result: FaultResult, analysis: RunAnalysis)
     )
     if analysis.started_at is not None:
         lines[-1] += f" That is {fault.injected_at - analysis.started_at:.1f} s after the run started."
+    seen = fault.details.get("explanation")
+    if isinstance(seen, str) and seen:
+        lines += ["", f"What happened next: {seen}."]
     lines.append("")
     rows = []
     notes = []
@@ -216,11 +219,21 @@ def _evidence_class(target: Any) -> list[str]:
         "lab": "the embedded lab (PostgreSQL standing in for SQL Server, the lab operator)",
         "local": "local PostgreSQL servers, no Kubernetes",
     }.get(str(kind), "not recorded")
-    return [
+    lines = [
         f"Target: {what}. This run proves the harness and the stand-ins, not the operator under test: "
         "it is not production evidence.",
-        "",
     ]
+    if kind == "lab":
+        timing = target.get("timing") if isinstance(target.get("timing"), Mapping) else {}
+        described = timing.get("description") or timing.get("profile")
+        lines.append(
+            f"Lab timing: {described}."
+            if described
+            else "Lab timing: not recorded (cannot tell how fast the lab declared nodes lost)."
+        )
+        if timing.get("profile") == "fast":
+            lines[-1] += " Recovery times under this profile are shorter than Kubernetes' defaults allow."
+    return [*lines, ""]
 
 
 def _ms(value: Any) -> str:

@@ -2,11 +2,15 @@
 
 Servers live under the lab directory (PostgreSQL runs as the ``postgres`` user and
 must reach its data directory) in a fresh folder per fixture, removed afterwards.
+
+Labs and control planes the tests start run under the ``fast`` timing profile
+(:mod:`lab.timing`) unless a test names another: many faults must fit in a few minutes.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -16,6 +20,10 @@ import pytest
 
 from lab.engine import Engine, Instance
 from lab.paths import lab_dir
+from lab.timing import ENV as TIMING_ENV
+from lab.timing import FAST
+
+os.environ[TIMING_ENV] = FAST.name
 
 
 @pytest.fixture

@@ -332,7 +332,7 @@ def test_patch_flavours(api: client.ApiClient, server: ApiServerProcess, ns: str
     code, body = http(url, "PATCH", {"metadata": {"resourceVersion": "1"}}, "application/merge-patch+json")
     assert (code, body["reason"]) == (409, "Conflict")
     code, body = http(url, "PATCH", {"a": 1}, "application/apply-patch+yaml")
-    assert (code, body["reason"]) == (415, "UnsupportedMediaType")
+    assert (code, body["reason"]) == (400, "BadRequest")  # server-side apply needs a fieldManager
 
 
 def test_finalizers_hold_deletion_until_removed(api: client.ApiClient, ns: str):
@@ -618,3 +618,32 @@ def test_delete_collection_by_selector(api: client.ApiClient, ns: str):
         v1.create_namespaced_config_map(ns, {"metadata": {"name": name, "labels": {"tier": tier}}})
     v1.delete_collection_namespaced_config_map(ns, label_selector="tier=cache")
     assert [c.metadata.name for c in v1.list_namespaced_config_map(ns).items] == ["z"]
+
+
+def test_a_dependent_the_foreground_collector_may_not_delete_does_not_stop_the_others(
+    api: client.ApiClient,
+) -> None:
+    """``default`` made a dependent of a ClusterRole deleted in the foreground: the namespace
+    may not be deleted, which is logged; namespaces deleted afterwards still finish."""
+    rbac, core = client.RbacAuthorizationV1Api(api), client.CoreV1Api(api)
+    owner = rbac.create_cluster_role({"metadata": {"name": "fg-owner"}, "rules": []})
+    ref = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "name": "fg-owner"}
+    ref["uid"] = owner.metadata.uid
+    core.patch_namespace("default", {"metadata": {"ownerReferences": [ref]}})
+    try:
+        rbac.delete_cluster_role("fg-owner", propagation_policy="Foreground")
+        core.create_namespace({"metadata": {"name": "fg-after"}})
+        core.delete_namespace("fg-after")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                core.read_namespace("fg-after")
+            except client.ApiException as exc:
+                assert exc.status == 404
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("a namespace deleted after the refused foreground deletion never finished")
+        assert core.read_namespace("default").status.phase == "Active"
+    finally:
+        core.patch_namespace("default", {"metadata": {"ownerReferences": None}})

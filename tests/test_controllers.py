@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,10 @@ from lab.api import write_kubeconfig
 from lab.controllers.cron import CronSchedule
 from lab.controllers.cronjob import CronJobController, job_name_for
 from lab.controllers.loop import format_time, parse_time, template_hash
-from lab.controllers.nodelifecycle import HEARTBEAT_TIMEOUT
 from lab.controlplane import ControlPlaneProcess, start_control_plane
 from lab.errors import LabError
 from lab.kubeclient import ApiError, KubeClient
+from lab.timing import FAST
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +37,7 @@ Obj = dict[str, Any]
 _names = itertools.count()
 
 
-# -- helpers shared with test_operator ------------------------------------------------------
+# -- helpers shared with other test modules --------------------------------------------------
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 10.0, every: float = 0.02) -> Any:
@@ -174,13 +175,13 @@ def new_namespace(client: KubeClient, prefix: str = "t") -> str:
     return name
 
 
-# -- fixtures -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlaneProcess]:
-    root = tmp_path_factory.mktemp("controllers")
-    proc = start_control_plane(root / "api", disable=("cronjob",))
+@contextmanager
+def running_plane(
+    root: Path, stop_within: float | None = None, **options: Any
+) -> Iterator[ControlPlaneProcess]:
+    """``start_control_plane(root, **options)``; when the block ends it must stop with exit code 0
+    (the test shows its log's tail otherwise), within ``stop_within`` seconds when given."""
+    proc = start_control_plane(root, **options)
     try:
         yield proc
     finally:
@@ -188,26 +189,48 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlaneProc
         code = proc.stop()
         took = time.monotonic() - started
     assert code == 0, proc.log_path.read_text()[-2000:]
-    assert took < 8, f"SIGTERM took {took:.1f} s"
+    if stop_within is not None:
+        assert took < stop_within, f"SIGTERM took {took:.1f} s"
+
+
+def plane_clients(
+    ns_prefix: str = "t", nodes: tuple[str, ...] = (), ready_pods: bool = True
+) -> tuple[Any, Any, Any]:
+    """The ``api``, ``kubelet`` and ``ns`` fixtures of a module whose ``plane`` fixture runs a control
+    plane: a client (module), a :class:`FakeKubelet` with ``nodes`` (module) and a fresh namespace
+    named ``ns_prefix...`` per test. Use as ``api, kubelet, ns = plane_clients(...)``."""
+
+    @pytest.fixture(scope="module")
+    def api(plane: ControlPlaneProcess) -> KubeClient:
+        return KubeClient(plane.url)
+
+    @pytest.fixture(scope="module")
+    def kubelet(api: KubeClient) -> Iterator[FakeKubelet]:
+        fake = FakeKubelet(api, ready_pods=ready_pods).start()
+        for name in nodes:
+            fake.add_node(name)
+        yield fake
+        fake.stop()
+
+    @pytest.fixture
+    def ns(api: KubeClient) -> str:
+        return new_namespace(api, ns_prefix)
+
+    return api, kubelet, ns
+
+
+# -- fixtures -------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def api(plane: ControlPlaneProcess) -> KubeClient:
-    return KubeClient(plane.url)
+def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlaneProcess]:
+    with running_plane(
+        tmp_path_factory.mktemp("controllers") / "api", stop_within=8, disable=("cronjob",)
+    ) as proc:
+        yield proc
 
 
-@pytest.fixture(scope="module")
-def kubelet(api: KubeClient) -> Iterator[FakeKubelet]:
-    fake = FakeKubelet(api).start()
-    for i in (1, 2, 3):
-        fake.add_node(f"lab-node-{i}")
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def ns(api: KubeClient) -> str:
-    return new_namespace(api)
+api, kubelet, ns = plane_clients(nodes=("lab-node-1", "lab-node-2", "lab-node-3"))
 
 
 def _container(command: str = "sleep 3600") -> Obj:
@@ -324,7 +347,7 @@ def test_node_goes_not_ready_when_heartbeats_stop_and_its_pods_lose_ready(
     wait_for(
         "node Ready=Unknown",
         lambda: _condition(api.get("nodes", node), "Ready").get("status") == "Unknown",
-        timeout=HEARTBEAT_TIMEOUT + 4,
+        timeout=FAST.node_monitor_grace + 4,
         every=0.1,
     )
     noticed = time.time() - stopped
@@ -338,7 +361,8 @@ def test_node_goes_not_ready_when_heartbeats_stop_and_its_pods_lose_ready(
     assert pod_ready["reason"] == "NodeNotReady"
     assert api.get("pods", "app", ns)["spec"]["nodeName"] == node  # never evicted
     # the last heartbeat came at most 0.5 s before `stopped`; timeout 4 s, a pass every 0.5 s
-    assert HEARTBEAT_TIMEOUT - 0.6 < noticed < HEARTBEAT_TIMEOUT + 1.5, noticed
+    grace = FAST.node_monitor_grace  # the suite's control planes run the fast timing profile
+    assert grace - 0.6 < noticed < grace + 1.5, noticed
     print(f"heartbeats stopped -> node NotReady: {noticed:.2f} s")
     kubelet.paused.discard(node)
     wait_for("node Ready again", lambda: _condition(api.get("nodes", node), "Ready")["status"] == "True")

@@ -5,7 +5,8 @@ module's fixture runs that exact line (read from the README) with bash, against 
 (3 nodes, 2 tenants, with its Prometheus and Alertmanager) and the fast timings, in a
 folder where ``experiments/`` and ``.venv/`` are the repository's. Every experiment of the
 folder must leave exactly one run folder that ends in a summary; then each experiment's
-own checks read its folder: the four faults, the operator rollout restart, the PITR
+own checks read its folder: the five faults (node loss handled by the lab operator's
+out-of-service taint), the operator rollout restart, the PITR
 restore, the backup under chaos and the alerting drill, and the go/no-go document over
 them. Failure paths are in ``tests/test_experiments.py`` and
 ``tests/test_backup_experiments.py``.
@@ -29,6 +30,7 @@ import pytest
 from common.times import parse_time
 from lab.operator.protection import BACKUPS
 from lab.paths import project_root
+from lab.timing import FAST as FAST_TIMING
 from loadgen.journal import read_journal
 from orchestration.control import slug
 from orchestration.experiment_tree import experiment_files
@@ -153,11 +155,14 @@ FAULTS = [
     ("operator-restart", "operator-restart", False),
     ("operator-rollout-restart", "operator-restart", False),
     ("node-restart", "node-restart", True),
+    ("node-loss", "node-loss", True),
 ]
 
 
 @pytest.mark.parametrize(("experiment", "kind", "affected"), FAULTS)
-def test_fault_experiment(runs: dict[str, Path], experiment: str, kind: str, affected: bool) -> None:
+def test_fault_experiment(
+    lab: Lab, runs: dict[str, Path], experiment: str, kind: str, affected: bool
+) -> None:
     run = runs[experiment]
     summary = run_summary(run)
     complete_run_folder(run)
@@ -166,7 +171,10 @@ def test_fault_experiment(runs: dict[str, Path], experiment: str, kind: str, aff
     assert summary["verdict"] == "GO", summary["violations"]
     (fault,) = summary["faults"]
     assert fault["kind"] == kind
-    target = tenant_result(summary, "tenant-0")
+    # tenant-0, or for a node loss another tenant when the operator shares tenant-0's node
+    aimed = fault["tenant"] or "tenant-0"
+    assert aimed == "tenant-0" or fault["details"]["instead_of"] == "tenant-0", fault
+    target = tenant_result(summary, aimed)
     assert target["recovered"] and target["lost_acked_writes"] == 0
     assert target["affected"] is affected
     assert target["rto_seconds"] < 60
@@ -186,10 +194,31 @@ def test_fault_experiment(runs: dict[str, Path], experiment: str, kind: str, aff
         # `python -m lab restart-node` started up.
         assert fault["details"]["recorded_at"] < fault["injected_at_epoch"] < fault["ended_at_epoch"]
         assert fault["details"]["injection_uncertainty_seconds"] < 1.0
+    if experiment == "node-loss":
+        assert_node_loss_handled_by_the_operator(lab, run, fault)
     if kind == "operator-restart":
         observed = json.loads((run / "run.json").read_text())
         assert observed["chaos_status"] == "completed"
         assert "operator_reconciling_again_seconds" in (run / "report.md").read_text()
+
+
+def assert_node_loss_handled_by_the_operator(lab: Lab, run: Path, fault: dict) -> None:
+    """The lab operator (LAB_OPERATOR_NODE_LOSS=out-of-service) declared the lost node gone:
+    out-of-service taint after the node went NotReady, tenant-0's pod force-deleted by the
+    pod garbage collector; the rollback brought the node back without the taint."""
+    record = json.loads((run / "node-loss.json").read_text())
+    assert record["handling"] == "out-of-service", record
+    grace = FAST_TIMING.node_monitor_grace
+    assert grace - 1 < record["not_ready_after"] < grace + 3, record
+    oos = record["taints"]["node.kubernetes.io/out-of-service:NoExecute"]
+    assert record["not_ready_after"] <= oos + 0.5, record
+    tenant_pods = [p for p in record["pods"] if p["name"].startswith(str(fault["tenant"]))]
+    assert tenant_pods and all(p["how"] == "pod-gc" for p in tenant_pods), record
+    assert fault["details"]["handling"] == "out-of-service"
+    assert "tainted node.kubernetes.io/out-of-service" in fault["details"]["explanation"]
+    node = lab.client().get("nodes", record["node"])
+    assert not [t for t in node["spec"].get("taints") or [] if "out-of-service" in t["key"]], node["spec"]
+    assert "What happened next: node" in (run / "report.md").read_text()
 
 
 def assert_lab_only_pass(rows: dict[str, str], *gates: str) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from lab.kubeclient import KubeClient
+from lab.kubeclient import Kind, KubeClient
 from lab.paths import lab_dir, project_root
 from orchestration.experiment_tree import experiment_files, find_experiment
 from tests.test_liveness import kill_locust_child
@@ -178,6 +178,67 @@ def test_a_fault_past_the_objective_is_no_go(lab: Lab) -> None:
     assert tenant_result(summary, "tenant-0")["rto_seconds"] > 2
 
 
+def set_operator_node_loss(client: KubeClient, policy: str) -> None:
+    """Roll the lab operator out with ``LAB_OPERATOR_NODE_LOSS=policy`` and wait until it runs."""
+    env = [{"name": "LAB_OPERATOR_NODE_LOSS", "value": policy}]
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": "operator", "env": env}]}}}}
+    client.request(
+        "PATCH",
+        "/apis/apps/v1/namespaces/mssql-operator/deployments/mssql-operator",
+        patch,
+        content_type="application/strategic-merge-patch+json",
+    )
+
+    def rolled_out() -> bool:
+        pods = client.list("pods", "mssql-operator", labels="app=mssql-operator")
+        return len(pods) == 1 and all(
+            p["status"].get("phase") == "Running"
+            and not p["metadata"].get("deletionTimestamp")
+            and {"name": "LAB_OPERATOR_NODE_LOSS", "value": policy} in p["spec"]["containers"][0]["env"]
+            for p in pods
+        )
+
+    deadline = time.monotonic() + 60
+    while not rolled_out():
+        assert time.monotonic() < deadline, "the operator was not rolled out with the new policy"
+        time.sleep(0.2)
+
+
+def test_a_node_lost_under_an_operator_that_waits_is_no_go_and_says_why(lab: Lab) -> None:
+    """With ``LAB_OPERATOR_NODE_LOSS=wait`` nobody declares the lost node gone: the NoExecute
+    taint evicts tenant-0's pod after its toleration, the pod stays Terminating and the tenant
+    never recovers. The run is NO-GO and says so; the rollback brings the node back and the
+    tenant recovers."""
+    client = lab.client()
+    set_operator_node_loss(client, "wait")
+    try:
+        done, run = lab.chaos("node-loss", env={"HARNESS_RECOVERY_TIMEOUT": "20"})
+    finally:
+        set_operator_node_loss(client, "out-of-service")
+    assert run is not None, done.stderr[-3000:]
+    assert json.loads((run / "chaos-journal.json").read_text())["deviated"] is True  # not Ready after it
+    summary = run_summary(run)
+    assert summary["verdict"] == "NO-GO"
+    (fault,) = summary["faults"]
+    lost = fault["tenant"]  # tenant-0, or the other tenant when the operator shares tenant-0's node
+    assert not tenant_result(summary, lost)["recovered"]
+    record = json.loads((run / "node-loss.json").read_text())
+    assert record["handling"] == "none", record
+    assert "node.kubernetes.io/out-of-service:NoExecute" not in record["taints"]
+    (pod,) = [p for p in record["pods"] if p["name"].startswith(lost)]
+    assert pod["how"] == "stayed" and pod["disruption_reason"] == "DeletionByTaintManager", pod
+    # evicted by the unreachable taint once the default toleration (10 s, fast profile) ran out
+    assert record["not_ready_after"] + 9 < pod["marked_for_deletion_after"] < record["not_ready_after"] + 14
+    why = [v for v in summary["violations"] if v.startswith("lose ") and f"{lost}: not recovered" in v]
+    assert why and "nobody applied node.kubernetes.io/out-of-service" in why[0], summary["violations"]
+    # The rollback brought the node back, and with it the tenant.
+    node = client.get("nodes", record["node"])
+    assert any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"])
+    instances = client.list(Kind("mssql.example.com", "v1alpha1", "mssqlinstances"), "tenants")
+    ready = [c for i in instances for c in i["status"]["conditions"] if c["type"] == "Ready"]
+    assert ready and all(c["status"] == "True" for c in ready)
+
+
 @contextlib.contextmanager
 def holding_tenant_0(client: KubeClient) -> Iterator[None]:
     """A PodDisruptionBudget that refuses every eviction of tenant-0's pod: a drain keeps retrying."""
@@ -319,6 +380,9 @@ def test_validate_and_discover() -> None:
         "wait_for_alert",
         "clear_failed_backups",
         "wait_for_alert_resolved",
+        "lose_node",
+        "node_loss_handling",
+        "restore_node",
     } <= names
     shutil.rmtree(out.parent)
 

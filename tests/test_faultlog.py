@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from probes.errors import ProbeError
-from probes.faultlog import mark_ended, mark_signalled, read_faults, record_fault
+from probes.faultlog import mark_ended, mark_observed, mark_signalled, read_faults, record_fault
 from probes.model import Fault
 
 
@@ -133,3 +133,29 @@ def test_unserialisable_details_are_refused_without_writing(tmp_path: Path) -> N
     with pytest.raises(ProbeError, match="pod-kill"):
         record_fault(log, Fault("pod-kill", "pod-kill", 1.0, details={"when": object()}))
     assert not log.exists()
+
+
+def test_observed_details_join_the_latest_fault_of_that_name(tmp_path: Path) -> None:
+    log = tmp_path / "faults.jsonl"
+    record_fault(log, Fault("lose n2", "node-loss", 100.0, "tenant-0", details={"node": "n2"}))
+    mark_ended(log, "lose n2", 100.3)
+    mark_observed(log, "lose n2", {"handling": "none", "explanation": "node n2 was lost"})
+    (fault,) = read_faults(log)
+    assert fault.details == {"node": "n2", "handling": "none", "explanation": "node n2 was lost"}
+    assert fault.ended_at == 100.3
+
+
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ({"event": "observed", "name": "lose n2", "details": "x"}, "an object 'details'"),
+        ({"event": "observed", "name": "nobody", "details": {}}, "nobody"),
+    ],
+)
+def test_a_bad_observed_line_is_named(tmp_path: Path, line: dict, needle: str) -> None:
+    log = tmp_path / "faults.jsonl"
+    record_fault(log, Fault("lose n2", "node-loss", 100.0))
+    with log.open("a") as handle:
+        handle.write(json.dumps(line) + "\n")
+    with pytest.raises(ProbeError, match=needle):
+        read_faults(log)

@@ -64,6 +64,7 @@ LAB = {
     "kubernetes_version": "v1.29.0-mssql-lab",
     "nodes": 3,
     "operator_image": "mssql-lab/operator",
+    "timing": {"profile": "kubernetes", "description": "kubernetes (node NotReady after 40 s ...)"},
 }
 
 # Gate lines of the checklist, by a short name.
@@ -690,7 +691,13 @@ def test_go_when_every_mandatory_gate_passes(tmp_path: Path) -> None:
     [
         (
             LAB,
-            "lab, https://127.0.0.1:36443, Kubernetes v1.29.0-mssql-lab, 3 nodes (not production evidence)",
+            "lab, https://127.0.0.1:36443, Kubernetes v1.29.0-mssql-lab, 3 nodes, timing kubernetes "
+            "(not production evidence)",
+        ),
+        (
+            {**LAB, "timing": None},
+            "lab, https://127.0.0.1:36443, Kubernetes v1.29.0-mssql-lab, 3 nodes, timing not recorded "
+            "(not production evidence)",
         ),
         (
             {"kind": "local", "api_server": None, "kubernetes_version": None, "nodes": None},
@@ -700,7 +707,7 @@ def test_go_when_every_mandatory_gate_passes(tmp_path: Path) -> None:
         (..., "not recorded (not production evidence)"),
         ({**CLUSTER, "kind": "Cluster"}, "Cluster, https://api.prod.example.com:6443"),
     ],
-    ids=["lab", "local", "old-string", "missing", "not-exactly-cluster"],
+    ids=["lab", "lab-without-timing", "local", "old-string", "missing", "not-exactly-cluster"],
 )
 def test_gates_passed_only_off_a_cluster_read_lab_only_and_block_go(
     tmp_path: Path, target: Any, shown: str

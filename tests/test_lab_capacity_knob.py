@@ -164,9 +164,11 @@ def test_knobs_are_kept_turned_off_and_reach_the_kubelet(tmp_path: Path) -> None
     cluster._save_config(layout, config)
     assert NodeKnobs.from_config(cluster._load_config(layout)) == stored
     argv = cluster._kubelet_argv(layout, "lab-node-1", "http://127.0.0.1:1")
-    assert argv[-4:] == ["--node-cpu", "0.5", "--commit-cpu-ms", "2"]
+    assert argv[-8:-4] == ["--node-cpu", "0.5", "--commit-cpu-ms", "2"]
+    assert argv[-4:] == ["--backoff-base", "10", "--backoff-max", "300"]  # no timing kept: Kubernetes'
     cfg, _ = kubelet_args(argv[3:])
     assert (cfg.node_cpu, cfg.commit_cpu_ms) == (0.5, 2.0)
+    assert (cfg.backoff_base, cfg.backoff_max) == (10.0, 300.0)
     assert cfg.cpu_group == group_name(layout.root, "lab-node-1"), "kubelet and `lab down` agree"
     assert node_object(cfg)["status"]["capacity"]["cpu"] == "500m"
     assert node_object(cfg)["status"]["allocatable"]["cpu"] == "500m"

@@ -3,7 +3,8 @@
 * Garbage collection: an object whose ``ownerReferences`` all name uids that no longer
   exist is deleted (Background propagation; pods terminate gracefully). It runs after
   every deletion and every ``gc_interval`` seconds (which also catches dependents
-  created with dangling owners, as the real collector does).
+  created with dangling owners, as the real collector does). Owners deleted with
+  ``propagationPolicy: Foreground`` wait for their dependents (``deletion.foreground_pass``).
 * Namespaces being deleted: their content is deleted, then the namespace.
 * Terminating pods: with ``Settings.pod_removal_grace`` set the server removes them
   when their (capped) grace period is over, standing in for a kubelet.
@@ -19,7 +20,7 @@ import logging
 import time
 from typing import Any
 
-from lab.api.deletion import DeleteOptions, delete, remove_now
+from lab.api.deletion import DeleteOptions, delete, foreground_pass, remove_now
 from lab.api.disruption import PDB_KEY, pdb_status
 from lab.api.fields import as_int, as_list, as_str, dig, meta, parse_time
 from lab.api.history import Event
@@ -96,6 +97,10 @@ class Controllers:
         while self._gc_due:
             self._gc_due = False
             self._collect_garbage()
+            try:
+                foreground_pass(self.state)
+            except Exception:  # never starve the namespace and budget loops
+                log.exception("foreground deletion pass failed; the other loops go on")
             self._finish_namespaces()
         self._update_budgets()
 

@@ -4,26 +4,86 @@ A CRD (apiextensions.k8s.io/v1) named ``<plural>.<group>`` serves every version 
 ``served: true`` at once, storage version first (the preferred one in discovery),
 with the ``status`` subresource where the version declares it and its
 ``additionalPrinterColumns`` for Table output. Objects are not converted between
-versions (strategy None: only ``apiVersion`` changes) and are not validated or pruned
-against ``openAPIV3Schema``. The server sets the CRD's status itself:
+versions (strategy None: only ``apiVersion`` changes); they are pruned and validated
+against the served version's ``openAPIV3Schema`` (:func:`served_schema`, used by
+:mod:`lab.api.crd_schema`). Every ``pattern`` in a schema must compile as RE2 syntax, the
+regular expressions Kubernetes (Go's ``regexp``) matches with, in time linear in the input:
+a backreference or a lookaround is refused when the CRD is written (422, the real server's
+wording), never found out by a value that hangs the server. The server sets the CRD's
+status itself:
 ``NamesAccepted`` and ``Established`` true, ``acceptedNames``, ``storedVersions``.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
+
+import re2
 
 from lab.api.fields import as_dict, as_list, as_str, dig, now_rfc3339
 from lab.api.resources import ALL_VERBS, ResourceType, SubresourceInfo
 from lab.api.status import invalid
 
-__all__ = ["crd_status", "crd_types", "validate_crd"]
+__all__ = ["compile_pattern", "crd_status", "crd_types", "served_schema", "validate_crd"]
 
 _KIND = "CustomResourceDefinition"
 _GROUP = "apiextensions.k8s.io"
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _VERSION = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # refusals are answered to the client, not logged by RE2
+
+
+@lru_cache(maxsize=1024)
+def compile_pattern(pattern: str) -> Any:
+    """A schema ``pattern`` compiled as Kubernetes compiles it: RE2 (no backreferences or
+    lookarounds; matching never backtracks). ``re2.error`` when RE2 refuses it."""
+    return re2.compile(pattern, _RE2_OPTIONS)
+
+
+def _patterns(schema: Any, where: str) -> Iterator[tuple[str, Any]]:
+    """(field path, pattern) of every ``pattern`` in a schema, paths as Kubernetes names them."""
+    if not isinstance(schema, dict):
+        return
+    if "pattern" in schema:
+        yield f"{where}.pattern", schema["pattern"]
+    for key in ("properties", "patternProperties", "definitions"):
+        for name, sub in as_dict(schema.get(key)).items():
+            yield from _patterns(sub, f"{where}.{key}[{name}]")
+    items = schema.get("items")
+    if isinstance(items, list):
+        for index, sub in enumerate(items):
+            yield from _patterns(sub, f"{where}.items[{index}]")
+    else:
+        yield from _patterns(items, f"{where}.items")
+    yield from _patterns(schema.get("additionalProperties"), f"{where}.additionalProperties")
+    yield from _patterns(schema.get("not"), f"{where}.not")
+    for key in ("allOf", "anyOf", "oneOf"):
+        for index, sub in enumerate(as_list(schema.get(key))):
+            yield from _patterns(sub, f"{where}.{key}[{index}]")
+
+
+def _check_patterns(name: str, index: int, version: dict[str, Any]) -> None:
+    where = f"spec.versions[{index}].schema.openAPIV3Schema"
+    for field, pattern in _patterns(dig(version, "schema", "openAPIV3Schema"), where):
+        if not isinstance(pattern, str):
+            raise _bad(name, field, f"Invalid value: {json.dumps(pattern)}: must be a string")
+        try:
+            compile_pattern(pattern)
+        except re2.error as exc:
+            reason = (
+                exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else exc
+            )
+            raise _bad(
+                name,
+                field,
+                f"Invalid value: {json.dumps(pattern)}: must be a valid regular expression, but isn't: "
+                f"error parsing regexp: {reason}",
+            ) from None
 
 
 def _bad(name: str, field: str, problem: str) -> Exception:
@@ -65,6 +125,7 @@ def validate_crd(obj: dict[str, Any], builtin: set[tuple[str, str, str]]) -> Non
             if not isinstance(version.get(flag), bool):
                 raise _bad(name, f"spec.versions[{index}].{flag}", "Required value: must be true or false")
         storage += bool(version["storage"])
+        _check_patterns(name, index, version)
         if (group, vname, plural) in builtin:
             raise _bad(
                 name, "spec.names.plural", f"Invalid value: {plural!r}: {group}/{vname} already serves it"
@@ -139,3 +200,12 @@ def crd_status(obj: dict[str, Any]) -> dict[str, Any]:
     stored = [v for v in as_list(old.get("storedVersions")) if isinstance(v, str)]
     stored.extend(v for v in storage if v not in stored)
     return {"conditions": conditions, "acceptedNames": as_dict(spec.get("names")), "storedVersions": stored}
+
+
+def served_schema(obj: dict[str, Any], version: str) -> dict[str, Any] | None:
+    """The ``openAPIV3Schema`` a CRD declares for ``version`` (None when it declares none)."""
+    for entry in as_list(dig(obj, "spec", "versions")):
+        if isinstance(entry, dict) and entry.get("name") == version:
+            schema = dig(entry, "schema", "openAPIV3Schema")
+            return schema if isinstance(schema, dict) else None
+    return None

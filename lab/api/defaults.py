@@ -8,7 +8,13 @@ sends. Spec defaults
 ``volumes: []`` and so on) apply on create and on every update; built-in kinds always
 have ``spec`` (and ``status`` where it is a subresource), as the real server serializes
 them even when empty. Secrets turn
-``stringData`` into base64 ``data``. CRDs get the status the server maintains.
+``stringData`` into base64 ``data`` and get ``type: Opaque`` when it is omitted. CRDs get
+the status the server maintains. Pods and the pod templates of workloads get the pod,
+container and probe defaults of :mod:`lab.api.pod_defaults` (a template's
+``creationTimestamp: null`` is dropped, so a template sent back by ``kubectl rollout
+undo`` hashes as the one stored). A new pod's ``status.qosClass`` is computed once, at
+creation; :func:`admit_create` runs the admission that only acts on create (the
+DefaultTolerationSeconds plugin).
 """
 
 from __future__ import annotations
@@ -18,15 +24,23 @@ from collections.abc import Callable
 from typing import Any
 
 from lab.api.crds import crd_status
-from lab.api.fields import as_dict, as_list
+from lab.api.fields import as_dict, as_list, dig
+from lab.api.pod_defaults import (
+    default_pod_spec,
+    default_requests,
+    default_template_meta,
+    default_tolerations,
+    pod_qos,
+)
 from lab.api.resources import CRD_KEY, ResourceType
 
-__all__ = ["apply_defaults", "initial_status"]
+__all__ = ["admit_create", "apply_defaults", "initial_status"]
 
 _INITIAL_STATUS: dict[str, dict[str, Any]] = {
     "pods": {"phase": "Pending"},
     "namespaces": {"phase": "Active"},
     "persistentvolumeclaims": {"phase": "Pending"},
+    "persistentvolumes": {"phase": "Pending"},
     "poddisruptionbudgets.policy": {
         "disruptionsAllowed": 0,
         "currentHealthy": 0,
@@ -44,6 +58,14 @@ def initial_status(rt: ResourceType, obj: dict[str, Any]) -> None:
         obj.pop("status", None)
     else:
         obj["status"] = dict(_INITIAL_STATUS.get(rt.key, {}))
+    if rt.key == "pods":
+        obj["status"]["qosClass"] = pod_qos(obj)
+
+
+def admit_create(rt: ResourceType, obj: dict[str, Any], toleration_seconds: int) -> None:
+    """Admission that acts on create only: DefaultTolerationSeconds for pods."""
+    if rt.key == "pods":
+        default_tolerations(obj, toleration_seconds)
 
 
 def _setdefaults(target: dict[str, Any], values: dict[str, Any]) -> None:
@@ -72,11 +94,22 @@ def _pod(obj: dict[str, Any]) -> None:
             "volumes": [],
         },
     )
+    default_pod_spec(spec)
+    default_requests(spec)
+
+
+def _template(obj: dict[str, Any], *path: str, restart_policy: bool = True) -> None:
+    """Pod defaults for the pod template at ``path`` (when it is an object)."""
+    template = dig(obj, *path)
+    if isinstance(template, dict):
+        default_template_meta(template)
+        default_pod_spec(template.get("spec"), restart_policy)
 
 
 def _workload(extra: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
     def apply(obj: dict[str, Any]) -> None:
         _setdefaults(_spec(obj), {"replicas": 1, "revisionHistoryLimit": 10, **extra})
+        _template(obj, "spec", "template")
 
     return apply
 
@@ -103,6 +136,7 @@ def _job(obj: dict[str, Any]) -> None:
             "suspend": False,
         },
     )
+    _template(obj, "spec", "template", restart_policy=False)
 
 
 def _cronjob(obj: dict[str, Any]) -> None:
@@ -115,6 +149,7 @@ def _cronjob(obj: dict[str, Any]) -> None:
             "failedJobsHistoryLimit": 1,
         },
     )
+    _template(obj, "spec", "jobTemplate", "spec", "template", restart_policy=False)
 
 
 def _service(obj: dict[str, Any]) -> None:
@@ -128,7 +163,8 @@ def _service(obj: dict[str, Any]) -> None:
 
 
 def _secret(obj: dict[str, Any]) -> None:
-    obj.setdefault("type", "Opaque")
+    if obj.get("type") in (None, ""):
+        obj["type"] = "Opaque"
     string_data = obj.pop("stringData", None)
     if isinstance(string_data, dict):
         data = obj.get("data")
@@ -138,8 +174,17 @@ def _secret(obj: dict[str, Any]) -> None:
         obj["data"] = data
 
 
+def _replicaset(obj: dict[str, Any]) -> None:
+    _setdefaults(_spec(obj), {"replicas": 1})
+    _template(obj, "spec", "template")
+
+
 def _pvc(obj: dict[str, Any]) -> None:
     _setdefaults(_spec(obj), {"volumeMode": "Filesystem"})
+
+
+def _pv(obj: dict[str, Any]) -> None:
+    _setdefaults(_spec(obj), {"persistentVolumeReclaimPolicy": "Retain", "volumeMode": "Filesystem"})
 
 
 def _crd(obj: dict[str, Any]) -> None:
@@ -151,6 +196,7 @@ _DEFAULTERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "services": _service,
     "secrets": _secret,
     "persistentvolumeclaims": _pvc,
+    "persistentvolumes": _pv,
     "deployments.apps": _workload(
         {
             "progressDeadlineSeconds": 600,
@@ -166,7 +212,8 @@ _DEFAULTERS: dict[str, Callable[[dict[str, Any]], None]] = {
             "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
         }
     ),
-    "replicasets.apps": lambda obj: _setdefaults(_spec(obj), {"replicas": 1}),
+    "replicasets.apps": _replicaset,
+    "daemonsets.apps": lambda obj: _template(obj, "spec", "template"),
     "jobs.batch": _job,
     "cronjobs.batch": _cronjob,
     CRD_KEY: _crd,
@@ -182,7 +229,17 @@ _STATUS_COUNTS = {
 }
 
 
-_NO_SPEC = {"configmaps", "secrets", "events", "serviceaccounts", "storageclasses.storage.k8s.io"}
+_NO_SPEC = {
+    "configmaps",
+    "secrets",
+    "events",
+    "events.events.k8s.io",
+    "serviceaccounts",
+    "storageclasses.storage.k8s.io",
+    "endpoints",
+    "endpointslices.discovery.k8s.io",
+    "controllerrevisions.apps",
+}
 
 
 def apply_defaults(rt: ResourceType, obj: dict[str, Any]) -> None:

@@ -1,18 +1,14 @@
-"""Discovery documents: ``/api``, ``/apis``, group and group-version lists, ``/version``, OpenAPI.
+"""Discovery documents: ``/api``, ``/apis``, group and group-version lists, ``/version``.
 
 kubectl 1.32 asks ``/api`` and ``/apis`` for aggregated discovery first and falls back
 to these plain documents. ``/api/v1`` lists ``pods/eviction`` as group ``policy``,
 version ``v1``, kind ``Eviction`` (kubectl drain needs it to evict instead of delete).
-OpenAPI v3 is served as a skeleton: one document per group-version with a PATCH
-operation per resource that declares the ``fieldValidation`` parameter, which is
-what kubectl checks before it hands validation to the server (``kubectl apply``
-without ``--validate=false``). There are no schemas; ``/openapi/v2`` answers 404.
+The OpenAPI documents (``/openapi/v2``, ``/openapi/v3``) are built from the same
+registry by :mod:`lab.api.openapi`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from lab.api.resources import Registry, ResourceType
@@ -22,8 +18,6 @@ __all__ = [
     "api_group",
     "api_group_list",
     "api_versions",
-    "openapi_v3_document",
-    "openapi_v3_root",
     "resource_list",
     "version_info",
 ]
@@ -111,53 +105,4 @@ def resource_list(registry: Registry, group: str, version: str) -> dict[str, Any
         "apiVersion": "v1",
         "groupVersion": group_version,
         "resources": resources,
-    }
-
-
-def _gv_path(group: str, version: str) -> str:
-    return f"apis/{group}/{version}" if group else f"api/{version}"
-
-
-def openapi_v3_root(registry: Registry) -> dict[str, Any]:
-    paths = {}
-    for group, versions in registry.group_versions().items():
-        for version in versions:
-            doc = openapi_v3_document(registry, group, version) or {}
-            digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32].upper()
-            path = _gv_path(group, version)
-            paths[path] = {"serverRelativeURL": f"/openapi/v3/{path}?hash={digest}"}
-    return {"paths": paths}
-
-
-def openapi_v3_document(registry: Registry, group: str, version: str) -> dict[str, Any] | None:
-    types = registry.resources(group, version)
-    if not types:
-        return None
-    paths: dict[str, Any] = {}
-    for rt in types:
-        if "patch" not in rt.verbs:
-            continue
-        scope = "namespaces/{namespace}/" if rt.namespaced else ""
-        url = f"/{_gv_path(group, version)}/{scope}{rt.plural}/{{name}}"
-        paths[url] = {
-            "patch": {
-                "operationId": f"patch{rt.kind}",
-                "x-kubernetes-action": "patch",
-                "x-kubernetes-group-version-kind": {"group": group, "version": version, "kind": rt.kind},
-                "parameters": [
-                    {
-                        "name": "fieldValidation",
-                        "in": "query",
-                        "schema": {"type": "string", "uniqueItems": True},
-                    },
-                    {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": True}},
-                ],
-                "responses": {"200": {"description": "OK"}},
-            }
-        }
-    return {
-        "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": KUBE_VERSION[2]},
-        "paths": paths,
-        "components": {"schemas": {}},
     }

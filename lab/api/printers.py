@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.api.columns import AGE, NAME, SELECTOR, Cell, Column, ago, count, integer, path, since
+from lab.api.columns import AGE, NAME, SELECTOR, Cell, Column, count, path, since
 from lab.api.fields import as_dict, as_int, as_list, as_str, dig, human_duration, meta, parse_time
 from lab.api.printers_apps import APPS_PRINTERS
+from lab.api.printers_objects import OBJECT_PRINTERS
 
 __all__ = ["PRINTERS"]
 
@@ -124,16 +125,40 @@ def _ports(svc: dict[str, Any], _now: float) -> str:
 
 
 def _event_object(ev: dict[str, Any], _now: float) -> str:
-    return f"{as_str(dig(ev, 'involvedObject', 'kind')).lower()}/{as_str(dig(ev, 'involvedObject', 'name'))}"
+    kind, name = as_str(dig(ev, "involvedObject", "kind")).lower(), as_str(dig(ev, "involvedObject", "name"))
+    return f"{kind}/{name}" if name else kind
+
+
+def _event_first(ev: dict[str, Any], now: float) -> str:
+    """kubectl's FIRST SEEN: ``firstTimestamp``, else ``eventTime``."""
+    return since(dig(ev, "firstTimestamp") or dig(ev, "eventTime"), now)
 
 
 def _event_seen(ev: dict[str, Any], now: float) -> str:
-    stamp = dig(ev, "lastTimestamp") or dig(ev, "eventTime") or dig(ev, "metadata", "creationTimestamp")
-    return since(stamp, now)
+    """kubectl's LAST SEEN: the series' last observation, ``lastTimestamp``, else the first seen."""
+    if isinstance(ev.get("series"), dict):
+        return since(dig(ev, "series", "lastObservedTime"), now)
+    if dig(ev, "lastTimestamp"):
+        return since(dig(ev, "lastTimestamp"), now)
+    return _event_first(ev, now)
+
+
+def _event_count(ev: dict[str, Any], _now: float) -> int:
+    if isinstance(ev.get("series"), dict):
+        return as_int(dig(ev, "series", "count"))
+    return as_int(ev.get("count")) or 1
+
+
+def _event_source(ev: dict[str, Any], _now: float) -> str:
+    """kubectl's formatEventSource: ``component, host``, else the reporting controller and instance."""
+    component = as_str(dig(ev, "source", "component")) or as_str(ev.get("reportingComponent"))
+    host = as_str(dig(ev, "source", "host")) or as_str(ev.get("reportingInstance"))
+    return ", ".join(p for p in (component, host) if p)
 
 
 PRINTERS: dict[str, list[Column]] = {
     **APPS_PRINTERS,
+    **OBJECT_PRINTERS,
     "pods": [
         NAME,
         Column("Ready", _pod_ready),
@@ -204,10 +229,10 @@ PRINTERS: dict[str, list[Column]] = {
         Column("Reason", path("reason", default="")),
         Column("Object", _event_object),
         Column("Subobject", path("involvedObject", "fieldPath", default=""), priority=1),
-        Column("Source", path("source", "component", default=""), priority=1),
-        Column("Message", path("message", default="")),
-        Column("First Seen", ago("firstTimestamp"), priority=1),
-        Column("Count", integer("count"), "integer", priority=1),
+        Column("Source", _event_source, priority=1),
+        Column("Message", lambda o, _n: as_str(o.get("message")).strip()),
+        Column("First Seen", _event_first, priority=1),
+        Column("Count", _event_count, "integer", priority=1),
         Column("Name", lambda o, _n: as_str(meta(o).get("name")), priority=1, format="name"),
     ],
 }

@@ -2,8 +2,11 @@
 
 Lists filter by ``labelSelector`` and ``fieldSelector``, page with ``limit`` /
 ``continue`` (a token naming the last key served; objects are in namespace/name
-order), and carry ``metadata.resourceVersion`` to start a watch from. A list under a
-namespace that does not exist is empty, as on the real server.
+order; a page with more after it tells ``remainingItemCount`` unless a selector was
+given, as the real server omits it then), and carry ``metadata.resourceVersion`` to
+start a watch from. A list under a
+namespace that does not exist is empty, as on the real server. Both take an optional
+:class:`~lab.api.views.View` for a resource served from another type's storage.
 """
 
 from __future__ import annotations
@@ -16,12 +19,11 @@ from aiohttp import web
 
 from common.config import boolean
 from lab.api.fields import meta
-from lab.api.resources import ResourceType
 from lab.api.routing import Target
-from lab.api.selectors import FieldSelector, LabelSelector
 from lab.api.state import State
 from lab.api.status import bad_request, not_found
-from lab.api.tables import negotiate, partial_metadata, to_table
+from lab.api.tables import negotiate, partial_metadata
+from lab.api.views import View, present
 
 __all__ = ["bool_param", "get_object", "int_param", "json_response", "list_objects", "present"]
 
@@ -84,14 +86,6 @@ def bool_param(query: Any, name: str, default: bool = False) -> bool:
     return boolean(value, default=default, name=name)
 
 
-def present(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
-    """``obj`` as served at ``rt``'s version (custom resources are stored once for all versions)."""
-    if obj.get("apiVersion") != rt.api_version or obj.get("kind") != rt.kind:
-        obj = dict(obj)
-        obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
-    return obj
-
-
 def _include(request: web.Request) -> str:
     include = request.query.get("includeObject", "Metadata")
     if include not in ("Metadata", "Object", "None"):
@@ -99,25 +93,20 @@ def _include(request: web.Request) -> str:
     return include
 
 
-def get_object(request: web.Request, state: State, target: Target) -> web.Response:
-    rt, name = target.rt, target.name or ""
-    obj = state.store.get(rt.key, target.namespace or "", name)
+def get_object(request: web.Request, state: State, target: Target, view: View | None = None) -> web.Response:
+    """GET of one object (``view``: how it is stored and shown; by default ``target.rt`` as stored)."""
+    view = View(target.rt) if view is None else view
+    rt, name = view.rt, target.name or ""
+    obj = state.store.get(view.key, target.namespace or "", name)
     if obj is None:
         raise not_found(rt.plural, name, rt.group)
-    obj = present(rt, obj)
     wanted, version = negotiate(request.headers.get("Accept", ""))
     if wanted == "Table":
         rv = str(meta(obj).get("resourceVersion", ""))
-        return json_response(to_table(rt, [obj], rv, _include(request), version))
+        return json_response(view.table([obj], rv, _include(request), version))
     if wanted == "PartialObjectMetadata":
         return json_response(partial_metadata(obj, version))
-    return json_response(obj)
-
-
-def selection(request: web.Request, target: Target) -> tuple[LabelSelector, FieldSelector]:
-    labels = LabelSelector(request.query.get("labelSelector"))
-    fields = FieldSelector(request.query.get("fieldSelector"), target.rt.key)
-    return labels, fields
+    return json_response(view.show(obj))
 
 
 def _decode_continue(token: str) -> tuple[str, str]:
@@ -130,9 +119,13 @@ def _decode_continue(token: str) -> tuple[str, str]:
         raise bad_request("continue key is not valid") from exc
 
 
-def list_objects(request: web.Request, state: State, target: Target) -> web.Response:
-    rt = target.rt
-    labels, fields = selection(request, target)
+def list_objects(
+    request: web.Request, state: State, target: Target, view: View | None = None
+) -> web.Response:
+    """GET of a collection (``view``: how it is stored and shown; by default ``target.rt`` as stored)."""
+    view = View(target.rt) if view is None else view
+    rt = view.rt
+    labels, fields = view.selectors(request.query)
     limit = int_param(request.query, "limit", 0) or 0
     if limit < 0:
         raise bad_request("limit must not be negative")
@@ -140,7 +133,9 @@ def list_objects(request: web.Request, state: State, target: Target) -> web.Resp
     after = _decode_continue(token) if token else None
     items: list[dict[str, Any]] = []
     list_meta: dict[str, Any] = {"resourceVersion": str(state.store.rv)}
-    for obj in state.store.scan(rt.key, target.namespace):
+    selected = bool(request.query.get("labelSelector") or request.query.get("fieldSelector"))
+    objects = state.store.scan(view.key, target.namespace)
+    for obj in objects:
         md = meta(obj)
         ident = (str(md.get("namespace") or ""), str(md.get("name") or ""))
         if after is not None and ident <= after:
@@ -153,12 +148,14 @@ def list_objects(request: web.Request, state: State, target: Target) -> web.Resp
             list_meta["continue"] = (
                 base64.urlsafe_b64encode(json.dumps({"start": start}).encode()).decode().rstrip("=")
             )
+            if not selected:
+                list_meta["remainingItemCount"] = 1 + sum(1 for _ in objects)
             break
-        # No copy: the response is serialised before this handler yields, like get_object.
-        items.append(present(rt, obj))
+        # Stored objects, not copies: the response is serialised before this handler yields.
+        items.append(obj)
     wanted, version = negotiate(request.headers.get("Accept", ""))
     if wanted == "Table":
-        table = to_table(rt, items, list_meta["resourceVersion"], _include(request), version)
+        table = view.table(items, list_meta["resourceVersion"], _include(request), version)
         table["metadata"] = list_meta
         return json_response(table)
     if wanted in ("PartialObjectMetadataList", "PartialObjectMetadata"):
@@ -174,5 +171,7 @@ def list_objects(request: web.Request, state: State, target: Target) -> web.Resp
         {"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": list_meta},
         separators=(",", ":"),
     )
-    body = head[:-1].encode() + b',"items":[' + b",".join(_encoded.encode(o) for o in items) + b"]}"
+    body = (
+        head[:-1].encode() + b',"items":[' + b",".join(_encoded.encode(view.show(o)) for o in items) + b"]}"
+    )
     return web.Response(body=body, content_type="application/json")

@@ -3,17 +3,30 @@
 Shapes: ``{plural}``, ``{plural}/{name}[/{sub}]`` and
 ``namespaces/{ns}/{plural}[/{name}[/{sub}]]``, optionally after a legacy ``watch/``.
 ``namespaces/{name}/status`` is the namespace's own subresource. Anything the registry
-does not serve is a 404 like the real server's.
+does not serve is a 404 like the real server's; a pod's streaming subresources
+(``exec``, ``attach``, ``portforward``) are refused as unsupported (see
+:func:`lab.api.subresources.unsupported_streaming`). :func:`openapi_route` answers
+``/openapi/v2`` and ``/openapi/v3`` (:mod:`lab.api.openapi`).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from aiohttp import web
+
+from lab.api import openapi
+from lab.api.openapi_proto import V2_PROTOBUF, encode_document
 from lab.api.resources import Registry, ResourceType
 from lab.api.status import ApiError
+from lab.api.subresources import STREAMING, unsupported_streaming
 
-__all__ = ["Target", "parse_path"]
+if TYPE_CHECKING:
+    from lab.api.state import State
+
+__all__ = ["Target", "openapi_route", "parse_path"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,34 @@ def parse_path(path: str, registry: Registry) -> Target:
         raise _missing()
     if rt.namespaced and namespace is None and name is not None:
         raise _missing()
+    if sub is not None and rt.key == "pods" and name is not None and sub in STREAMING:
+        raise unsupported_streaming(sub, name)
     if sub is not None and not rt.has(sub):
         raise _missing()
     return Target(rt, namespace, name, sub, watch)
+
+
+def openapi_route(path: str, accept: str, state: State) -> web.Response | None:
+    """The answer to ``GET /openapi/v2`` and ``/openapi/v3[/api/v1 | /apis/{group}/{version}]``;
+    None for a path outside ``/openapi``, 404 for one inside it that is not served.
+
+    ``/openapi/v2`` answers protobuf when the client asks for it (kubectl always does,
+    :mod:`lab.api.openapi_proto`) and JSON otherwise.
+    """
+    parts = [p for p in path.split("/") if p]
+    if not parts or parts[0] != "openapi":
+        return None
+    doc: dict[str, Any] | None = None
+    if parts == ["openapi", "v2"]:
+        doc = openapi.openapi_v2(state)
+        if "protobuf" in accept:
+            return web.Response(body=encode_document(doc), headers={"Content-Type": V2_PROTOBUF})
+    elif parts == ["openapi", "v3"]:
+        doc = openapi.openapi_v3_root(state)
+    elif len(parts) == 4 and parts[1:3] == ["v3", "api"]:
+        doc = openapi.openapi_v3_document(state, "", parts[3])
+    elif len(parts) == 5 and parts[1:3] == ["v3", "apis"]:
+        doc = openapi.openapi_v3_document(state, parts[3], parts[4])
+    if doc is None:
+        raise _missing()
+    return web.Response(text=json.dumps(doc), content_type="application/json")

@@ -5,23 +5,26 @@ application; :func:`serve` also binds it and returns the running ``AppRunner``
 (:func:`bound_port` tells the port when 0 was asked). Every error becomes a v1 Status:
 :class:`~lab.api.status.ApiError` with its own code, anything unexpected a logged 500.
 Every non-GET request syncs the write-ahead log before its answer is sent.
+``/apis/events.k8s.io/v1`` is served by :mod:`lab.api.event_views` (a view of the core
+Events), and Events last written over an hour ago are removed every ``gc_interval``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 from typing import Any
 
 from aiohttp import web
 
-from lab.api import discovery
+from lab.api import discovery, event_views
 from lab.api.authz import Policy
 from lab.api.controllers import Controllers
 from lab.api.handlers import handle_resource
 from lab.api.reads import json_response
-from lab.api.routing import parse_path
+from lab.api.routing import openapi_route, parse_path
 from lab.api.settings import Settings
 from lab.api.state import State
 from lab.api.status import ApiError, status_body
@@ -33,6 +36,7 @@ log = logging.getLogger(__name__)
 STATE = web.AppKey("state", State)
 POLICY = web.AppKey("policy", Policy)
 CONTROLLERS = web.AppKey("controllers", Controllers)
+EVENT_TTL_TASK = web.AppKey("event_ttl_task", asyncio.Task)
 _HEALTH = ("/healthz", "/readyz", "/livez")
 _HTTP_REASONS = {
     400: "BadRequest",
@@ -102,6 +106,7 @@ def _non_resource(request: web.Request, app: web.Application) -> web.StreamRespo
                     "/apis",
                     "/healthz",
                     "/livez",
+                    "/openapi/v2",
                     "/openapi/v3",
                     "/readyz",
                     "/version",
@@ -112,18 +117,10 @@ def _non_resource(request: web.Request, app: web.Application) -> web.StreamRespo
         return json_response(discovery.api_versions(request.host))
     if path == "/apis":
         return json_response(discovery.api_group_list(registry))
-    if path == "/openapi/v3":
-        return json_response(discovery.openapi_v3_root(registry))
+    openapi_answer = openapi_route(path, request.headers.get("Accept", ""), state)  # /openapi/v2, /openapi/v3
+    if openapi_answer is not None:
+        return openapi_answer
     parts = path.strip("/").split("/")
-    if path.startswith("/openapi/"):
-        doc = None
-        if len(parts) == 4 and parts[2] == "api":
-            doc = discovery.openapi_v3_document(registry, "", parts[3])
-        elif len(parts) == 5 and parts[1] == "v3" and parts[2] == "apis":
-            doc = discovery.openapi_v3_document(registry, parts[3], parts[4])
-        if doc is None:
-            raise _missing()
-        return json_response(doc)
     if len(parts) == 2 and parts[0] == "api":
         body = discovery.resource_list(registry, "", parts[1])
     elif len(parts) == 2 and parts[0] == "apis":
@@ -147,11 +144,28 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     if answer is not None:
         return answer
     target = parse_path(request.path, app[STATE].registry)
+    if target.rt.group == event_views.GROUP:
+        return await event_views.handle(request, app[STATE], app[POLICY], target)
     return await handle_resource(request, app[STATE], app[POLICY], target)
+
+
+async def _expire_events(state: State) -> None:
+    """Remove Events older than their TTL, every ``gc_interval`` seconds (at most every minute)."""
+    while True:
+        await asyncio.sleep(min(state.settings.gc_interval, 60.0))
+        try:
+            if event_views.expire_events(state):
+                await state.store.sync()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("event expiry failed; retrying")
 
 
 async def _on_startup(app: web.Application) -> None:
     app[CONTROLLERS].start()
+    expiry = _expire_events(app[STATE])
+    app[EVENT_TTL_TASK] = asyncio.get_running_loop().create_task(expiry, name="lab-event-ttl")
 
 
 async def _on_shutdown(app: web.Application) -> None:
@@ -159,6 +173,11 @@ async def _on_shutdown(app: web.Application) -> None:
 
 
 async def _on_cleanup(app: web.Application) -> None:
+    task = app.get(EVENT_TTL_TASK)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await app[CONTROLLERS].stop()
     await app[STATE].store.sync()
     app[STATE].close()
@@ -167,6 +186,7 @@ async def _on_cleanup(app: web.Application) -> None:
 def build_app(settings: Settings) -> web.Application:
     """The API server application over ``settings`` (opens and locks the data folder)."""
     state = State(settings)
+    state.store.history.window = settings.watch_window if settings.watch_window > 0 else None
     state.open()
     gc.freeze()  # the loaded state is long-lived: keep it out of every full collection
     app = web.Application(middlewares=[_errors], client_max_size=settings.max_body_bytes)

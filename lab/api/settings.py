@@ -27,9 +27,17 @@ class Settings:
     logs_dir: Path | None = None
     pod_removal_grace: float | None = None
     watch_history: int = 10_000
+    #: Seconds watch events are kept for resumption (etcd compaction: kube-apiserver compacts
+    #: every 5 minutes); older resourceVersions get 410 ``too old resource version``.
+    #: ``watch_history`` still caps the count. 0 or less: bounded by the count only.
+    watch_window: float = 300.0
     compact_bytes: int = 8 * 1024 * 1024
     gc_interval: float = 2.0
     max_body_bytes: int = 3 * 1024 * 1024
+    #: DefaultTolerationSeconds admission: the ``tolerationSeconds`` of the not-ready and
+    #: unreachable NoExecute tolerations a pod without its own gets at creation
+    #: (kube-apiserver's ``--default-not-ready-toleration-seconds``, 300 s by default).
+    default_toleration_seconds: int = 300
 
     def resolved_logs_dir(self) -> Path | None:
         """Where pod logs are read: ``logs_dir``, else ``<data_dir>/logs``, else none."""

@@ -116,7 +116,7 @@ class Store:
         md["uid"] = str(uuid.uuid4())
         md["creationTimestamp"] = now_rfc3339()
         md["generation"] = 1
-        for server_field in ("deletionTimestamp", "deletionGracePeriodSeconds", "managedFields"):
+        for server_field in ("deletionTimestamp", "deletionGracePeriodSeconds"):
             md.pop(server_field, None)
         return self._commit("ADDED", key, obj, None)
 

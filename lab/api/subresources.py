@@ -1,10 +1,16 @@
 """Subresources other than status and log: scale, binding, and SelfSubjectAccessReview.
 
 * ``scale`` (deployments, statefulsets, replicasets): an ``autoscaling/v1 Scale`` view of
-  ``spec.replicas``; GET, PUT and PATCH (merge/strategic/json) change only that field.
+  ``spec.replicas``; GET, PUT and PATCH (merge/strategic/json) change only that field, and
+  record it in ``managedFields`` as the real server does: an ``Update`` by the request's
+  manager with ``subresource: scale`` owning ``spec.replicas`` (so a later apply of another
+  replica count conflicts instead of silently undoing ``kubectl scale``).
 * ``binding`` (pods): POST a ``Binding`` to ``pods/{name}/binding`` or to ``bindings``
   (``metadata.name`` = the pod) to set ``spec.nodeName`` once (409 if the pod is already
   bound) and mark the pod ``PodScheduled``; what a scheduler does.
+* ``exec``, ``attach`` and ``portforward`` (pods): a Status saying the lab does not
+  support them (:func:`unsupported_streaming`), as a server answers a verb it does not
+  serve, never a 404 that would read as a missing pod.
 * ``selfsubjectaccessreviews``: answered from the policy (kubectl's protobuf body is read
   by :mod:`lab.api.protobuf`); the answer is always JSON.
 """
@@ -15,13 +21,32 @@ from typing import Any
 
 from lab.api.authz import Attributes, Policy
 from lab.api.fields import as_dict, as_list, as_str, clone, dig, meta, now_rfc3339
+from lab.api.managed_fields import record_update
 from lab.api.patch import json_patch, merge_patch, strategic_merge_patch
 from lab.api.resources import ResourceType
 from lab.api.state import State
 from lab.api.status import ApiError, bad_request, conflict, invalid, not_found, success
 from lab.api.validation import decode_body
 
-__all__ = ["bind", "get_scale", "patch_scale", "review", "update_scale"]
+SUBRESOURCE_CODE, SUBRESOURCE_REASON = 405, "MethodNotAllowed"
+
+__all__ = ["STREAMING", "bind", "get_scale", "patch_scale", "review", "unsupported_streaming", "update_scale"]
+
+#: Pod subresources that open a stream to a container (``kubectl exec``, ``cp``, ``attach``,
+#: ``port-forward``); the lab has no container runtime to carry them.
+STREAMING = ("attach", "exec", "portforward")
+_VERBS = {"attach": "attach", "exec": "exec (and cp)", "portforward": "port-forward"}
+
+
+def unsupported_streaming(subresource: str, pod: str) -> ApiError:
+    """What the server answers to ``pods/{pod}/{subresource}`` for a streaming subresource."""
+    return ApiError(
+        SUBRESOURCE_CODE,
+        f"pods/{subresource} is not supported by the lab API server: kubectl {_VERBS[subresource]} "
+        f'cannot reach pod "{pod}", whose containers are plain processes on the lab host; '
+        "run the command on the host instead",
+        SUBRESOURCE_REASON,
+    )
 
 
 def _selector_string(selector: Any) -> str:
@@ -64,7 +89,9 @@ def get_scale(state: State, rt: ResourceType, namespace: str, name: str) -> dict
     return _scale_view(_load(state, rt, namespace, name))
 
 
-def _apply_scale(state: State, rt: ResourceType, obj: dict[str, Any], scale: Any) -> dict[str, Any]:
+def _apply_scale(
+    state: State, rt: ResourceType, obj: dict[str, Any], scale: Any, manager: str
+) -> dict[str, Any]:
     if not isinstance(scale, dict):
         raise bad_request("a Scale must be a JSON object")
     name = as_str(dig(obj, "metadata", "name"))
@@ -82,16 +109,29 @@ def _apply_scale(state: State, rt: ResourceType, obj: dict[str, Any], scale: Any
         )
     new = clone(obj)
     new.setdefault("spec", {})["replicas"] = replicas
+    managed = record_update(rt, obj, new, manager, "scale")
+    if managed:
+        meta(new)["managedFields"] = managed
     return _scale_view(state.store.update(rt.key, new))
 
 
-def update_scale(state: State, rt: ResourceType, namespace: str, name: str, body: Any) -> dict[str, Any]:
-    return _apply_scale(state, rt, _load(state, rt, namespace, name), body)
+def update_scale(
+    state: State, rt: ResourceType, namespace: str, name: str, body: Any, manager: str = ""
+) -> dict[str, Any]:
+    """PUT ``.../scale``: set ``spec.replicas``; ``manager`` (the request's field manager) owns it."""
+    return _apply_scale(state, rt, _load(state, rt, namespace, name), body, manager)
 
 
 def patch_scale(
-    state: State, rt: ResourceType, namespace: str, name: str, content_type: str, raw: bytes
+    state: State,
+    rt: ResourceType,
+    namespace: str,
+    name: str,
+    content_type: str,
+    raw: bytes,
+    manager: str = "",
 ) -> dict[str, Any]:
+    """PATCH ``.../scale`` (merge, strategic or JSON patch of the Scale view), as :func:`update_scale`."""
     obj = _load(state, rt, namespace, name)
     doc = decode_body(raw, "application/json")
     media = content_type.split(";", 1)[0].strip().lower()
@@ -108,7 +148,7 @@ def patch_scale(
         )
     else:
         raise ApiError(415, f"unsupported patch type {content_type!r}")
-    return _apply_scale(state, rt, obj, patched)
+    return _apply_scale(state, rt, obj, patched, manager)
 
 
 def bind(state: State, pods: ResourceType, namespace: str, name: str, body: Any) -> dict[str, Any]:

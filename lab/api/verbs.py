@@ -2,10 +2,12 @@
 
 * create: namespace must exist (404) and not be terminating (403); ``generateName``
   gets 5 random characters; name and labels are validated (422); status is reset
-  for kinds whose status only the system writes (:mod:`lab.api.defaults`).
+  for kinds whose status only the system writes, defaults are filled in, then the
+  admission that acts on create only (DefaultTolerationSeconds; :mod:`lab.api.defaults`).
 * update (PUT): 404 if missing; a ``metadata.resourceVersion`` other than the stored
   one is a 409 Conflict; custom resources require it (422 without). On the main
-  resource the stored status is kept; on ``/status`` only status changes.
+  resource the stored status is kept; on ``/status`` only status changes. Immutable
+  fields are compared with the stored object defaulted as today (as Kubernetes decodes it).
 * patch: applied to the stored object, then stored like an update (a
   ``resourceVersion`` in the patch is checked too).
 Removing the last finalizer of an object being deleted removes it.
@@ -16,10 +18,13 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from lab.api import crd_schema
+from lab.api.apply import APPLY_PATCH, apply, check_applied
 from lab.api.crds import validate_crd
-from lab.api.defaults import apply_defaults, initial_status
+from lab.api.defaults import admit_create, apply_defaults, initial_status
 from lab.api.deletion import remove_if_finished
 from lab.api.fields import as_list, as_str, clone, meta, now_rfc3339
+from lab.api.managed_fields import record_update
 from lab.api.patch import PATCH_TYPES, json_patch, merge_patch, strategic_merge_patch
 from lab.api.resources import BUILTINS, CRD_KEY, ResourceType
 from lab.api.spec_checks import check_immutable, check_spec, same
@@ -61,8 +66,15 @@ def _namespace_checks(state: State, rt: ResourceType, md: dict[str, Any], namesp
 
 
 def create(
-    state: State, rt: ResourceType, namespace: str, body: Any, dry_run: bool = False
+    state: State,
+    rt: ResourceType,
+    namespace: str,
+    body: Any,
+    dry_run: bool = False,
+    manager: str = "",
+    managed: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """Create ``body``; ``manager`` owns its fields (``managed``: ownership already computed)."""
     check_kind(rt, body)
     md = check_metadata_types(body)
     _namespace_checks(state, rt, md, namespace)
@@ -84,8 +96,11 @@ def create(
         validate_crd(body, _BUILTIN_GVR)
     initial_status(rt, body)
     apply_defaults(rt, body)
+    admit_create(rt, body, state.settings.default_toleration_seconds)
     check_required(rt, body)
     check_spec(rt, body)
+    crd_schema.admit(state, rt, body)  # custom resources: prune + schema-validate
+    _set_managed(md, managed if managed is not None else record_update(rt, None, body, manager))
     if dry_run:
         md.update({"uid": "", "creationTimestamp": now_rfc3339(), "generation": 1})
         return body
@@ -99,10 +114,13 @@ def _finish(
     new: dict[str, Any],
     dry_run: bool,
     subresource: str | None = None,
+    manager: str = "",
+    managed: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Store ``new`` in place of ``old`` after the checks every update passes (the spec's only
-    when the spec is written: a status write cannot change it)."""
-    md, old_md = meta(new), meta(old)
+    when the spec is written: a status write cannot change it); ``manager`` owns what changed."""
+    new["metadata"] = md = dict(meta(new))  # a patch may share it with old, whose managedFields count
+    old_md = meta(old)
     for field in _SERVER_META:
         if field in old_md:
             md[field] = old_md[field]
@@ -128,7 +146,11 @@ def _finish(
     if subresource != "status":
         if not same(new.get("spec"), old.get("spec")):
             check_spec(rt, new)
-        check_immutable(rt, old, new)
+        defaulted = clone(old)  # as Kubernetes decodes a stored object: with today's defaults
+        apply_defaults(rt, defaulted)
+        check_immutable(rt, defaulted, new)
+    crd_schema.admit(state, rt, new, old, subresource)  # custom resources: prune + schema-validate
+    _set_managed(md, managed if managed is not None else record_update(rt, old, new, manager, subresource))
     if dry_run:
         return new
     stored = state.store.update(rt.key, new)
@@ -140,7 +162,12 @@ def _merge_for(
     rt: ResourceType, old: dict[str, Any], new: dict[str, Any], subresource: str | None
 ) -> dict[str, Any]:
     if subresource == "status":
-        merged = clone(old)
+        # managedFields are not copied: _finish records them anew (a few KB per object, per write)
+        managed = meta(old).get("managedFields")
+        bare = {**old, "metadata": {k: v for k, v in meta(old).items() if k != "managedFields"}}
+        merged = clone(bare)
+        if managed is not None:
+            merged["metadata"]["managedFields"] = managed
         if new.get("status") is None:
             merged.pop("status", None)
         else:
@@ -162,6 +189,7 @@ def update(
     body: Any,
     subresource: str | None = None,
     dry_run: bool = False,
+    manager: str = "",
 ) -> dict[str, Any]:
     check_kind(rt, body)
     md = check_metadata_types(body)
@@ -191,7 +219,7 @@ def update(
             rt.group,
         )
     new = _merge_for(rt, old, body, subresource)
-    return _finish(state, rt, old, new, dry_run, subresource)
+    return _finish(state, rt, old, new, dry_run, subresource, manager)
 
 
 def patch(
@@ -203,13 +231,18 @@ def patch(
     raw: bytes,
     subresource: str | None = None,
     dry_run: bool = False,
+    manager: str = "",
+    force: bool = False,
 ) -> dict[str, Any]:
+    """Patch the stored object; an apply patch (``manager`` required) also creates it."""
     media = content_type.split(";", 1)[0].strip().lower()
+    if media == APPLY_PATCH:
+        return _apply(state, rt, namespace, name, raw, subresource, dry_run, manager, force)
     if media not in PATCH_TYPES:
         raise ApiError(
             415,
             f"the body of the request was in an unknown format - accepted media types include: "
-            f"{', '.join(PATCH_TYPES)} (got {content_type!r})",
+            f"{', '.join((*PATCH_TYPES, APPLY_PATCH))} (got {content_type!r})",
         )
     if media == "application/strategic-merge-patch+json" and rt.custom:
         raise ApiError(
@@ -231,6 +264,20 @@ def patch(
             if media == "application/merge-patch+json"
             else strategic_merge_patch(old, doc)
         )
+    return _patched(state, rt, old, new, name, subresource, dry_run, manager)
+
+
+def _patched(
+    state: State,
+    rt: ResourceType,
+    old: dict[str, Any],
+    new: Any,
+    name: str,
+    subresource: str | None,
+    dry_run: bool,
+    manager: str,
+    managed: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     if not isinstance(new, dict):
         raise bad_request("the patched object is not a JSON object")
     check_kind(rt, new)
@@ -242,4 +289,37 @@ def patch(
     if md.get("resourceVersion") not in (None, old_md.get("resourceVersion")):
         raise conflict(rt.plural, name, rt.group)
     new = _merge_for(rt, old, new, subresource)
-    return _finish(state, rt, old, new, dry_run, subresource)
+    return _finish(state, rt, old, new, dry_run, subresource, manager, managed)
+
+
+def _apply(
+    state: State,
+    rt: ResourceType,
+    namespace: str,
+    name: str,
+    raw: bytes,
+    subresource: str | None,
+    dry_run: bool,
+    manager: str,
+    force: bool,
+) -> dict[str, Any]:
+    """Server-side apply (:mod:`lab.api.apply`): create when absent, else merge and store."""
+    applied = check_applied(rt, decode_body(raw, "application/yaml"), namespace, name, manager)
+    old = state.store.get(rt.key, namespace, name)
+    if old is None:
+        if subresource is not None:
+            raise not_found(rt.plural, name, rt.group)
+        created = apply(rt, None, applied, manager, force)
+        managed = meta(created).pop("managedFields", None) or []
+        return create(state, rt, namespace, created, dry_run, manager, managed)
+    new = apply(rt, old, applied, manager, force, subresource)
+    return _patched(
+        state, rt, old, new, name, subresource, dry_run, manager, meta(new).get("managedFields") or []
+    )
+
+
+def _set_managed(md: dict[str, Any], managed: list[dict[str, Any]]) -> None:
+    if managed:
+        md["managedFields"] = managed
+    else:
+        md.pop("managedFields", None)

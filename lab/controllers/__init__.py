@@ -1,4 +1,4 @@
-"""The lab's controllers: scheduler, node lifecycle, workloads, PVC binding.
+"""The lab's controllers: scheduler, node lifecycle, workloads, PVC binding, endpoints.
 
 They are ordinary API clients (:class:`~lab.kubeclient.KubeClient` over HTTP), run by
 :class:`ControllerManager` in threads of the control-plane process
@@ -7,7 +7,8 @@ They are ordinary API clients (:class:`~lab.kubeclient.KubeClient` over HTTP), r
 runs every ``interval`` seconds (0.5 s for the scheduler and node lifecycle, 1 s
 for the others) and within milliseconds of a watch event on a kind it cares about.
 Every object a controller creates carries a controller ownerReference, except
-StatefulSet claims under the default ``Retain`` policy (as in Kubernetes).
+StatefulSet claims under the default ``Retain`` policy, PersistentVolumes and
+Endpoints (as in Kubernetes).
 """
 
 from __future__ import annotations
@@ -15,40 +16,55 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from lab.controllers.cronjob import CronJobController
 from lab.controllers.deployment import DeploymentController
+from lab.controllers.endpoints import EndpointsController
 from lab.controllers.job import JobController
 from lab.controllers.loop import Controller, Loop, Watcher
 from lab.controllers.nodelifecycle import NodeLifecycleController
+from lab.controllers.podgc import PodGCController
 from lab.controllers.pvc import PvcBindingController
 from lab.controllers.replicaset import ReplicaSetController
 from lab.controllers.scheduler import SchedulerController
 from lab.controllers.statefulset import StatefulSetController
+from lab.controllers.taints import TaintEvictionController
 from lab.errors import LabError
-from lab.kubeclient import KubeClient
+from lab.kubeclient import KubeClient, user_agent
 
 __all__ = ["CONTROLLERS", "ControllerManager"]
 
 log = logging.getLogger(__name__)
+_AGENT = user_agent("lab-controller-manager")  # the field manager of what the controllers write
 
-CONTROLLERS: dict[str, Callable[[KubeClient], Controller]] = {
+CONTROLLERS: dict[str, Callable[..., Controller]] = {
     "scheduler": SchedulerController,
     "nodelifecycle": NodeLifecycleController,
+    "taint-eviction": TaintEvictionController,
+    "podgc": PodGCController,
     "pvc": PvcBindingController,
     "replicaset": ReplicaSetController,
     "deployment": DeploymentController,
     "statefulset": StatefulSetController,
     "job": JobController,
     "cronjob": CronJobController,
+    "endpoints": EndpointsController,
 }
 
 
 class ControllerManager:
     """Start every controller (minus ``disable``) against ``server``; :meth:`stop` ends them all."""
 
-    def __init__(self, server: str, disable: Iterable[str] = (), token: str = "") -> None:
+    def __init__(
+        self,
+        server: str,
+        disable: Iterable[str] = (),
+        token: str = "",
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        """``options``: keyword arguments per controller name (e.g. the node lifecycle's ``timeout``)."""
         unknown = sorted(set(disable) - set(CONTROLLERS))
         if unknown:
             raise LabError(
@@ -58,7 +74,7 @@ class ControllerManager:
         self.token = token
         self.stop_event = threading.Event()
         self.controllers: dict[str, Controller] = {
-            name: factory(KubeClient(server, token))
+            name: factory(KubeClient(server, token, user_agent=_AGENT), **dict((options or {}).get(name, {})))
             for name, factory in CONTROLLERS.items()
             if name not in disable
         }
@@ -71,7 +87,7 @@ class ControllerManager:
             for kind in c.watches:
                 interested.setdefault(kind, []).append(self.loops[name])
         self.watchers = [
-            Watcher(KubeClient(server, token), kind, loops, self.stop_event)
+            Watcher(KubeClient(server, token, user_agent=_AGENT), kind, loops, self.stop_event)
             for kind, loops in interested.items()
         ]
 

@@ -83,7 +83,7 @@ class CronJobController:
         for cronjob in cronjobs:
             if is_terminating(cronjob):
                 continue
-            with one_object(self.name, cronjob):
+            with one_object(self.name, cronjob, self.client):
                 self._sync(
                     cronjob, [j for j in jobs.get(cronjob["metadata"]["uid"], []) if not is_terminating(j)]
                 )

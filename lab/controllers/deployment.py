@@ -13,11 +13,17 @@ A template change (``kubectl rollout restart`` sets an annotation) makes a new s
 
 A step is taken only when every set's ``observedGeneration`` is current, so counts
 are never stale. Old sets beyond ``revisionHistoryLimit`` are deleted once empty.
-Revisions are kept in ``deployment.kubernetes.io/revision`` annotations, and the
+Revisions are kept in ``deployment.kubernetes.io/revision`` annotations (``kubectl
+rollout undo`` puts an old template back: its set is reused, renumbered, its earlier
+numbers in ``deployment.kubernetes.io/revision-history``), and the
 status carries what ``kubectl rollout status`` reads: ``observedGeneration``,
 ``replicas``, ``updatedReplicas``, ``readyReplicas``, ``availableReplicas``,
 ``unavailableReplicas`` and the ``Available``/``Progressing`` conditions
 (``NewReplicaSetAvailable`` when the rollout is complete).
+
+Every change of a set's size is a Normal Event ``ScalingReplicaSet`` on the Deployment
+(component ``deployment-controller``): "Scaled up replica set <set> from 0 to 3",
+"Scaled down replica set <set> from 3 to 2", as Kubernetes 1.32 words it.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from lab.controllers.loop import (
     owned_by,
     template_hash,
 )
+from lab.events import record
 from lab.kubeclient import ApiError, KubeClient
 
 __all__ = ["DeploymentController", "resolve_rolling"]
@@ -46,7 +53,9 @@ __all__ = ["DeploymentController", "resolve_rolling"]
 log = logging.getLogger(__name__)
 
 REVISION = "deployment.kubernetes.io/revision"
+REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
 HASH_LABEL = "pod-template-hash"
+COMPONENT = "deployment-controller"
 
 
 def _scaled(value: Any, total: int, round_up: bool) -> int:
@@ -96,6 +105,7 @@ class DeploymentController:
     def __init__(self, client: KubeClient, clock: Callable[[], float] = time.time) -> None:
         self.client = client
         self.clock = clock
+        self._current: Obj | None = None
 
     def reconcile_once(self) -> None:
         deployments = self.client.list("deployments")
@@ -106,12 +116,13 @@ class DeploymentController:
             if is_terminating(dep):
                 continue
             owned = [rs for rs in sets.get(dep["metadata"]["uid"], []) if not is_terminating(rs)]
-            with one_object(self.name, dep):
+            with one_object(self.name, dep, self.client):
                 self._sync(dep, owned)
 
     # -- one deployment ------------------------------------------------------------------
 
     def _sync(self, dep: Obj, sets: list[Obj]) -> None:
+        self._current = dep
         spec = dep.get("spec", {})
         replicas = int(spec.get("replicas", 1))
         template = spec.get("template") or {}
@@ -182,6 +193,8 @@ class DeploymentController:
                 )
                 return None
             raise
+        if replicas > 0:
+            self._scaled(body["metadata"]["name"], 0, replicas)
         log.info(
             "deployment %s/%s: new ReplicaSet %s (revision %d)",
             md["namespace"],
@@ -196,16 +209,22 @@ class DeploymentController:
         if _revision(new) > top:
             return
         value = str(top + 1)
+        annotations = {REVISION: value}
+        previous = (new["metadata"].get("annotations") or {}).get(REVISION)
+        if previous:  # a set taken back (rollout undo) keeps its earlier numbers, as Kubernetes does
+            history = (new["metadata"].get("annotations") or {}).get(REVISION_HISTORY)
+            annotations[REVISION_HISTORY] = f"{history},{previous}" if history else previous
         self.client.patch(
             "replicasets",
             new["metadata"]["name"],
-            {"metadata": {"annotations": {REVISION: value}}},
+            {"metadata": {"annotations": annotations}},
             new["metadata"]["namespace"],
         )
-        new["metadata"].setdefault("annotations", {})[REVISION] = value
+        new["metadata"].setdefault("annotations", {}).update(annotations)
 
     def _scale(self, rs: Obj, replicas: int) -> None:
-        if _spec_replicas(rs) == replicas:
+        before = _spec_replicas(rs)
+        if before == replicas:
             return
         self.client.patch(
             "replicasets",
@@ -214,6 +233,20 @@ class DeploymentController:
             rs["metadata"]["namespace"],
         )
         rs.setdefault("spec", {})["replicas"] = replicas
+        self._scaled(rs["metadata"]["name"], before, replicas)
+
+    def _scaled(self, set_name: str, before: int, after: int) -> None:
+        """The ScalingReplicaSet Event on the Deployment being synced."""
+        if self._current is None:
+            return
+        way = "up" if after > before else "down"
+        record(
+            self.client,
+            self._current,
+            "ScalingReplicaSet",
+            f"Scaled {way} replica set {set_name} from {before} to {after}",
+            component=COMPONENT,
+        )
 
     def _recreate(self, new: Obj, olds: list[Obj], replicas: int) -> None:
         for old in olds:

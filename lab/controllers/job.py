@@ -69,7 +69,7 @@ class JobController:
         for job in jobs:
             if is_terminating(job):
                 continue
-            with one_object(self.name, job):
+            with one_object(self.name, job, self.client):
                 self._sync(job, pods.get(job["metadata"]["uid"], []))
 
     def _sync(self, job: Obj, pods: list[Obj]) -> None:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from common.times import format_time, parse_time
+from lab.events import record
 from lab.kubeclient import KINDS, ApiError, Kind, KubeClient
 
 __all__ = [
@@ -38,8 +39,10 @@ __all__ = [
     "controller_ref",
     "controller_uid",
     "delete_with_propagation",
+    "disrupt_pod",
     "format_time",
     "is_active_pod",
+    "is_node_ready",
     "is_pod_ready",
     "is_terminating",
     "new_pod",
@@ -62,24 +65,28 @@ _skipped_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def one_object(controller: str, obj: Obj) -> Iterator[None]:
+def one_object(controller: str, obj: Obj, client: KubeClient | None = None) -> Iterator[None]:
     """Reconcile one object: what goes wrong with it is logged, and the pass goes on.
 
     An unreachable API server (a client error with code 0) still ends the pass, as it
     would for every object. A problem is logged once per version of the object, then at
     DEBUG until the object changes, so a bad object does not flood the log every pass.
+    With ``client``, that first time also records a Warning Event ``ReconcileError`` on
+    the object (component ``<controller>-controller``), so ``kubectl describe`` shows it.
     """
     try:
         yield
     except ApiError as exc:
         if exc.code == 0:
             raise
-        _skip(controller, obj, exc, traceback=False)
+        _skip(controller, obj, exc, traceback=False, client=client)
     except Exception as exc:
-        _skip(controller, obj, exc, traceback=True)
+        _skip(controller, obj, exc, traceback=True, client=client)
 
 
-def _skip(controller: str, obj: Obj, exc: Exception, traceback: bool) -> None:
+def _skip(
+    controller: str, obj: Obj, exc: Exception, traceback: bool, client: KubeClient | None = None
+) -> None:
     md = obj.get("metadata") or {}
     where = f"{md.get('namespace')}/{md.get('name')}" if md.get("namespace") else str(md.get("name"))
     problem = f"{type(exc).__name__}: {exc}"
@@ -90,6 +97,9 @@ def _skip(controller: str, obj: Obj, exc: Exception, traceback: bool) -> None:
     level = logging.DEBUG if repeated else logging.WARNING
     log.log(level, "%s: skipped %s %s this pass: %s", controller, obj.get("kind", ""), where, problem,
             exc_info=traceback and not repeated)  # fmt: skip
+    if client is not None and not repeated:
+        record(client, obj, "ReconcileError", f"skipped this pass: {problem}"[:1024], type="Warning",
+               component=f"{controller}-controller")  # fmt: skip
 
 
 class Controller(Protocol):
@@ -261,6 +271,33 @@ def condition(obj: Obj, ctype: str) -> Obj | None:
 def is_pod_ready(pod: Obj) -> bool:
     cond = condition(pod, "Ready")
     return bool(cond and cond.get("status") == "True")
+
+
+def is_node_ready(node: Obj) -> bool:
+    """The node's Ready condition is True."""
+    return is_pod_ready(node)  # the same condition, read the same way
+
+
+def disrupt_pod(client: KubeClient, pod: Obj, reason: str, message: str, grace: int | None = None) -> bool:
+    """Mark ``pod`` ``DisruptionTarget=True`` with ``reason`` (as the controller deleting it does
+    in Kubernetes), then DELETE it (``grace`` None: its own period; 0: force). False if it was gone."""
+    md = pod["metadata"]
+    mark = {
+        "type": "DisruptionTarget",
+        "status": "True",
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": format_time(time.time()),
+    }
+    try:
+        patch = {"status": {"conditions": [mark]}}
+        strategic_patch(client, "pods", md["name"], patch, md["namespace"], "status")
+        client.delete("pods", md["name"], md["namespace"], grace=grace)
+    except ApiError as exc:
+        if exc.code != 404:
+            raise
+        return False
+    return True
 
 
 def pod_available(pod: Obj, min_ready_seconds: int, now: float) -> bool:

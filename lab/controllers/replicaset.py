@@ -8,6 +8,10 @@ Finished pods (Succeeded/Failed) are deleted so they are replaced. The status
 ``observedGeneration``) is written after the pass's own creates and deletes, so
 ``observedGeneration == generation`` means the counts already reflect the current spec
 (the Deployment controller waits for that before the next rolling step).
+
+Events on the set, in Kubernetes' pod-control words (component ``replicaset-controller``):
+``SuccessfulCreate`` "Created pod: <pod>", ``SuccessfulDelete`` "Deleted pod: <pod>", and
+a Warning ``FailedCreate`` "Error creating: <why>".
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from lab.controllers.loop import (
     owned_by,
     pod_available,
 )
+from lab.events import record
 from lab.kubeclient import ApiError, KubeClient
 
 __all__ = ["BURST", "ReplicaSetController"]
@@ -33,6 +38,7 @@ __all__ = ["BURST", "ReplicaSetController"]
 log = logging.getLogger(__name__)
 
 BURST = 50
+COMPONENT = "replicaset-controller"
 
 
 def _usefulness(pod: Obj) -> tuple[int, int]:
@@ -56,7 +62,7 @@ class ReplicaSetController:
         for rs in sets:
             if is_terminating(rs):
                 continue
-            with one_object(self.name, rs):
+            with one_object(self.name, rs, self.client):
                 self._sync(rs, pods.get(rs["metadata"]["uid"], []))
 
     def _sync(self, rs: Obj, pods: list[Obj]) -> None:
@@ -65,7 +71,7 @@ class ReplicaSetController:
         want = int(spec.get("replicas", 1))
         for pod in pods:
             if not is_terminating(pod) and pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
-                self.client.delete("pods", pod["metadata"]["name"], ns)
+                self._delete_pod(rs, pod)
         active = [p for p in pods if is_active_pod(p)]
         missing = want - len(active)
         created = 0
@@ -76,23 +82,43 @@ class ReplicaSetController:
                 if "pod-template-hash" in (md.get("labels") or {}) and "pod-template-hash" not in tpl_labels:
                     extra["pod-template-hash"] = md["labels"]["pod-template-hash"]
                 try:
-                    self.client.create("pods", new_pod(spec.get("template", {}), rs, labels=extra), ns)
+                    made = self.client.create("pods", new_pod(spec.get("template", {}), rs, labels=extra), ns)
                 except ApiError as exc:
+                    record(
+                        self.client,
+                        rs,
+                        "FailedCreate",
+                        f"Error creating: {exc}",
+                        type="Warning",
+                        component=COMPONENT,
+                    )
                     if exc.code in (403, 404, 409):  # namespace terminating or gone: nothing to do
                         log.info("replicaset %s/%s cannot create pods: %s", ns, name, exc)
                         break
                     raise
                 created += 1
+                record(
+                    self.client,
+                    rs,
+                    "SuccessfulCreate",
+                    f"Created pod: {made['metadata']['name']}",
+                    component=COMPONENT,
+                )
         elif missing < 0:
             # least useful first; among equals the newest (two stable sorts)
             ordered = sorted(active, key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True)
             ordered.sort(key=_usefulness)
             doomed = ordered[:-missing]
             for pod in doomed:
-                self.client.delete("pods", pod["metadata"]["name"], ns)
+                self._delete_pod(rs, pod)
             gone = {p["metadata"]["uid"] for p in doomed}
             active = [p for p in active if p["metadata"]["uid"] not in gone]
         self._status(rs, active, created)
+
+    def _delete_pod(self, rs: Obj, pod: Obj) -> None:
+        name = pod["metadata"]["name"]
+        if self.client.delete("pods", name, rs["metadata"]["namespace"]) is not None:
+            record(self.client, rs, "SuccessfulDelete", f"Deleted pod: {name}", component=COMPONENT)
 
     def _status(self, rs: Obj, active: list[Obj], created: int) -> None:
         md, spec = rs["metadata"], rs.get("spec", {})

@@ -9,6 +9,11 @@ NoSchedule/NoExecute taints. Among fitting nodes the one running the fewest pods
 never bound twice. A pod that fits nowhere gets ``PodScheduled=False`` with reason
 ``Unschedulable`` and a message like the real scheduler's, and is retried every pass.
 Volumes do not pin pods: PVCs are folders every node reaches.
+
+Events, as the default scheduler reports them (component ``default-scheduler``):
+``Scheduled`` "Successfully assigned <ns>/<pod> to <node>" after each binding, and a
+Warning ``FailedScheduling`` with the condition's message when a pod fits nowhere (once
+per new message; the pass retries silently while the reason stays the same).
 """
 
 from __future__ import annotations
@@ -28,11 +33,14 @@ from lab.controllers.loop import (
     is_terminating,
     strategic_patch,
 )
+from lab.events import record
 from lab.kubeclient import ApiError, KubeClient
 
 __all__ = ["SchedulerController", "node_fits", "tolerates"]
 
 log = logging.getLogger(__name__)
+
+COMPONENT = "default-scheduler"
 
 
 def _expression_matches(expr: Any, labels: dict[str, str]) -> bool:
@@ -167,6 +175,15 @@ class SchedulerController:
                 continue
             load[target] += 1
             self.bound += 1
+            md = pod["metadata"]
+            record(
+                self.client,
+                pod,
+                "Scheduled",
+                f"Successfully assigned {md['namespace']}/{md['name']} to {target}",
+                component=COMPONENT,
+                action="Binding",
+            )
             log.info("bound %s/%s to %s", pod["metadata"]["namespace"], pod["metadata"]["name"], target)
 
     def _unschedulable(self, pod: Obj, total: int, reasons: Counter[str]) -> None:
@@ -195,3 +212,13 @@ class SchedulerController:
         except ApiError as exc:
             if exc.code != 404:
                 raise
+            return
+        record(
+            self.client,
+            pod,
+            "FailedScheduling",
+            message,
+            type="Warning",
+            component=COMPONENT,
+            action="Scheduling",
+        )

@@ -18,7 +18,14 @@ whenDeleted`` is ``Delete`` (Kubernetes' default is ``Retain``); then they carry
 controller ownerReference to the set and are collected with it. Either way the data
 folder stays on disk. Status: ``replicas``, ``readyReplicas``, ``currentReplicas``,
 ``updatedReplicas``, ``availableReplicas``, ``currentRevision``, ``updateRevision``,
-``observedGeneration``.
+``observedGeneration``. Each template is recorded as a ControllerRevision named as its
+revision (:mod:`lab.controllers.revisions`) before pods are made from it.
+
+Events on the set, in the StatefulSet controller's words (component
+``statefulset-controller``): ``SuccessfulCreate`` "create Claim <claim> Pod <pod> in
+StatefulSet <set> success" and "create Pod <pod> in StatefulSet <set> successful",
+``SuccessfulDelete`` "delete Pod <pod> in StatefulSet <set> successful", and Warnings
+``FailedCreate`` "create Pod <pod> in StatefulSet <set> failed error: <why>".
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ from lab.controllers.loop import (
     pod_available,
     template_hash,
 )
+from lab.controllers.revisions import RevisionHistory
+from lab.events import record
 from lab.kubeclient import ApiError, KubeClient
 
 __all__ = ["StatefulSetController", "claim_name"]
@@ -46,6 +55,7 @@ __all__ = ["StatefulSetController", "claim_name"]
 log = logging.getLogger(__name__)
 
 REVISION_LABEL = "controller-revision-hash"
+COMPONENT = "statefulset-controller"
 
 
 def claim_name(template: str, set_name: str, ordinal: int) -> str:
@@ -72,11 +82,13 @@ class StatefulSetController:
     def __init__(self, client: KubeClient, clock: Callable[[], float] = time.time) -> None:
         self.client = client
         self.clock = clock
+        self.history = RevisionHistory(client)
 
     def reconcile_once(self) -> None:
         sets = self.client.list("statefulsets")
         if not sets:
             return
+        self.history.refresh()
         pods = owned_by(self.client.list("pods"))
         claims = {
             (c["metadata"]["namespace"], c["metadata"]["name"])
@@ -85,14 +97,15 @@ class StatefulSetController:
         for sts in sets:
             if is_terminating(sts):
                 continue
-            with one_object(self.name, sts):
+            with one_object(self.name, sts, self.client):
                 self._sync(sts, pods.get(sts["metadata"]["uid"], []), claims)
 
     def _sync(self, sts: Obj, pods: list[Obj], claims: set[tuple[str, str]]) -> None:
         md, spec = sts["metadata"], sts.get("spec", {})
-        ns, name = md["namespace"], md["name"]
+        name = md["name"]
         replicas = int(spec.get("replicas", 1))
         revision = f"{name}-{template_hash(spec.get('template') or {})}"
+        self.history.sync(sts, revision, pods)
         parallel = spec.get("podManagementPolicy") == "Parallel"
         by_ordinal: dict[int, Obj] = {}
         for owned in pods:
@@ -108,7 +121,7 @@ class StatefulSetController:
                     break
                 continue
             if not is_terminating(pod) and pod.get("status", {}).get("phase") in ("Failed", "Succeeded"):
-                self.client.delete("pods", pod["metadata"]["name"], ns)
+                self._delete_pod(sts, pod)
                 if not parallel:
                     break
                 continue
@@ -118,7 +131,7 @@ class StatefulSetController:
         for ordinal in condemned:
             pod = by_ordinal[ordinal]
             if not is_terminating(pod):
-                self.client.delete("pods", pod["metadata"]["name"], ns)
+                self._delete_pod(sts, pod)
             if not parallel:
                 break
         self._roll(sts, by_ordinal, replicas, revision)
@@ -155,10 +168,26 @@ class StatefulSetController:
             except ApiError as exc:
                 if exc.code == 409:
                     continue
+                record(
+                    self.client,
+                    sts,
+                    "FailedCreate",
+                    f"create Claim {cname} for Pod {name}-{ordinal} in StatefulSet {name} "
+                    f"failed error: {exc}",
+                    type="Warning",
+                    component=COMPONENT,
+                )
                 if exc.code in (403, 404):
                     return False
                 raise
             claims.add((ns, cname))
+            record(
+                self.client,
+                sts,
+                "SuccessfulCreate",
+                f"create Claim {cname} Pod {name}-{ordinal} in StatefulSet {name} success",
+                component=COMPONENT,
+            )
         pod_name = f"{name}-{ordinal}"
         pod = new_pod(
             spec.get("template") or {},
@@ -181,11 +210,38 @@ class StatefulSetController:
         try:
             self.client.create("pods", pod, ns)
         except ApiError as exc:
+            if exc.code != 409:  # 409: the old pod is still there, not a failure
+                record(
+                    self.client,
+                    sts,
+                    "FailedCreate",
+                    f"create Pod {pod_name} in StatefulSet {name} failed error: {exc}",
+                    type="Warning",
+                    component=COMPONENT,
+                )
             if exc.code in (403, 404, 409):  # namespace going away, or the old pod is still there
                 return False
             raise
         log.info("statefulset %s/%s: created pod %s", ns, name, pod_name)
+        record(
+            self.client,
+            sts,
+            "SuccessfulCreate",
+            f"create Pod {pod_name} in StatefulSet {name} successful",
+            component=COMPONENT,
+        )
         return True
+
+    def _delete_pod(self, sts: Obj, pod: Obj) -> None:
+        name, set_name = pod["metadata"]["name"], sts["metadata"]["name"]
+        if self.client.delete("pods", name, sts["metadata"]["namespace"]) is not None:
+            record(
+                self.client,
+                sts,
+                "SuccessfulDelete",
+                f"delete Pod {name} in StatefulSet {set_name} successful",
+                component=COMPONENT,
+            )
 
     def _roll(self, sts: Obj, by_ordinal: dict[int, Obj], replicas: int, revision: str) -> None:
         strategy = sts.get("spec", {}).get("updateStrategy") or {}
@@ -204,7 +260,7 @@ class StatefulSetController:
             return
         target = max(stale)
         if all(_running_ready(p) for o, p in live.items() if o != target):
-            self.client.delete("pods", live[target]["metadata"]["name"], sts["metadata"]["namespace"])
+            self._delete_pod(sts, live[target])
             log.info(
                 "statefulset %s/%s: replacing %s (stale revision)",
                 sts["metadata"]["namespace"],

@@ -17,8 +17,11 @@ What the caller must know:
   ``deletionGracePeriodSeconds``, SIGKILL every process of the container, then
   confirm with ``DELETE gracePeriodSeconds=0`` (uid precondition).
 * Output goes to ``<logs>/<namespace>_<pod>.log`` (one file per pod; pods with
-  several containers get ``<namespace>_<pod>_<container>.log``), which the API
-  server serves as ``pods/log``.
+  several containers, and every init container, get ``<namespace>_<pod>_<container>.log``)
+  in CRI's format, one timestamped line at a time (:mod:`lab.kubelet.container_log`),
+  which the API server serves as ``pods/log``. A file rotates at 10 MiB; a restart keeps
+  the last run's as ``.previous``; a deleted or replaced pod's file moves to
+  ``<logs>/previous/``.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from typing import Any
 from lab import processes
 from lab.cgroups import CpuGroup
 from lab.errors import LabError
-from lab.kubeclient import ApiError, KubeClient
+from lab.kubeclient import ApiError, KubeClient, user_agent
 from lab.kubelet.config import KubeletConfig
 from lab.kubelet.node import NodeAgent
 from lab.kubelet.runtime import Spawner, kill_leftovers
@@ -63,7 +63,7 @@ class Kubelet:
 
     def new_client(self) -> KubeClient:
         """A client of its own (one HTTP session per thread)."""
-        return KubeClient(self.cfg.server, self.cfg.token, timeout=5.0)
+        return KubeClient(self.cfg.server, self.cfg.token, timeout=5.0, user_agent=user_agent("lab-kubelet"))
 
     def stop(self) -> None:
         """Ask :meth:`run` to stop the pods and return (safe from a signal handler)."""

@@ -3,8 +3,11 @@
 * :class:`Spawner` starts every child of the kubelet and knows which pids are still
   owned by a ``subprocess.Popen``; its :meth:`Spawner.reap` reaps only the others
   (orphans adopted by the subreaper kubelet), so no exit status is stolen.
-* :class:`ContainerProcess` is one running container: its own session, output
-  appended to the log file, optionally run as another user. It remembers every
+* :class:`ContainerProcess` is one running container: its own session, stdout and
+  stderr read through pipes by a :class:`~lab.kubelet.container_log.LogPump` that appends
+  CRI log records to the log file (a restart keeps the last run's file as ``previous``; a
+  first run moves a file left by an earlier pod of the name aside; the writer rotates the
+  file at 10 MiB), optionally run as another user. It remembers every
   process ever seen in its tree (a re-parented grandchild is no longer below the
   root), so when the main process exits or the container is stopped, all of them
   are killed, like a container runtime killing the container's cgroup.
@@ -25,15 +28,19 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import psutil
 
 from lab import processes
+from lab.kubelet.container_log import LogPump, start_new_run
 
 __all__ = ["ContainerProcess", "Spawner", "exit_code", "kill_leftovers", "load_records", "process_table"]
 
 log = logging.getLogger(__name__)
+
+#: How long a finished container's log writer may take to drain its pipes.
+PUMP_DRAIN = 2.0
 
 
 def exit_code(returncode: int) -> int:
@@ -123,6 +130,7 @@ class ContainerProcess:
         record_path: Path,
         record_meta: dict[str, Any],
         user: str | None = None,
+        keep_previous: bool = False,
     ) -> None:
         self.spawner = spawner
         self.argv = argv
@@ -132,31 +140,36 @@ class ContainerProcess:
         self.record_path = record_path
         self.record_meta = record_meta
         self.user = user
+        self.keep_previous = keep_previous
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
         self.started_mono = 0.0
         self.returncode: int | None = None
         self._members: dict[int, float] = {}
-        self._log: IO[bytes] | None = None
+        self._pump: LogPump | None = None
 
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None else None
 
     def start(self) -> int:
-        """Start the main process (own session, output appended to the log); returns its pid."""
+        """Start the main process (own session, output through pipes into the log); returns its pid."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.cwd.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "ab", buffering=0)  # noqa: SIM115 - closed in _finish
+        start_new_run(self.log_path, self.keep_previous)
         user_kwargs: dict[str, Any] = {}
         if self.user is not None:
             user_kwargs = {"user": self.user, "group": self.user, "extra_groups": []}
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        pump: LogPump | None = None
         try:
+            pump = LogPump(self.log_path.stem, {out_r: b"stdout", err_r: b"stderr"}, self.log_path)
             self.proc = self.spawner.popen(
                 self.argv,
                 stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
+                stdout=out_w,
+                stderr=err_w,
                 env=self.env,
                 cwd=self.cwd,
                 start_new_session=True,
@@ -164,9 +177,14 @@ class ContainerProcess:
                 **user_kwargs,
             )
         except OSError:
-            self._log.close()
-            self._log = None
+            for fd in (out_r, err_r, *([pump.log_fd] if pump is not None else [])):
+                os.close(fd)
             raise
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        self._pump = pump
+        pump.start()
         self.started_at = time.time()
         self.started_mono = time.monotonic()
         with contextlib.suppress(psutil.Error):
@@ -259,9 +277,11 @@ class ContainerProcess:
         self._kill_members()
         if self.proc is not None:
             self.spawner.release(self.proc)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        if self._pump is not None:
+            self._pump.join(PUMP_DRAIN)  # the last lines are in the file before the exit is reported
+            if self._pump.is_alive():
+                log.warning("output of %s still open after its processes were killed", self.log_path.name)
+            self._pump = None
         with contextlib.suppress(OSError):
             self.record_path.unlink()
 

@@ -10,33 +10,34 @@ publishes the status when it changed, with a JSON patch that first tests
 A pod whose containers ran under a previous kubelet (a node restart) has them
 started again, ``restartCount`` + 1; with ``restartPolicy: Never`` they count as
 failed instead (exit 137), as on a real node that rebooted.
+
+The worker's parts: its containers (:mod:`lab.kubelet.slots`), their probes
+(:mod:`lab.kubelet.pod_probes`), the status it publishes (:mod:`lab.kubelet.pod_status`),
+and its Events, log files and final deletion (:mod:`lab.kubelet.pod_lifecycle`; Events
+are queued, so the worker never waits on the API server for one).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
-import signal
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lab import events
 from lab.errors import LabError
 from lab.kubeclient import ApiError, KubeClient
 from lab.kubelet import commit_cost, images, podspec
-from lab.kubelet.probes import ProbeContext, ProbeState, run_probe
+from lab.kubelet.container_log import log_file_for
+from lab.kubelet.pod_lifecycle import PodEvents, confirm_deleted, retire_pod_logs
+from lab.kubelet.pod_probes import check_probes
+from lab.kubelet.pod_status import StatusPublisher
+from lab.kubelet.probes import ProbeContext, ProbeState
 from lab.kubelet.runtime import ContainerProcess
-from lab.kubelet.status import (
-    OWNED_CONDITIONS,
-    TERMINAL,
-    ContainerState,
-    build_status,
-    parse_rfc3339,
-    pod_phase,
-)
+from lab.kubelet.slots import Slot, adopt_slot, kill_slots, stop_slots
+from lab.kubelet.status import TERMINAL, pod_phase
 
 if TYPE_CHECKING:
     from lab.kubelet.kubelet import Kubelet
@@ -49,37 +50,8 @@ FORCE_DELETE_GRACE = 2.0
 CONFIG_RETRY = 1.0
 MEMBER_REFRESH = 2.0
 NODE_SHUTDOWN = "NodeShutdown"
-REPUBLISH = 1.0
-
-
-def log_file_for(logs_dir: Path, pod: Obj, container: str) -> Path:
-    """Where a container's output goes: one file per pod, per container when there are several."""
-    md = pod.get("metadata") or {}
-    base = f"{md.get('namespace', 'default')}_{md.get('name', '')}"
-    if len((pod.get("spec") or {}).get("containers") or []) > 1:
-        return logs_dir / f"{base}_{container}.log"
-    return logs_dir / f"{base}.log"
-
-
-@dataclass
-class Slot:
-    """One container of the pod and everything the worker tracks about it."""
-
-    spec: Obj
-    init: bool
-    state: ContainerState
-    proc: ContainerProcess | None = None
-    probes: dict[str, ProbeState] = field(default_factory=dict)
-    ctx: ProbeContext | None = None
-    next_start: float = 0.0
-    backoff: float = 0.0
-    has_run: bool = False
-    kill_reason: str = ""
-    refreshed: float = 0.0
-
-    @property
-    def name(self) -> str:
-        return self.state.name
+#: How long a stopping kubelet's worker waits for the Events still queued.
+EVENTS_FLUSH = 1.0
 
 
 class PodWorker(threading.Thread):
@@ -98,54 +70,23 @@ class PodWorker(threading.Thread):
         self._latest: Obj | None = pod
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._published: Obj | None = None
-        self._retry_after = 0.0
-        self._republish_after = 0.0
         spec = pod.get("spec") or {}
         self.restart_policy = str(spec.get("restartPolicy") or "Always")
         old = pod.get("status") or {}
         self._phase = str(old.get("phase") or "")
         self._phase = self._phase if self._phase in TERMINAL else ""
         self._current_phase = self._phase or "Pending"
-        self._start_time = time.time()
-        self._deleting_since: float | None = None
+        self.status = StatusPublisher(self.client, self.namespace, self.pod_name, self.uid, time.time())
+        self.events = PodEvents(
+            self.cfg.server, self.cfg.token, self.cfg.node, self.namespace, self.pod_name, self.uid
+        )
         self.init_slots = [
-            self._slot(c, True, old.get("initContainerStatuses")) for c in spec.get("initContainers") or []
+            adopt_slot(c, True, old.get("initContainerStatuses")) for c in spec.get("initContainers") or []
         ]
         self.slots = [
-            self._slot(c, False, old.get("containerStatuses")) for c in spec.get("containers") or []
+            adopt_slot(c, False, old.get("containerStatuses")) for c in spec.get("containers") or []
         ]
         self._scratch, self._emptydir = podspec.pod_volume_dirs(self.cfg.state_dir, self.uid)
-
-    # -- adoption -------------------------------------------------------------------------
-
-    def _slot(self, spec: Obj, init: bool, statuses: Any) -> Slot:
-        name = str(spec.get("name", ""))
-        state = ContainerState(name=name, image=str(spec.get("image", "")))
-        slot = Slot(spec=spec, init=init, state=state)
-        prev = next((s for s in statuses or [] if isinstance(s, dict) and s.get("name") == name), None)
-        if prev is None:
-            return slot
-        state.restart_count = int(prev.get("restartCount") or 0)
-        last = (prev.get("lastState") or {}).get("terminated")
-        current = prev.get("state") or {}
-        if last:
-            state.last_terminated = last
-            slot.has_run = True
-        if "running" in current:
-            slot.has_run = True
-            state.state, state.exit_code, state.reason = "terminated", 137, "Error"
-            state.message = "the container was running when its node went down"
-            state.started_at = parse_rfc3339((current["running"] or {}).get("startedAt"))
-            state.finished_at = time.time()
-        elif "terminated" in current:
-            slot.has_run = True
-            term = current["terminated"] or {}
-            state.state, state.exit_code = "terminated", int(term.get("exitCode") or 0)
-            state.reason, state.message = str(term.get("reason") or ""), str(term.get("message") or "")
-            state.started_at = parse_rfc3339(term.get("startedAt"))
-            state.finished_at = parse_rfc3339(term.get("finishedAt")) or time.time()
-        return slot
 
     # -- feeding ----------------------------------------------------------------------------
 
@@ -266,6 +207,17 @@ class PodWorker(threading.Thread):
             st.last_terminated = st.terminated_view()
             st.state, st.reason = "waiting", "CrashLoopBackOff"
             st.message = f"back-off {delay:g}s restarting failed container={st.name} pod={self.pod_name}"
+            pod = f"{self.pod_name}_{self.namespace}({self.uid})"
+            self._event(
+                slot, "BackOff", f"Back-off restarting failed container {st.name} in pod {pod}", "Warning"
+            )
+
+    def _event(self, slot: Slot | None, reason: str, message: str, etype: str = "Normal") -> None:
+        """Record an Event on this pod (on one of its containers with ``slot``), as the kubelet does."""
+        if slot is None:
+            self.events.emit(None, False, reason, message, etype)
+        else:
+            self.events.emit(slot.name, slot.init, reason, message, etype)
 
     def _lookup(self, plural: str, namespace: str, name: str) -> Obj | None:
         return self.client.get_or_none(plural, name, namespace)
@@ -304,7 +256,7 @@ class PodWorker(threading.Thread):
             launch.argv,
             env=env,
             cwd=cwd,
-            log_path=log_file_for(self.cfg.logs, pod, st.name),
+            log_path=log_file_for(self.cfg.logs, pod, st.name, init=slot.init),
             record_path=self.cfg.containers_dir / f"{self.uid}_{st.name}.json",
             record_meta={
                 "namespace": self.namespace,
@@ -312,8 +264,10 @@ class PodWorker(threading.Thread):
                 "uid": self.uid,
                 "container": st.name,
             },
+            keep_previous=slot.has_run,
         )
         slot.has_run = True
+        self._event(slot, "Pulled", f'Container image "{st.image}" already present on machine')
         try:
             proc.start()
         except OSError as exc:
@@ -328,6 +282,8 @@ class PodWorker(threading.Thread):
             self._start_failed(slot, str(exc), now)
             return
         log.info("%s/%s container %s started: pid %s", self.namespace, self.pod_name, st.name, proc.pid)
+        self._event(slot, "Created", f"Created container: {st.name}")
+        self._event(slot, "Started", f"Started container {st.name}")
         slot.proc, slot.refreshed = proc, now
         st.state, st.reason, st.message, st.exit_code, st.finished_at = "running", "", "", None, None
         st.started_at, st.pid = proc.started_at, proc.pid
@@ -348,6 +304,7 @@ class PodWorker(threading.Thread):
         st = slot.state
         st.state, st.exit_code, st.reason, st.message = "terminated", 128, "StartError", message
         st.started_at = st.finished_at = time.time()
+        self._event(slot, "Failed", f"Error: {message}", "Warning")
         if self._should_restart(slot):
             self._schedule_restart(slot, now, 0.0)
 
@@ -380,36 +337,17 @@ class PodWorker(threading.Thread):
     # -- probes ---------------------------------------------------------------------------------
 
     def _probe(self, slot: Slot, now: float) -> None:
-        st, ctx = slot.state, slot.ctx
-        if ctx is None or slot.proc is None:
-            return
-        startup = slot.probes.get("startup")
-        if startup is not None and not st.started:
-            if startup.due(now):
-                ok, message = run_probe(self.kubelet.spawner, startup.spec, ctx)
-                verdict = startup.record(ok, message, time.monotonic())
-                if verdict is True:
-                    st.started = True
-                    st.ready = "readiness" not in slot.probes
-                elif verdict is False:
-                    self._kill_for_probe(slot, f"Startup probe failed: {message}")
-            return
-        liveness = slot.probes.get("liveness")
-        if liveness is not None and liveness.due(now):
-            ok, message = run_probe(self.kubelet.spawner, liveness.spec, ctx)
-            if liveness.record(ok, message, time.monotonic()) is False:
-                self._kill_for_probe(slot, f"Liveness probe failed: {message}")
-                return
-        readiness = slot.probes.get("readiness")
-        if readiness is not None and readiness.due(now):
-            ok, message = run_probe(self.kubelet.spawner, readiness.spec, ctx)
-            verdict = readiness.record(ok, message, time.monotonic())
-            if verdict is not None:
-                st.ready = verdict
-                log.info("%s/%s container %s ready=%s", self.namespace, self.pod_name, st.name, verdict)
+        def report(message: str) -> None:
+            self._event(slot, "Unhealthy", message, "Warning")
+
+        kill = check_probes(self.kubelet.spawner, slot, now, report, f"{self.namespace}/{self.pod_name}")
+        if kill is not None:
+            self._kill_for_probe(slot, kill)
 
     def _kill_for_probe(self, slot: Slot, message: str) -> None:
         log.info("%s/%s container %s: %s", self.namespace, self.pod_name, slot.name, message)
+        probe = message.split(" ", 1)[0].lower()
+        self._event(slot, "Killing", f"Container {slot.name} failed {probe} probe, will be restarted")
         proc = slot.proc
         assert proc is not None
         grace = float((self._latest or {}).get("spec", {}).get("terminationGracePeriodSeconds") or 30)
@@ -424,31 +362,10 @@ class PodWorker(threading.Thread):
 
     def _stop_all(self, grace: float) -> None:
         """SIGTERM every main process, wait up to ``grace``, SIGKILL every process left."""
-        running = self._running()
-        for slot in running:
-            assert slot.proc is not None
-            slot.proc.refresh_members()
-            slot.proc.signal_main(signal.SIGTERM)
-        deadline = time.monotonic() + max(0.0, grace)
-        while time.monotonic() < deadline and any(
-            s.proc is not None and s.proc.poll() is None for s in running
-        ):
-            time.sleep(0.02)
-        for slot in running:
-            assert slot.proc is not None
-            code = slot.proc.kill()
-            st = slot.state
-            st.state, st.exit_code, st.finished_at = "terminated", code, time.time()
-            st.reason = "Completed" if code == 0 else "Error"
-            st.ready = st.started = False
-            slot.proc, slot.probes = None, {}
+        stop_slots(self._running(), grace)
 
     def _kill_all(self) -> None:
-        for slot in self._running():
-            assert slot.proc is not None
-            with contextlib.suppress(Exception):
-                slot.proc.kill()
-            slot.proc = None
+        kill_slots(self._running())
 
     def _terminate(self, pod: Obj) -> None:
         md = pod.get("metadata") or {}
@@ -457,15 +374,18 @@ class PodWorker(threading.Thread):
             requested = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
         grace = float(requested if isinstance(requested, int | float) else 30)
         log.info("%s/%s terminating (grace %gs)", self.namespace, self.pod_name, grace)
+        for slot in self._running():
+            self._event(slot, "Killing", f"Stopping container {slot.name}")
         self._stop_all(grace)
         for slot in (*self.init_slots, *self.slots):
             slot.state.ready = False
         self._publish(pod, terminating=True, force=True)
-        self._rotate_logs(pod)
+        containers = [(s.name, s.init) for s in (*self.init_slots, *self.slots)]
+        retire_pod_logs(self.cfg.logs, pod, containers, self.uid)
         # As Kubernetes' kubelet does, reclaim the pod's volumes before the final delete: once the
         # pod is gone from the API, nothing of its emptyDir may be left (a test saw it linger).
         self._cleanup()
-        self._confirm_deleted()
+        confirm_deleted(self.client, self.namespace, self.pod_name, self.uid, self.kubelet.stopping)
 
     def _shutdown(self) -> None:
         """The kubelet is stopping: stop the containers, say why, leave the pod to the next kubelet."""
@@ -478,40 +398,7 @@ class PodWorker(threading.Thread):
                 slot.state.reason, slot.state.message = NODE_SHUTDOWN, "the node's kubelet stopped"
         if pod is not None and self._phase not in TERMINAL:
             self._publish(pod, terminating=True, force=True)
-
-    def _confirm_deleted(self) -> None:
-        body = {
-            "apiVersion": "v1",
-            "kind": "DeleteOptions",
-            "gracePeriodSeconds": 0,
-            "preconditions": {"uid": self.uid},
-        }
-        path = f"/api/v1/namespaces/{self.namespace}/pods/{self.pod_name}"
-        deadline = time.monotonic() + 30
-        while not self.kubelet.stopping.is_set() and time.monotonic() < deadline:
-            try:
-                self.client.request("DELETE", path, body)
-                return
-            except ApiError as exc:
-                if exc.code in (404, 409):
-                    return
-                log.warning("could not confirm deletion of %s/%s: %s", self.namespace, self.pod_name, exc)
-            time.sleep(0.5)
-
-    def _rotate_logs(self, pod: Obj) -> None:
-        """Move the pod's log files aside, so a new pod of the same name starts a fresh log."""
-        previous = self.cfg.logs / "previous"
-        for slot in (*self.init_slots, *self.slots):
-            path = log_file_for(self.cfg.logs, pod, slot.name)
-            if not path.exists():
-                continue
-            previous.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(OSError):
-                path.replace(previous / f"{path.stem}.{self.uid[:8]}.log")
-            olds = sorted(previous.glob(f"{path.stem}.*.log"), key=lambda p: p.stat().st_mtime)
-            for old in olds[:-3]:
-                with contextlib.suppress(OSError):
-                    old.unlink()
+        events.flush(EVENTS_FLUSH)
 
     def _cleanup(self) -> None:
         for folder in (self._scratch, self._emptydir):
@@ -519,54 +406,8 @@ class PodWorker(threading.Thread):
 
     # -- status ------------------------------------------------------------------------------------
 
-    def _previous_status(self, pod: Obj) -> Obj:
-        """The status to build on: what this worker last wrote, with others' conditions from the pod."""
-        current = dict(pod.get("status") or {})
-        if self._published is None:
-            return current
-        by_type = {c.get("type"): c for c in self._published.get("conditions") or []}
-        for cond in current.get("conditions") or []:
-            if isinstance(cond, dict) and cond.get("type") not in OWNED_CONDITIONS:
-                by_type[cond.get("type")] = cond
-        return {
-            **current,
-            "conditions": list(by_type.values()),
-            "startTime": self._published.get("startTime"),
-        }
-
     def _publish(self, pod: Obj, terminating: bool = False, force: bool = False) -> None:
-        """Write the status when it changed, or when the API server's copy differs from it.
-
-        The second case repairs what others overwrote (the node lifecycle controller
-        marks pods not ready while the node is silent), at most every ``REPUBLISH`` s.
-        After a failed write the next try waits half a second unless ``force``.
-        """
-        now = time.monotonic()
-        if not force and now < self._retry_after:
-            return
-        status = build_status(
-            self._previous_status(pod),
-            phase=self._phase or self._current_phase,
-            init=[s.state for s in self.init_slots],
-            regular=[s.state for s in self.slots],
-            start_time=self._start_time,
-            now=time.time(),
-            terminating=terminating,
-        )
-        if status == self._published and (status == pod.get("status") or now < self._republish_after):
-            return
-        ops = [
-            {"op": "test", "path": "/metadata/uid", "value": self.uid},
-            {"op": "add", "path": "/status", "value": status},
-        ]
-        path = f"/api/v1/namespaces/{self.namespace}/pods/{self.pod_name}/status"
-        try:
-            self.client.request("PATCH", path, ops, content_type="application/json-patch+json")
-            self._published = status
-            self._republish_after = now + REPUBLISH
-        except ApiError as exc:
-            if exc.code in (404, 422):
-                self._published = status
-                return
-            log.debug("status of %s/%s not published: %s", self.namespace, self.pod_name, exc)
-            self._retry_after = now + 0.5
+        """Write the status when it changed (see :class:`~lab.kubelet.pod_status.StatusPublisher`)."""
+        init, regular = [s.state for s in self.init_slots], [s.state for s in self.slots]
+        phase = self._phase or self._current_phase
+        self.status.publish(pod, phase, init, regular, terminating=terminating, force=force)

@@ -6,7 +6,8 @@ when one is mounted), else ``--kubeconfig``. A pass runs every ``--interval``
 seconds (default 1) and at once when an MSSQLInstance, one of its pods, an
 MSSQLBackup, MSSQLBackupPolicy, MSSQLRestore or one of the operator's Jobs changes
 (watches). Logs go to stderr, one line per change; passwords never appear.
-``--once`` runs a single pass and exits (0, or 1 if the pass failed).
+``--once`` runs a single pass and exits (0, or 1 if the pass failed). What it does about
+a lost node under an instance is ``LAB_OPERATOR_NODE_LOSS`` (:mod:`lab.operator.node_loss`).
 
 Its Prometheus metrics (:mod:`lab.operator.metrics`) are served on
 ``127.0.0.1:--metrics-port`` (default 0: any free port; -1: none). When
@@ -29,8 +30,9 @@ from prometheus_client import disable_created_metrics
 
 from lab.controllers.loop import Loop, Watcher
 from lab.errors import LabError
-from lab.kubeclient import ApiError, Kind, KubeClient
+from lab.kubeclient import ApiError, Kind, KubeClient, user_agent
 from lab.operator.metrics import SD_DIR_ENV, OperatorMetrics, remove_target, write_target
+from lab.operator.node_loss import ENV, NodeLossHandler, policy_from
 from lab.operator.objects import INSTANCES, MANAGED_BY
 from lab.operator.protection import BACKUPS, POLICIES, RESTORES
 from lab.operator.reconcile import Reconciler
@@ -48,19 +50,20 @@ WATCHES: tuple[tuple[Kind | str, str | None], ...] = (
 )
 
 log = logging.getLogger("lab.operator")
+_AGENT = user_agent("mssql-lab-operator")  # the field manager of what the operator writes
 
 
 def client_from(server: str | None, kubeconfig: Path | None, environ: dict[str, str]) -> KubeClient:
     """The API client: ``server``, else the in-cluster variables, else ``kubeconfig``."""
     token = TOKEN_FILE.read_text().strip() if TOKEN_FILE.exists() else ""
     if server:
-        return KubeClient(server, token)
+        return KubeClient(server, token, user_agent=_AGENT)
     host, port = environ.get("KUBERNETES_SERVICE_HOST"), environ.get("KUBERNETES_SERVICE_PORT")
     if host and port:
         host = f"[{host}]" if ":" in host else host
-        return KubeClient(f"http://{host}:{port}", token)
+        return KubeClient(f"http://{host}:{port}", token, user_agent=_AGENT)
     if kubeconfig is not None:
-        return KubeClient.from_kubeconfig(kubeconfig)
+        return KubeClient.from_kubeconfig(kubeconfig, user_agent=_AGENT)
     raise LabError("no API server: set KUBERNETES_SERVICE_HOST/PORT, or pass --server or --kubeconfig")
 
 
@@ -79,15 +82,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         client = client_from(args.server, args.kubeconfig, dict(os.environ))
+        node_loss = NodeLossHandler(client, policy_from(os.environ))
     except LabError as exc:
         print(f"lab operator: {exc}", file=sys.stderr)
         return 2
     disable_created_metrics()  # no *_created series: nothing here needs them
     metrics = OperatorMetrics()
     reconciler = Reconciler(client, metrics=metrics)
+
+    def one_pass() -> None:
+        reconciler.reconcile_all()
+        node_loss.handle()
+
     if args.once:
         try:
-            reconciler.reconcile_all()
+            one_pass()
         except ApiError as exc:
             print(f"lab operator: {exc}", file=sys.stderr)
             return 1
@@ -99,9 +108,11 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    loop = Loop("operator", reconciler.reconcile_all, args.interval, stop)
+    loop = Loop("operator", one_pass, args.interval, stop)
     watchers = [Watcher(client, kind, [loop], stop, labels) for kind, labels in WATCHES]
-    log.info("reconciling MSSQLInstances through %s", client.server)
+    log.info(
+        "reconciling MSSQLInstances through %s (lost nodes: %s, %s)", client.server, node_loss.policy, ENV
+    )
     announced = _serve_metrics(metrics, args.metrics_port)
     for watcher in watchers:
         watcher.start()

@@ -19,6 +19,10 @@ executor arguments ``--fail <reason>``: every pod writes the reason to its log a
 controller marks the Job ``Failed`` (reason ``BackoffLimitExceeded``) and the backup goes
 ``Failed`` with ``status.reason`` starting with ``<reason>``. It exists so alerting on
 failed backup Jobs can be proven with a real failure; a real operator has no such knob.
+
+:func:`record_backup_result` is the Event of a finished backup on its MSSQLBackup
+(component ``mssql-operator``): ``BackupSucceeded`` (Normal) or ``BackupFailed``
+(Warning) with the reason.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from lab.events import record
+from lab.kubeclient import KubeClient
 from lab.operator.objects import (
     API_VERSION,
     BACKUP_MOUNT,
@@ -46,6 +52,7 @@ __all__ = [
     "desired_data_claim",
     "fail_job_reason",
     "job_failure",
+    "record_backup_result",
     "restore_job",
 ]
 
@@ -60,6 +67,14 @@ EXECUTOR_RESOURCES: Obj = {
 BACKOFF_LIMIT = 3
 SOURCE_MOUNT = "/backup/source"
 FAIL_JOB_ANNOTATION = "lab.mssql.example.com/fail-job"
+COMPONENT = "mssql-operator"
+
+
+def record_backup_result(client: KubeClient, backup: Obj, succeeded: bool, message: str) -> None:
+    """Record ``BackupSucceeded`` or a Warning ``BackupFailed`` on ``backup`` (never raises)."""
+    about = {**backup, "apiVersion": API_VERSION, "kind": "MSSQLBackup"}
+    reason, etype = ("BackupSucceeded", "Normal") if succeeded else ("BackupFailed", "Warning")
+    record(client, about, reason, message, type=etype, component=COMPONENT)
 
 
 def fail_job_reason(obj: Obj) -> str | None:

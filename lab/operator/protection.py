@@ -44,7 +44,7 @@ from lab.controllers.job import job_finished
 from lab.errors import LabError
 from lab.executor.store import BackupStore, format_ts, parse_ts
 from lab.kubeclient import ApiError, Kind, KubeClient
-from lab.operator.jobs import backup_job, fail_job_reason, job_failure
+from lab.operator.jobs import backup_job, fail_job_reason, job_failure, record_backup_result
 from lab.operator.metrics import OperatorMetrics
 from lab.operator.objects import (
     CRD,
@@ -187,6 +187,7 @@ class DataProtection:
             if instance is None:
                 reason = f"instance {spec.get('instance')} does not exist"
                 self._patch_status(BACKUPS, backup, {"phase": "Failed", "reason": reason, "endTime": now})
+                record_backup_result(self.client, backup, False, reason)
                 return
             port = _port(instance)
             if (instance.get("status") or {}).get("phase") != "Ready" or port is None:
@@ -223,6 +224,7 @@ class DataProtection:
             if finished == "Failed" and knob is not None:
                 reason = f"{knob}; {reason}"
             self._patch_status(BACKUPS, backup, {"phase": "Failed", "reason": reason, "endTime": now})
+            record_backup_result(self.client, backup, False, reason)
             return
         self._patch_status(
             BACKUPS,
@@ -241,6 +243,7 @@ class DataProtection:
                 "reason": None,
             },
         )
+        record_backup_result(self.client, backup, True, f"Backup {name} completed: {meta['id']}")
 
     # -- MSSQLBackupPolicy -----------------------------------------------------------------
 

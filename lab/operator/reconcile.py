@@ -28,6 +28,11 @@ counted, and instance readiness reported, in :class:`lab.operator.metrics.Operat
 
 An API error on one instance becomes ``Ready=False`` with reason ``ReconcileError``
 and its message (for instance an RBAC denial) and does not stop the others.
+
+Events on the MSSQLInstance (component :data:`COMPONENT`): ``Created`` "Created <Kind>
+<name>" and ``Updated`` "Updated <Kind> <name>" for the objects it manages; on a phase
+change ``Ready`` (Normal), ``Degraded`` and ``RestoreFailed`` (Warnings) with the
+condition's message; a Warning ``ReconcileError`` with the error.
 """
 
 from __future__ import annotations
@@ -40,9 +45,11 @@ from collections.abc import Callable
 from typing import Any
 
 from common.times import format_time, parse_time
+from lab.events import record
 from lab.kubeclient import ApiError, KubeClient
 from lab.operator.metrics import OperatorMetrics
 from lab.operator.objects import (
+    GROUP,
     INSTANCE_LABEL,
     INSTANCES,
     MANAGED_BY,
@@ -50,6 +57,7 @@ from lab.operator.objects import (
     RESTORE_FAILED_ANNOTATION,
     RESTORE_FAILED_REASON_ANNOTATION,
     SPEC_HASH_ANNOTATION,
+    VERSION,
     backups_claim,
     database_of,
     desired_backups_claim,
@@ -61,7 +69,7 @@ from lab.operator.objects import (
 )
 from lab.operator.protection import DataProtection
 
-__all__ = ["ENDPOINT_HOST", "HEARTBEAT", "PORT_RANGE", "Reconciler", "allocate_port"]
+__all__ = ["COMPONENT", "ENDPOINT_HOST", "HEARTBEAT", "PORT_RANGE", "Reconciler", "allocate_port"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +77,8 @@ Obj = dict[str, Any]
 Key = tuple[str, str]
 
 HEARTBEAT = 2.0
+COMPONENT = "mssql-operator"
+_PHASE_EVENTS = {"Ready": "Normal", "Degraded": "Warning", "RestoreFailed": "Warning"}
 PORT_RANGE = (20000, 32000)
 ENDPOINT_HOST = os.environ.get("MSSQL_ENDPOINT_HOST", "127.0.0.1")
 _MANAGED = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
@@ -89,6 +99,11 @@ def allocate_port(taken: set[int], low: int = PORT_RANGE[0], high: int = PORT_RA
         if port not in taken and _bindable(port):
             return port
     raise ApiError(0, "NoPort", f"no free port in {low}-{high - 1} for a new instance")
+
+
+def _about(instance: Obj) -> Obj:
+    """The instance with its kind and apiVersion (list items may lack them), for Events."""
+    return {**instance, "apiVersion": f"{GROUP}/{VERSION}", "kind": "MSSQLInstance"}
 
 
 def _key(obj: Obj) -> Key:
@@ -152,7 +167,9 @@ class Reconciler:
             try:
                 self.reconcile(instance, pods, secrets, services, sets, taken)
                 if (_key(instance)[0], backups_claim(_key(instance)[1])) not in claims:
-                    self._create("persistentvolumeclaims", desired_backups_claim(instance), _key(instance)[0])
+                    self._create(
+                        "persistentvolumeclaims", desired_backups_claim(instance), _key(instance)[0], instance
+                    )
             except ApiError as exc:
                 self.metrics.reconciled("MSSQLInstance", failed=True)
                 self._readiness[_key(instance)] = False
@@ -177,10 +194,10 @@ class Reconciler:
         ns, name = _key(instance)
         port = self._port(instance, taken)
         if (ns, secret_name(name)) not in secrets:
-            self._create("secrets", desired_secret(instance, new_password()), ns)
+            self._create("secrets", desired_secret(instance, new_password()), ns, instance)
             secrets.add((ns, secret_name(name)))
-        self._apply("services", desired_service(instance, port), services.get((ns, name)))
-        self._apply("statefulsets", desired_statefulset(instance, port), sets.get((ns, name)))
+        self._apply("services", desired_service(instance, port), services.get((ns, name)), instance)
+        self._apply("statefulsets", desired_statefulset(instance, port), sets.get((ns, name)), instance)
         pod = pods.get((ns, f"{name}-0"))
         if pod is not None and (pod["metadata"].get("labels") or {}).get(INSTANCE_LABEL) != name:
             pod = None
@@ -208,13 +225,16 @@ class Reconciler:
         log.info("%s/%s: port %d", ns, name, port)
         return port
 
-    def _create(self, kind: str, body: Obj, namespace: str) -> None:
+    def _create(self, kind: str, body: Obj, namespace: str, owner: Obj | None = None) -> None:
         try:
             self.client.create(kind, body, namespace)
         except ApiError as exc:
             if exc.code != 409:
                 raise
             return
+        if owner is not None:
+            message = f"Created {body['kind']} {body['metadata']['name']}"
+            record(self.client, _about(owner), "Created", message, component=COMPONENT)
         log.info(
             "%s/%s: created %s %s",
             namespace,
@@ -223,10 +243,10 @@ class Reconciler:
             body["metadata"]["name"],
         )
 
-    def _apply(self, kind: str, desired: Obj, current: Obj | None) -> None:
+    def _apply(self, kind: str, desired: Obj, current: Obj | None, owner: Obj | None = None) -> None:
         md = desired["metadata"]
         if current is None:
-            self._create(kind, desired, md["namespace"])
+            self._create(kind, desired, md["namespace"], owner)
             return
         want = md["annotations"][SPEC_HASH_ANNOTATION]
         if (current["metadata"].get("annotations") or {}).get(SPEC_HASH_ANNOTATION) == want:
@@ -245,6 +265,9 @@ class Reconciler:
         body.pop("status", None)
         self.client.replace(kind, body, md["namespace"])
         log.info("%s/%s: updated %s", md["namespace"], md["labels"][INSTANCE_LABEL], desired["kind"])
+        if owner is not None:
+            message = f"Updated {desired['kind']} {md['name']}"
+            record(self.client, _about(owner), "Updated", message, component=COMPONENT)
 
     def _status(self, instance: Obj, port: int, pod: Obj | None) -> None:
         name = instance["metadata"]["name"]
@@ -321,11 +344,15 @@ class Reconciler:
         self.client.patch(INSTANCES, name, {"status": status}, ns, sub="status")
         if old.get("phase") != phase:
             log.info("%s/%s: %s -> %s (%s)", ns, name, old.get("phase") or "-", phase, message)
+            etype = _PHASE_EVENTS.get(phase)
+            if etype is not None:
+                record(self.client, _about(instance), phase, message, type=etype, component=COMPONENT)
 
     def _report_error(self, instance: Obj, exc: ApiError) -> None:
         old = (instance.get("status") or {}).get("phase")
         phase = "Degraded" if old in ("Ready", "Degraded") else "Pending"
         port = _claimed_port(instance)
+        record(self.client, _about(instance), "ReconcileError", str(exc), type="Warning", component=COMPONENT)
         try:
             self._write_status(instance, phase, "False", "ReconcileError", str(exc), self.clock(), port)
         except ApiError as again:

@@ -27,6 +27,11 @@ keeps what the restore left: the untouched previous ``data`` (empty for a create
 target), the partial ``data.restoring`` and the server log ``restore-<name>.log``.
 What a DBA does next: restore into it again (a new MSSQLRestore clears the mark when
 it starts), delete it, or remove the annotation to start it on its previous data.
+
+Events on the MSSQLRestore (component ``mssql-operator``): ``Created`` "Created
+MSSQLInstance <target>" for a created target, ``RestoreStarted`` when its Job is
+created, ``RestoreSucceeded`` with the achieved restore point, and a Warning
+``RestoreFailed`` with the reason.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from typing import Any
 from common.crd import RESTORE_TARGET, ROLE_LABEL
 from lab.controllers.job import job_finished
 from lab.errors import LabError
+from lab.events import record
 from lab.executor.restore import choose_full
 from lab.executor.store import BackupStore, format_ts, parse_ts
 from lab.kubeclient import Kind, KubeClient
@@ -62,6 +68,12 @@ Key = tuple[str, str]
 
 RESTORES = Kind(GROUP, VERSION, CRD.restore_plural)
 _DONE = ("Completed", "Failed")
+COMPONENT = "mssql-operator"
+
+
+def _event(client: KubeClient, restore: Obj, reason: str, message: str, etype: str = "Normal") -> None:
+    about = {**restore, "apiVersion": f"{GROUP}/{VERSION}", "kind": "MSSQLRestore"}
+    record(client, about, reason, message, type=etype, component=COMPONENT)
 
 
 def _key(obj: Obj) -> Key:
@@ -115,6 +127,7 @@ class Restores:
         self._patch_status(
             RESTORES, restore, {"phase": "Failed", "reason": reason, "endTime": now, "conditions": conditions}
         )
+        _event(self.client, restore, "RestoreFailed", reason, "Warning")
 
     def _annotate(self, target: Obj, values: dict[str, str | None]) -> None:
         ns, name = _key(target)
@@ -169,6 +182,8 @@ class Restores:
             self._create("persistentvolumeclaims", desired_data_claim(target), ns)
             self._create("jobs", restore_job(restore), ns)
             log.info("restore %s/%s: started job %s-restore into %s", ns, name, name, data_claim(target_name))
+            message = f"Started job {name}-restore into {data_claim(target_name)}"
+            _event(self.client, restore, "RestoreStarted", message)
             return
         finished = job_finished(job)
         if finished is None:
@@ -206,6 +221,8 @@ class Restores:
                 restore,
                 {**found, "phase": "Completed", "endTime": format_ts(now), "reason": None},
             )
+            message = f"Restored {target_name} to {found['achievedRestorePoint']}"
+            _event(self.client, restore, "RestoreSucceeded", message)
 
     def _begin(self, restore: Obj, instances: dict[Key, Obj], target: Obj | None, now: float) -> None:
         """The checks, then the target created or claimed, and the restore Running."""
@@ -244,6 +261,7 @@ class Restores:
             }
             self._create(INSTANCES, body, ns)
             log.info("restore %s/%s: created target instance %s", ns, name, target_name)
+            _event(self.client, restore, "Created", f"Created MSSQLInstance {target_name}")
         elif ((target.get("metadata") or {}).get("annotations") or {}).get(RESTORING_ANNOTATION):
             self._patch_status(
                 RESTORES,

@@ -89,11 +89,17 @@ def write_success_rate(window_seconds: float = 10.0) -> float:
 
 
 def _last_fault_at() -> float | None:
+    """When the last fault's injection was over: its injection time plus how long it may
+    still have been going on (killing a node's processes takes a few milliseconds)."""
     folder = kube.run_dir()
     if folder is None:
         return None
     faults = read_faults(folder / FAULT_LOG_NAME)
-    return faults[-1].injected_at if faults else None
+    if not faults:
+        return None
+    uncertainty = faults[-1].details.get("injection_uncertainty_seconds")
+    spread = float(uncertainty) if isinstance(uncertainty, int | float) and uncertainty > 0 else 0.0
+    return faults[-1].injected_at + spread
 
 
 def wait_for_recovery(
@@ -102,7 +108,7 @@ def wait_for_recovery(
     configuration: Configuration = None,
     secrets: Secrets = None,
 ) -> dict[str, Any]:
-    """Wait until every instance is Ready and every tenant has an acknowledged write after the last fault.
+    """Wait until every instance is Ready and every tenant acknowledged a write sent after the last fault.
 
     Returns the seconds from the fault to each; raises ProbeError after ``timeout``
     (set it to twice the RTO objective), naming what had not recovered.
@@ -123,7 +129,9 @@ def wait_for_recovery(
             journal = live_journal(folder)
             journal.refresh()
             tenants = run_facts(folder)[0] or sorted(journal.first_seen)
-            missing = sorted(t for t in tenants if journal.last_ack.get(t, float("-inf")) <= fault_at)
+            # an ack counts only for a write sent after the fault: one in flight at the fault
+            # may be answered by the server just before it died
+            missing = sorted(t for t in tenants if journal.last_ack_start.get(t, float("-inf")) <= fault_at)
         if not not_ready and not missing:
             result = {
                 "instances_ready_seconds": round((ready_at or time.time()) - fault_at, 3),

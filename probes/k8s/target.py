@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from lab.timing import CONFIGMAP as TIMING_CONFIGMAP
 from probes.k8s import kube
 
 __all__ = ["CLUSTER", "LAB", "target_identity"]
@@ -32,22 +33,38 @@ def _operator_image(configuration: Mapping[str, Any], secrets: Mapping[str, Any]
     return ", ".join(str(c.image) for c in containers) or None
 
 
+def _lab_timing(secrets: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The lab's timing profile, from the ConfigMap its control plane writes (None: unreadable)."""
+    try:
+        found = kube.core(secrets).read_namespaced_config_map(TIMING_CONFIGMAP, "kube-system")
+    except Exception:
+        return None
+    data = dict(found.data or {})
+    return {"profile": data.get("profile") or None, "description": data.get("description") or None}
+
+
 def target_identity(
     configuration: Mapping[str, Any] | None = None, secrets: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """``{"kind", "api_server", "kubernetes_version", "nodes", "operator_image"}`` of the target.
+    """``{"kind", "api_server", "kubernetes_version", "nodes", "operator_image", "timing"}`` of the target.
 
-    ``kind`` is ``lab`` or ``cluster``. Values that cannot be read are None.
+    ``kind`` is ``lab`` or ``cluster``. ``timing`` is the lab's timing profile
+    (``{"profile", "description"}``, :mod:`lab.timing`): a lab under the ``fast`` profile
+    declares nodes lost and moves pods sooner than Kubernetes does, so its recovery times
+    flatter the operator; None on a cluster, whose timing is its own. Values that cannot
+    be read are None.
     """
     version = kube.git_version(secrets)
     try:
         nodes: int | None = len(kube.core(secrets).list_node().items)
     except Exception:
         nodes = None
+    kind = LAB if kube.is_lab_version(version) else CLUSTER  # one /version request, not two
     return {
-        "kind": LAB if kube.is_lab_version(version) else CLUSTER,  # one /version request, not two
+        "kind": kind,
         "api_server": kube.api_server_url(secrets),
         "kubernetes_version": version,
         "nodes": nodes,
         "operator_image": _operator_image(configuration or {}, secrets),
+        "timing": _lab_timing(secrets) if kind == LAB else None,
     }
