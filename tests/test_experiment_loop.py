@@ -175,8 +175,8 @@ def test_fault_experiment(
     aimed = fault["tenant"] or "tenant-0"
     assert aimed == "tenant-0" or fault["details"]["instead_of"] == "tenant-0", fault
     target = tenant_result(summary, aimed)
-    assert target["recovered"] and target["lost_acked_writes"] == 0
-    assert target["affected"] is affected
+    assert target["recovered"] and target["lost_acked_writes"] == 0, (fault, target)
+    assert target["affected"] is affected, (fault, target)
     assert target["rto_seconds"] < 60
     assert summary["target"]["kind"] == "lab" and summary["target"]["nodes"] == 3
     assert summary["target"]["kubernetes_version"].endswith("-lab")

@@ -60,3 +60,28 @@ def test_the_explanation_joins_the_violation_of_a_tenant_that_did_not_recover() 
     result = analyze("run", writes, [], [fault], {}, ["tenant-0"], Objective(rto_seconds=60))
     lines = [v for v in result.violations if v.startswith("lose lab-node-2 tenant-0: not recovered")]
     assert lines and lines[0].endswith("; " + why), result.violations
+
+
+def test_the_tenants_database_pod_is_chosen_over_its_job_pods() -> None:
+    """An instance's label is on its backup and restore Jobs' pods too: a fault aimed at the
+    tenant must hit the StatefulSet's running pod, whatever order the API lists them in."""
+    from kubernetes.client import V1ObjectMeta, V1OwnerReference, V1Pod, V1PodStatus
+
+    from probes.k8s.kube import database_pods
+
+    def pod(name: str, owner: str, phase: str, deleting: bool = False) -> V1Pod:
+        ref = V1OwnerReference(api_version="v1", kind=owner, name="o", uid="u")
+        stamp = "2026-11-30T00:00:00Z" if deleting else None
+        meta = V1ObjectMeta(name=name, owner_references=[ref], deletion_timestamp=stamp)
+        return V1Pod(metadata=meta, status=V1PodStatus(phase=phase))
+
+    pods = [
+        pod("tenant-0-full-1-backup-x", "Job", "Succeeded"),
+        pod("tenant-0-verify-2-restore-y", "Job", "Running"),
+        pod("tenant-0-0", "StatefulSet", "Running", deleting=True),
+        pod("tenant-0-1", "ReplicaSet", "Running"),
+        pod("tenant-0-0b", "StatefulSet", "Pending"),
+        pod("tenant-0-0a", "StatefulSet", "Running"),
+    ]
+    assert [p.metadata.name for p in database_pods(pods)] == ["tenant-0-0a", "tenant-0-0b", "tenant-0-1"]
+    assert database_pods(pods[:2]) == []

@@ -30,6 +30,7 @@ __all__ = [
     "apps",
     "run_dir",
     "tenant_pod",
+    "database_pods",
     "record",
     "ended",
     "check_namespace",
@@ -252,10 +253,36 @@ def tenant_pod(
         pods = core(secrets).list_namespaced_pod(namespace, label_selector=selector).items
     except Exception as exc:
         raise api_problem(exc, f"pods of tenant {tenant} in {namespace}") from None
-    live = [p for p in pods if not p.metadata.deletion_timestamp]
+    live = database_pods(pods)
     if not live:
         raise ProbeError(f"tenant {tenant} has no pod in namespace {namespace} (selector {selector})")
     return live[0]
+
+
+def database_pods(pods: list[Any]) -> list[Any]:
+    """The pods that may run a tenant's database server, the likeliest first.
+
+    An instance's label is often on its backup and restore Jobs' pods too: those, finished
+    pods and pods being deleted are left out; a StatefulSet's running pod comes first.
+    """
+
+    def owners(pod: Any) -> set[str]:
+        return {str(ref.kind) for ref in pod.metadata.owner_references or []}
+
+    def phase(pod: Any) -> str | None:
+        return pod.status.phase if pod.status else None
+
+    def rank(pod: Any) -> tuple[bool, bool, str]:
+        return ("StatefulSet" not in owners(pod), phase(pod) != "Running", pod.metadata.name)
+
+    live = [
+        p
+        for p in pods
+        if not p.metadata.deletion_timestamp
+        and "Job" not in owners(p)
+        and phase(p) not in ("Succeeded", "Failed")
+    ]
+    return sorted(live, key=rank)
 
 
 def record(name: str, kind: str, target: str | None, **details: Any) -> Fault:

@@ -155,8 +155,8 @@ def _spare_the_operator(
         raise kube.api_problem(exc, f"tenant pods ({key}) in {namespace}") from None
     spare = sorted(
         (p.metadata.labels[key], p.spec.node_name)
-        for p in pods
-        if p.spec.node_name and p.spec.node_name not in busy and p.metadata.deletion_timestamp is None
+        for p in kube.database_pods(pods)
+        if p.spec.node_name and p.spec.node_name not in busy
     )
     return (spare[0][1], spare[0][0]) if spare else (node, tenant)
 
