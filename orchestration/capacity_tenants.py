@@ -201,8 +201,24 @@ class SweepTenants:
             name,
         ) in entries:  # claims of every ledger instance that is gone, also from earlier tries
             if (namespace, name) not in pending and self._gone(namespace, name):
+                # Its StatefulSet re-creates a missing claim for as long as it still runs pods
+                # (the garbage collector deletes it after the instance): wait for them first.
+                self._wait_for_no_pods(namespace, name, deadline)
                 self._delete_claims(namespace, name)
         return [name for _, name in deleted]
+
+    def _wait_for_no_pods(self, namespace: str, name: str, deadline: float) -> None:
+        if not self.claim_selector:
+            return
+        selector = self.claim_selector.replace("{tenant}", name)
+        while time.monotonic() < deadline:
+            try:
+                pods = kube.core(None).list_namespaced_pod(namespace, label_selector=selector).items
+            except Exception:
+                return  # the claims are tried anyway; a failure there is said
+            if not pods:
+                return
+            time.sleep(0.5)
 
     def _gone(self, namespace: str, name: str) -> bool:
         try:
