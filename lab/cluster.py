@@ -43,7 +43,6 @@ from typing import Any
 import psutil
 
 from lab import processes
-from lab.api.kubeconfig import write_kubeconfig
 from lab.capacity import Knob, NodeKnobs, remove_node_groups, resolve_knobs
 from lab.cluster_layout import (
     NODE_PREFIX,
@@ -65,6 +64,7 @@ from lab.cluster_nodes import (
     start_control_plane,
     start_kubelet,
 )
+from lab.cluster_security import admin_client, protect_folders, write_admin_kubeconfig
 from lab.cluster_status import status
 from lab.cluster_tenants import (
     INSTANCES,
@@ -81,11 +81,20 @@ from lab.cluster_tenants import (
 )
 from lab.engine import free_port
 from lab.errors import LabError
-from lab.kubeclient import ApiError, KubeClient
+from lab.kubeclient import ApiError
 from lab.kubelet.runtime import kill_leftovers
 from lab.monitoring import stack as monitoring_stack
 from lab.node_faults import restart_node, start_node, stop_node
 from lab.paths import pg_bindir, reachable_by, server_user
+from lab.ports import (
+    claim_range,
+    format_range,
+    is_lab_id,
+    lab_identity,
+    mark_down,
+    mark_running,
+    release_range,
+)
 from lab.timing import requested as requested_timing
 
 __all__ = [
@@ -183,6 +192,8 @@ def up(
             f"the lab already runs on port {config['port']}: `python -m lab down` first to change it"
         )
     config["port"] = port or config.get("port") or free_port()
+    lab_id = lab_identity(config)
+    config["port_range"] = format_range(claim_range(lab_id, layout.root))
     reused = running(layout, "controlplane") is not None
     while (
         not isinstance(config.get("ksm_port"), int)
@@ -193,9 +204,7 @@ def up(
     known = list(config.get("nodes") or [])
     config["nodes"] = sorted(set(known) | set(node_names(nodes)), key=lambda n: (len(n), n))
     url = api_url(config)
-    for folder in (layout.root, layout.logs, layout.volumes, layout.pids, layout.nodes):
-        folder.mkdir(parents=True, exist_ok=True)
-        folder.chmod(0o755)
+    protect_folders(layout)
     user = server_user()
     if user is not None and not reachable_by(layout.volumes, user):
         raise LabError(
@@ -213,9 +222,12 @@ def up(
         save_config(layout, config)
         say(f"starting the control plane on {url}")
         start_control_plane(layout, int(config["port"]), timeout=30, metrics_port=int(config["ksm_port"]))
+    control = running(layout, "controlplane")
+    if control is not None:
+        mark_running(lab_id, control.pid)
     save_config(layout, config)
-    write_kubeconfig(layout.kubeconfig, url)
-    client = KubeClient(url)
+    write_admin_kubeconfig(layout, url)
+    client = admin_client(layout)
     started_nodes = []
     kubelets_started_at = time.time()
     for node in config["nodes"]:
@@ -346,6 +358,8 @@ def down(wipe: bool = False, layout: Layout | None = None, say: Say = _quiet) ->
     if monitoring_problem is not None:
         raise monitoring_problem
     groups = remove_node_groups(layout.root, nodes)
+    if is_lab_id(config.get("lab_id")):
+        (release_range if wipe else mark_down)(str(config["lab_id"]))
     if wipe:
         shutil.rmtree(layout.root, ignore_errors=True)
         shutil.rmtree(layout.monitoring, ignore_errors=True)

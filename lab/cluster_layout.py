@@ -93,6 +93,11 @@ class Layout:
         return self.root / "cluster.json"
 
     @property
+    def pki(self) -> Path:
+        """The CA, the API server's certificate, the service-account key and ``tokens.csv`` (0700)."""
+        return self.root / "pki"
+
+    @property
     def monitoring(self) -> Path:
         """Prometheus and Alertmanager: configs, data, logs, ``targets/``, ``endpoints.json``."""
         return self.lab / "monitoring"
@@ -112,6 +117,10 @@ class Layout:
 
     def node_state(self, node: str) -> Path:
         return self.nodes / node
+
+    def node_kubeconfig(self, node: str) -> Path:
+        """The kubelet's own credentials (``system:node:<node>``), mode 0600."""
+        return self.node_state(node) / "kubeconfig"
 
     @classmethod
     def default(cls) -> Layout:
@@ -143,7 +152,7 @@ def save_config(layout: Layout, config: dict[str, Any]) -> None:
 
 def api_url(config: dict[str, Any]) -> str:
     """The API server's URL for the port in ``cluster.json``."""
-    return f"http://127.0.0.1:{config['port']}"
+    return f"https://127.0.0.1:{config['port']}"
 
 
 def _marker(layout: Layout, name: str) -> list[str]:

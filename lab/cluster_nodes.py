@@ -23,6 +23,7 @@ from common.times import parse_time
 from lab import processes
 from lab.capacity import NodeKnobs
 from lab.cluster_layout import Layout, load_config, running, spawn, wait_until
+from lab.cluster_security import write_node_kubeconfig
 from lab.errors import LabError
 from lab.kubeclient import ApiError, KubeClient
 from lab.kubelet.runtime import kill_leftovers
@@ -45,7 +46,7 @@ __all__ = [
 
 
 def start_control_plane(layout: Layout, port: int, timeout: float, metrics_port: int | None = None) -> None:
-    """Start ``lab.controlplane`` on ``port`` (allow-all policy if none yet); wait until it listens.
+    """Start ``lab.controlplane`` on ``port`` (an empty deny list if none yet); wait until it listens.
 
     ``metrics_port``: where it also serves the kube-state-metrics stand-in (None: nowhere).
     """
@@ -63,16 +64,21 @@ def start_control_plane(layout: Layout, port: int, timeout: float, metrics_port:
         str(layout.logs),
         "--policy",
         str(layout.policy),
+        "--pki",
+        str(layout.pki),
         "--timing",
         lab_timing(load_config(layout)).name,
     ]
     if metrics_port is not None:
         argv += ["--metrics-port", str(metrics_port)]
+    config = load_config(layout)
+    if config.get("lab_id") and config.get("port_range"):
+        argv += ["--lab-id", str(config["lab_id"]), "--port-range", str(config["port_range"])]
     if not layout.policy.exists():
         layout.policy.write_text(
-            "# Lab authorization policy, re-read on change. Example denial:\n"
-            "#   deny: [{verb: create, resource: pods/eviction, namespace: tenants}]\n"
-            "default: allow\ndeny: []\n"
+            "# Extra deny rules on top of RBAC (which decides everything else), re-read on change.\n"
+            "# Example:  deny: [{verb: create, resource: pods/eviction, namespace: tenants}]\n"
+            "deny: []\n"
         )
     pid = spawn(layout, "controlplane", argv, layout.root / "controlplane.log", out)
 
@@ -108,8 +114,8 @@ def kubelet_argv(layout: Layout, node: str, url: str) -> list[str]:
         "lab.kubelet",
         "--node",
         node,
-        "--server",
-        url,
+        "--kubeconfig",
+        str(write_node_kubeconfig(layout, node, url)),
         "--state",
         str(layout.node_state(node)),
         "--logs",

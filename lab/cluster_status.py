@@ -13,8 +13,10 @@ from typing import Any
 from lab.capacity import NodeKnobs
 from lab.cluster_layout import Layout, api_url, load_config, running
 from lab.cluster_nodes import lab_timing
+from lab.cluster_security import admin_client
 from lab.cluster_tenants import INSTANCES, instance_ready
-from lab.kubeclient import ApiError, KubeClient
+from lab.errors import LabError
+from lab.kubeclient import ApiError
 from lab.monitoring import monitoring_endpoints
 from lab.monitoring import stack as monitoring_stack
 
@@ -55,7 +57,10 @@ def status(layout: Layout | None = None) -> dict[str, Any]:
     }
     if not config.get("port") or not procs[0]["alive"]:
         return result
-    client = KubeClient(api_url(config), timeout=3)
+    try:
+        client = admin_client(layout, timeout=3)
+    except LabError:
+        return result
     try:
         for node in client.list("nodes"):
             conditions = (node.get("status") or {}).get("conditions") or []

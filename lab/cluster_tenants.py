@@ -1,14 +1,18 @@
 """The lab's tenants: how many fit here, the objects ``up`` creates for them, their ``tenants.json``.
 
 :func:`check_capacity` refuses, before anything starts, a tenant count this machine
-cannot hold (memory for each tenant's server, the engine port range).
+cannot hold (memory for each tenant's server, the lab's block of engine ports,
+:mod:`lab.ports`).
 
 :func:`apply_manifest` creates what a multi-document YAML file (the operator's,
 ``crds/operator.yaml``) holds and is not there yet. A tenant is an MSSQLInstance
 ``tenant-<i>`` in namespace ``tenants``; ``up`` waits until its status says Ready
 (:func:`instance_ready`) and its server answers ``SELECT 1`` with its credentials
-(:func:`instance_answers`). Its entry in ``tenants.json`` (:func:`tenant_entry`) names
-a password file under ``secrets/`` (mode 0600), never the password.
+(:func:`instance_answers`; in a lab with an id, its database must also hold that id
+in ``harness_identity``). Its entry in ``tenants.json`` (:func:`tenant_entry`) names a
+password file under ``secrets/`` (mode 0600), never the password, and carries the lab
+id (``lab_id``, from ``cluster.json``): the load and the probes then refuse a server
+that holds another lab's id or none.
 """
 
 from __future__ import annotations
@@ -22,15 +26,16 @@ import psutil
 import yaml
 
 from common.crd import CrdCoordinates
-from lab.cluster_layout import Layout
+from lab.cluster_layout import Layout, load_config
 from lab.errors import LabError
 from lab.kubeclient import ApiError, Kind, KubeClient
 from lab.kubelet.probes import sql_ping
 from lab.kubelet.runtime import Spawner
-from lab.operator.reconcile import PORT_RANGE
+from lab.ports import LAB_ID_KEY, RANGE_SIZE
 
 __all__ = [
     "INSTANCES",
+    "IDENTITY_QUERY",
     "ODBC_DRIVER",
     "OPERATOR_MANIFEST",
     "TENANT_MEMORY",
@@ -47,6 +52,8 @@ TENANT_NAMESPACE = "tenants"
 OPERATOR_MANIFEST = Path(__file__).resolve().parent / "crds" / "operator.yaml"
 INSTANCES = Kind(CrdCoordinates.group, CrdCoordinates.version, CrdCoordinates.plural)  # the defaults
 ODBC_DRIVER = "PostgreSQL Unicode"
+#: What ``up`` asks a tenant's server for its lab id (the table :func:`lab.engine.identity_sql` makes).
+IDENTITY_QUERY = "SELECT lab_id FROM harness_identity"
 _KINDS: dict[tuple[str, str], Kind] = {
     ("v1", "Namespace"): Kind("", "v1", "namespaces", namespaced=False),
     ("v1", "ServiceAccount"): Kind("", "v1", "serviceaccounts"),
@@ -72,8 +79,8 @@ _KINDS: dict[tuple[str, str], Kind] = {
 TENANT_MEMORY = 48 * 2**20
 
 
-def check_capacity(tenants: int, available: int | None = None) -> None:
-    """Refuse a tenant count this machine cannot hold: memory (half of what is free) and engine ports."""
+def check_capacity(tenants: int, available: int | None = None, ports: int = RANGE_SIZE) -> None:
+    """Refuse a tenant count this machine cannot hold: memory (half of what is free), the lab's ``ports``."""
     free = psutil.virtual_memory().available if available is None else available
     need = tenants * TENANT_MEMORY
     if need > free // 2:
@@ -82,9 +89,10 @@ def check_capacity(tenants: int, available: int | None = None) -> None:
             f"{tenants} tenants need about {need / 2**30:.1f} GiB (about {TENANT_MEMORY // 2**20} MiB each) "
             f"and {free / 2**30:.1f} GiB is free: use --tenants {most} or fewer"
         )
-    low, high = PORT_RANGE
-    if tenants > high - low:
-        raise LabError(f"{tenants} tenants need more engine ports than {low}-{high} holds: use fewer")
+    if tenants > ports:
+        raise LabError(
+            f"{tenants} tenants need more engine ports than a lab's {ports} hold: use --tenants {ports}"
+        )
 
 
 # -- manifests and tenants -------------------------------------------------------------------------
@@ -130,22 +138,30 @@ def instance_ready(obj: dict[str, Any] | None) -> bool:
 
 
 def instance_answers(layout: Layout, client: KubeClient, inst: dict[str, Any]) -> bool:
-    """True when the instance's server answers ``SELECT 1`` with its credentials (a status can be stale)."""
+    """True when the instance's server answers with its credentials (a status can be stale).
+
+    With a lab id (``tenants.json``'s ``lab_id``) the server must answer
+    :data:`IDENTITY_QUERY` with exactly that id, else ``SELECT 1``.
+    """
     entry = tenant_entry(layout, client, inst)
-    ok, _ = sql_ping(
+    lab_id = entry.get("lab_id")
+    ok, answer = sql_ping(
         Spawner(),
         port=int(entry["port"]),
         user=str(entry["user"]),
         password=Path(entry["password_file"]).read_text(),
         database=str(entry["database"]),
-        query="SELECT 1",
+        query=IDENTITY_QUERY if lab_id else "SELECT 1",
         timeout=2.0,
     )
-    return ok
+    return ok and (not lab_id or answer.strip() == lab_id)
 
 
 def tenant_entry(layout: Layout, client: KubeClient, inst: dict[str, Any]) -> dict[str, Any]:
-    """The instance's ``tenants.json`` entry; its password goes to a 0600 file under ``secrets/``."""
+    """The instance's ``tenants.json`` entry; its password goes to a 0600 file under ``secrets/``.
+
+    ``lab_id`` is the lab's id from ``cluster.json`` (left out when the lab has none).
+    """
     name = inst["metadata"]["name"]
     status = inst.get("status") or {}
     host, _, port = str(status.get("endpoint", "")).rpartition(":")
@@ -161,7 +177,7 @@ def tenant_entry(layout: Layout, client: KubeClient, inst: dict[str, Any]) -> di
     with os.fdopen(fd, "w") as fh:
         fh.write(password)
     pw_file.chmod(0o600)
-    return {
+    entry: dict[str, Any] = {
         "name": name,
         "dialect": "postgresql",
         "driver": ODBC_DRIVER,
@@ -171,3 +187,7 @@ def tenant_entry(layout: Layout, client: KubeClient, inst: dict[str, Any]) -> di
         "user": user,
         "password_file": str(pw_file),
     }
+    lab_id = load_config(layout).get(LAB_ID_KEY)
+    if isinstance(lab_id, str) and lab_id:
+        entry["lab_id"] = lab_id
+    return entry

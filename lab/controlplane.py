@@ -25,18 +25,23 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from lab.api.identity import AUTHENTICATED, MASTERS
+from lab.api.pki import ensure_pki
 from lab.api.process import ApiServerProcess, spawn_listening
 from lab.api.server import STATE, bound_port, serve
 from lab.api.settings import Settings
+from lab.api.tokens import ensure_token
 from lab.controllers import CONTROLLERS, ControllerManager
 from lab.errors import LabError
 from lab.kubeclient import ApiError, KubeClient, user_agent
 from lab.monitoring.ksm import start_listener
+from lab.ports import format_range, parse_range
 from lab.timing import DEFAULT as DEFAULT_TIMING
 from lab.timing import ENV as TIMING_ENV
 from lab.timing import PROFILES, Timing, configmap, profile
@@ -56,6 +61,7 @@ __all__ = [
 log = logging.getLogger("lab.controlplane")
 
 CRD_DIR = Path(__file__).resolve().parent / "crds"
+IDENTITY_CONFIGMAP = "lab-identity"
 NAMESPACES = ("default", "kube-system", "kube-node-lease", "mssql-operator")
 STORAGE_CLASS: dict[str, Any] = {
     "apiVersion": "storage.k8s.io/v1",
@@ -91,8 +97,7 @@ def _create_missing(client: KubeClient, kind: str, body: dict[str, Any]) -> None
             raise
 
 
-def _say_timing(client: KubeClient, timing: Timing) -> None:
-    body = configmap(timing)
+def _put_configmap(client: KubeClient, body: dict[str, Any]) -> None:
     current = client.get_or_none("configmaps", body["metadata"]["name"], "kube-system")
     if current is None:
         client.create("configmaps", body, "kube-system")
@@ -101,18 +106,36 @@ def _say_timing(client: KubeClient, timing: Timing) -> None:
         client.replace("configmaps", body, "kube-system")
 
 
-def bootstrap(client: KubeClient, crd_dir: Path = CRD_DIR, timing: Timing | None = None) -> None:
-    """Namespaces, default StorageClass, CRDs and the timing ConfigMap; idempotent.
+def identity_configmap(lab_id: str, port_range: str) -> dict[str, Any]:
+    """``kube-system/lab-identity``: the lab's id and the engine port range it owns on this machine."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": IDENTITY_CONFIGMAP, "namespace": "kube-system"},
+        "data": {"labId": lab_id, "portRange": port_range},
+    }
+
+
+def bootstrap(
+    client: KubeClient,
+    crd_dir: Path = CRD_DIR,
+    timing: Timing | None = None,
+    identity: dict[str, Any] | None = None,
+) -> None:
+    """Namespaces, default StorageClass, CRDs and the timing and identity ConfigMaps; idempotent.
 
     CRDs whose spec changed are updated; ``timing`` (default: Kubernetes') is written to
-    ``kube-system/lab-timing`` so clients can tell which profile the lab runs under.
+    ``kube-system/lab-timing`` so clients can tell which profile the lab runs under;
+    ``identity`` (a ConfigMap from :func:`identity_configmap`) to ``kube-system/lab-identity``.
     """
     for name in NAMESPACES:
         _create_missing(
             client, "namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
         )
     _create_missing(client, "storageclasses", STORAGE_CLASS)
-    _say_timing(client, timing or profile(DEFAULT_TIMING))
+    _put_configmap(client, configmap(timing or profile(DEFAULT_TIMING)))
+    if identity is not None:
+        _put_configmap(client, identity)
     for crd in load_crds(crd_dir):
         name = crd["metadata"]["name"]
         current = client.get_or_none("customresourcedefinitions", name)
@@ -176,8 +199,67 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"timing profile ({' or '.join(PROFILES)}, lab.timing): when a node is NotReady, when its "
         f"pods are evicted, crash-loop back-off (default: ${TIMING_ENV}, else {DEFAULT_TIMING})",
     )
+    parser.add_argument(
+        "--pki",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="serve HTTPS and authenticate with the CA, keys and tokens.csv in DIR (created if missing)",
+    )
+    parser.add_argument(
+        "--insecure-allow-all",
+        action="store_true",
+        help="plain HTTP, every request is the admin (tests only; the lab always passes --pki)",
+    )
+    parser.add_argument("--lab-id", default=None, help="the lab's id, published in kube-system/lab-identity")
+    parser.add_argument(
+        "--port-range", default=None, metavar="LOW-HIGH", help="the engine ports this lab owns on the machine"
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request and controller action")
     return parser.parse_args(argv)
+
+
+#: The control plane's own identities, minted in the token file at start.
+CONTROLLER_MANAGER = "system:kube-controller-manager"
+SCHEDULER = "system:kube-scheduler"
+LOOPBACK = "system:apiserver"
+#: kube-apiserver's static token file, inside the ``--pki`` folder.
+TOKEN_FILE = "tokens.csv"  # noqa: S105 - a file name, not a secret
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What the control plane's own clients use: tokens per identity and the CA (None: plain HTTP)."""
+
+    scheme: str
+    ca_pem: bytes | None = None
+    loopback: str = ""
+    controllers: str = ""
+    scheduler: str = ""
+
+
+def security(args: argparse.Namespace, settings: Settings) -> Credentials:
+    """Fill ``settings``' TLS and authentication from ``--pki``; LabError when neither flag is given."""
+    if args.pki is None:
+        if not args.insecure_allow_all:
+            raise LabError(
+                "no credentials: pass --pki DIR (HTTPS, tokens, RBAC), or --insecure-allow-all in tests"
+            )
+        settings.insecure_allow_all = True
+        return Credentials("http")
+    if args.insecure_allow_all:
+        raise LabError("--pki and --insecure-allow-all exclude each other: drop one")
+    pki = ensure_pki(args.pki.resolve())
+    tokens = pki.folder / TOKEN_FILE
+    settings.tls_cert_file, settings.tls_key_file = pki.serving_cert, pki.serving_key
+    settings.token_auth_file, settings.service_account_key_file = tokens, pki.sa_key
+    return Credentials(
+        "https",
+        pki.ca_pem(),
+        ensure_token(tokens, LOOPBACK, LOOPBACK, (MASTERS, AUTHENTICATED)),
+        ensure_token(tokens, CONTROLLER_MANAGER, CONTROLLER_MANAGER, (AUTHENTICATED,)),
+        ensure_token(tokens, SCHEDULER, SCHEDULER, (AUTHENTICATED,)),
+    )
 
 
 def _port_error(what: str, host: str, port: int, exc: OSError) -> str:
@@ -202,15 +284,23 @@ async def _run(args: argparse.Namespace) -> int:
         default_toleration_seconds=timing.default_toleration_seconds,
     )
     disable = [d.strip() for d in args.disable.split(",") if d.strip()]
+    identity = None
     try:
-        runner = await serve(settings, access_log=args.verbose)
+        creds = security(args, settings)
+        if args.lab_id:
+            identity = identity_configmap(args.lab_id, format_range(parse_range(args.port_range)))
+    except LabError as exc:
+        print(f"lab controlplane: {exc}", file=sys.stderr)
+        return 2
+    try:
+        runner = await serve(settings, access_log=args.verbose, require_auth=not settings.insecure_allow_all)
     except OSError as exc:
         print(_port_error("API", settings.host, settings.port, exc), file=sys.stderr)
         return 2
     except LabError as exc:
         print(f"lab controlplane: {exc}", file=sys.stderr)
         return 2
-    url = f"http://{settings.host}:{bound_port(runner)}"
+    url = f"{creds.scheme}://{settings.host}:{bound_port(runner)}"
     ksm = None
     if args.metrics_port is not None:
         try:
@@ -225,10 +315,18 @@ async def _run(args: argparse.Namespace) -> int:
             )
     loop = asyncio.get_running_loop()
     try:
-        manager = ControllerManager(url, disable, options=controller_options(timing, settings.data_dir))
-        await loop.run_in_executor(
-            None, bootstrap, KubeClient(url, user_agent=user_agent("lab-controlplane")), CRD_DIR, timing
+        manager = ControllerManager(
+            url,
+            disable,
+            creds.controllers,
+            options=controller_options(timing, settings.data_dir),
+            ca_pem=creds.ca_pem,
+            tokens={"scheduler": creds.scheduler},
         )
+        loopback = KubeClient(
+            url, creds.loopback, user_agent=user_agent("lab-controlplane"), ca_pem=creds.ca_pem
+        )
+        await loop.run_in_executor(None, bootstrap, loopback, CRD_DIR, timing, identity)
     except (LabError, ApiError) as exc:
         print(f"lab controlplane: bootstrap failed: {exc}", file=sys.stderr)
         if ksm is not None:
@@ -277,17 +375,20 @@ def start_control_plane(
     timeout: float = 30.0,
     verbose: bool = False,
     timing: str | None = None,
+    pki: Path | None = None,
 ) -> ControlPlaneProcess:
     """Start the control plane as a child (stderr to ``<data>/controlplane.log``); LabError if it fails.
 
     ``metrics_port`` also serves the kube-state-metrics stand-in (0: any free port; its URL
-    is then in ``<data>/kube-state-metrics.url``).
+    is then in ``<data>/kube-state-metrics.url``). ``pki``: serve HTTPS with the credentials
+    in that folder (``--pki``); None runs the plain-HTTP test server (``--insecure-allow-all``).
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "controlplane.log"
     args = [sys.executable, "-m", "lab.controlplane", "--port", str(port), "--data", str(data_dir)]
     if policy is not None:
         args += ["--policy", str(policy)]
+    args += ["--pki", str(pki)] if pki is not None else ["--insecure-allow-all"]
     if pod_removal_grace is not None:
         args += ["--pod-removal-grace", str(pod_removal_grace)]
     if disable:

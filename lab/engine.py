@@ -17,6 +17,14 @@ Faults are real signals to the real process tree:
 
 The process that starts servers is their supervisor: it becomes a child subreaper
 and reaps adopted backends at once, so a restart never meets a stale ``postmaster.pid``.
+
+**Lab identity.** A lab's tenant database holds the lab's id in the table
+``harness_identity(lab_id text, instance text)``, so the harness can tell its lab's
+server from another lab's on the same port: :func:`identity_sql` is the psql script
+that makes it once (at the first start with an id) and never changes the row again;
+the engine image runs it with ``LAB_ID`` and ``LAB_INSTANCE`` from the pod, and
+:meth:`Engine.record_identity` runs it for a local instance. The harness reads it back
+with ``SELECT lab_id FROM harness_identity`` on each new connection.
 """
 
 from __future__ import annotations
@@ -44,9 +52,11 @@ from lab.paths import lab_dir, pg_bindir, server_user
 
 __all__ = [
     "COMMIT_TIMESTAMPS",
+    "IDENTITY_TABLE",
     "Engine",
     "Instance",
     "free_port",
+    "identity_sql",
     "init_data_dir",
     "keep_commit_timestamps",
     "server_run_kwargs",
@@ -57,6 +67,8 @@ ROLE = "harness"
 ODBC_DRIVER = "PostgreSQL Unicode"
 #: The ``postgresql.conf`` line that keeps each transaction's commit time.
 COMMIT_TIMESTAMPS = "track_commit_timestamp = on"
+#: The table of a tenant database that names the lab it belongs to.
+IDENTITY_TABLE = "harness_identity"
 
 
 @dataclass(frozen=True)
@@ -83,9 +95,13 @@ class Instance:
     def password_file(self) -> Path:
         return self.home / "password"
 
-    def tenant(self) -> dict[str, object]:
-        """The tenant entry the load generator reads (no secret inside, only its file)."""
-        return {
+    def tenant(self, lab_id: str | None = None) -> dict[str, object]:
+        """The tenant entry the load generator reads (no secret inside, only its file).
+
+        ``lab_id``: the lab the harness expects the server to belong to (see
+        :meth:`Engine.record_identity`); left out when None.
+        """
+        entry: dict[str, object] = {
             "name": self.name,
             "dialect": "postgresql",
             "driver": ODBC_DRIVER,
@@ -95,6 +111,9 @@ class Instance:
             "user": ROLE,
             "password_file": str(self.password_file),
         }
+        if lab_id is not None:
+            entry["lab_id"] = lab_id
+        return entry
 
 
 def _running(proc: psutil.Process) -> bool:
@@ -120,6 +139,37 @@ def server_run_kwargs() -> dict[str, Any]:
     if user is None:
         return {}
     return {"user": user, "group": user, "extra_groups": []}
+
+
+def _psql_literal(value: str) -> str:
+    """A psql meta-command argument in single quotes."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def identity_sql(lab_id: str, instance: str, user: str) -> str:
+    """The psql script (fed on stdin, connected to the tenant database as a superuser) that
+    records the lab's identity: ``harness_identity(lab_id text, instance text)`` made if
+    missing, the row ``(lab_id, instance)`` inserted only while the table is empty (the
+    first start with an id; a restore brings its source's row, a later start changes
+    nothing), ``SELECT`` on it granted to ``user`` (the tenant's role, who must not
+    write it). It prints the lab ids the table holds, one per line: anything but
+    ``lab_id`` alone means the harness will refuse this server.
+    """
+    return "\n".join(
+        [
+            "\\set ON_ERROR_STOP 1",
+            f"\\set lab_id {_psql_literal(lab_id)}",
+            f"\\set lab_instance {_psql_literal(instance)}",
+            f"\\set lab_user {_psql_literal(user)}",
+            f"CREATE TABLE IF NOT EXISTS {IDENTITY_TABLE} (lab_id text NOT NULL, instance text NOT NULL);",
+            f"INSERT INTO {IDENTITY_TABLE} (lab_id, instance) SELECT :'lab_id', :'lab_instance' "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {IDENTITY_TABLE});",
+            f"REVOKE ALL ON {IDENTITY_TABLE} FROM PUBLIC;",
+            f"SELECT format('GRANT SELECT ON {IDENTITY_TABLE} TO %I', :'lab_user') \\gexec",
+            f"SELECT DISTINCT lab_id FROM {IDENTITY_TABLE} ORDER BY 1;",
+            "",
+        ]
+    )
 
 
 def keep_commit_timestamps(data: Path) -> bool:
@@ -318,6 +368,39 @@ class Engine:
         self._psql(inst, f"CREATE ROLE {ROLE} LOGIN PASSWORD '{password}'")
         self._psql(inst, f"CREATE DATABASE {DATABASE} OWNER {ROLE}")
         return inst
+
+    def record_identity(self, name: str, lab_id: str) -> list[str]:
+        """Record ``lab_id`` in instance ``name``'s database (:func:`identity_sql`); the ids it holds."""
+        inst = self.instance(name)
+        script = identity_sql(lab_id, name, ROLE)
+        proc = subprocess.run(
+            [
+                str(self._bindir / "psql"),
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-h",
+                str(inst.socket_dir),
+                "-p",
+                str(inst.port),
+                "-U",
+                "postgres",
+                "-d",
+                DATABASE,
+            ],
+            input=script,
+            capture_output=True,
+            text=True,
+            check=False,
+            **server_run_kwargs(),
+        )
+        if proc.returncode != 0:
+            detail = (proc.stderr or proc.stdout).strip().splitlines()
+            raise LabError(
+                f"recording the lab identity in {name} failed: {detail[-1] if detail else proc.returncode}"
+            )
+        return [line for line in proc.stdout.splitlines() if line.strip()]
 
     def create_many(self, count: int, prefix: str = "tenant-") -> list[Instance]:
         """Create and start ``count`` instances named ``<prefix>0`` ... ``<prefix>N-1``."""

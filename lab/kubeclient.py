@@ -10,12 +10,20 @@ Each client sends a User-Agent naming its component (:func:`user_agent`, e.g.
 ``lab-kubelet/v0.1.0 (linux) mssql-chaos-harness``): the API server takes the part
 before the first ``/`` as the field manager, so ``kubectl get -o yaml
 --show-managed-fields`` names who wrote what, as on a cluster.
+
+Credentials and TLS as client-go takes them: a bearer ``token`` or a ``token_file``
+(re-read when it changes, as rotated service-account tokens are), a CA given as PEM data
+(``ca_pem``) or a file (``ca_file``) that alone is trusted for the server's certificate,
+optionally a client certificate. :meth:`KubeClient.from_kubeconfig` reads them from a
+kubeconfig, :meth:`KubeClient.in_cluster` from a pod's environment (the service-account
+folder named by ``LAB_SERVICEACCOUNT_DIR``, else Kubernetes' own path, and
+``KUBERNETES_SERVICE_HOST``/``KUBERNETES_SERVICE_PORT``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +31,17 @@ from typing import Any
 import requests
 
 from lab.errors import LabError
+from lab.kubeclient_tls import TokenSource, kubeconfig_credentials, service_account_dir, tls_adapter
 
-__all__ = ["DEFAULT_USER_AGENT", "Kind", "ApiError", "KubeClient", "KINDS", "user_agent"]
+__all__ = [
+    "DEFAULT_USER_AGENT",
+    "SERVICEACCOUNT_DIR_ENV",
+    "Kind",
+    "ApiError",
+    "KubeClient",
+    "KINDS",
+    "user_agent",
+]
 
 Obj = dict[str, Any]
 _VERSION = "v0.1.0"
@@ -91,24 +108,64 @@ class ApiError(LabError):
         self.reason = reason
 
 
+#: The pod's service-account folder (token, ca.crt, namespace) as the lab's kubelet sets it.
+SERVICEACCOUNT_DIR_ENV = "LAB_SERVICEACCOUNT_DIR"
+
+
 class KubeClient:
-    """JSON over HTTP to one API server; thread-safe for independent calls."""
+    """JSON over HTTP(S) to one API server; thread-safe for independent calls."""
 
     def __init__(
-        self, server: str, token: str = "", timeout: float = 10.0, user_agent: str = DEFAULT_USER_AGENT
+        self,
+        server: str,
+        token: str = "",
+        timeout: float = 10.0,
+        user_agent: str = DEFAULT_USER_AGENT,
+        *,
+        ca_pem: bytes | None = None,
+        ca_file: Path | None = None,
+        token_file: Path | None = None,
+        client_cert: tuple[bytes, bytes] | None = None,
+        insecure_skip_tls_verify: bool = False,
+        namespace: str | None = None,
     ) -> None:
         """``user_agent``: the header sent (see :func:`user_agent`); its part before the first
-        ``/`` is the field manager the server records for this client's writes."""
+        ``/`` is the field manager the server records for this client's writes.
+
+        ``token`` or ``token_file`` (re-read when it changes) is the bearer credential;
+        ``ca_pem`` or ``ca_file`` the only CA trusted for an ``https://`` server (without
+        either, the system's); ``client_cert`` a (certificate, key) PEM pair;
+        ``namespace`` the default namespace the credential came with (in-cluster), for
+        callers that want it. LabError (one line) when a file or PEM is unusable.
+        """
         self.server = server.rstrip("/")
         self.timeout = timeout
+        self.namespace = namespace
         self._session = requests.Session()
         self._session.headers["User-Agent"] = user_agent
+        self._token = TokenSource(token, token_file)
+        adapter = tls_adapter(ca_pem, ca_file, client_cert, insecure_skip_tls_verify)
+        if adapter is not None:
+            self._session.mount("https://", adapter)
+
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = dict(extra or {})
+        token = self._token.current()
         if token:
-            self._session.headers["Authorization"] = f"Bearer {token}"
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
 
     @classmethod
-    def from_kubeconfig(cls, path: Path, user_agent: str = DEFAULT_USER_AGENT) -> KubeClient:
-        """A client for the current context of a kubeconfig file (JSON or simple YAML)."""
+    def from_kubeconfig(
+        cls, path: Path, user_agent: str = DEFAULT_USER_AGENT, timeout: float = 10.0
+    ) -> KubeClient:
+        """A client for the current context of a kubeconfig file (JSON or simple YAML).
+
+        Reads the cluster's ``server``, ``certificate-authority-data`` or
+        ``certificate-authority`` (relative to the file, as kubectl resolves it) and
+        ``insecure-skip-tls-verify``, and the user's ``token`` or ``tokenFile`` and
+        ``client-certificate[-data]``/``client-key[-data]``.
+        """
         import yaml
 
         try:
@@ -117,11 +174,49 @@ class KubeClient:
             cluster = next(c for c in config["clusters"] if c["name"] == context["cluster"])["cluster"]
             users: list[dict[str, Any]] = config.get("users") or []
             user: dict[str, Any] = next(
-                (u.get("user", {}) for u in users if u.get("name") == context["user"]), {}
+                (u.get("user", {}) for u in users if u.get("name") == context.get("user")), {}
             )
-        except (OSError, KeyError, StopIteration, TypeError, yaml.YAMLError) as exc:
+            server = cluster["server"]
+        except (OSError, KeyError, StopIteration, TypeError, AttributeError, yaml.YAMLError) as exc:
             raise LabError(f"cannot use kubeconfig {path} ({exc}): run `python -m lab up` first") from None
-        return cls(cluster["server"], user.get("token", ""), user_agent=user_agent)
+        creds = kubeconfig_credentials(Path(path), cluster or {}, user or {})
+        return cls(
+            server,
+            creds.token,
+            timeout,
+            user_agent=user_agent,
+            ca_pem=creds.ca_pem,
+            token_file=creds.token_file,
+            client_cert=creds.client_cert,
+            insecure_skip_tls_verify=creds.insecure,
+            namespace=context.get("namespace") if isinstance(context, dict) else None,
+        )
+
+    @classmethod
+    def in_cluster(
+        cls, environ: Mapping[str, str], user_agent: str = DEFAULT_USER_AGENT, timeout: float = 10.0
+    ) -> KubeClient:
+        """The client of a process in a pod: ``https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT``,
+        trusting the folder's ``ca.crt``, authenticating with its ``token`` (re-read when the
+        kubelet rotates it), defaulting to its ``namespace``. The folder is
+        ``$LAB_SERVICEACCOUNT_DIR``, else ``/var/run/secrets/kubernetes.io/serviceaccount``.
+        LabError (one line) outside a pod."""
+        host, port = environ.get("KUBERNETES_SERVICE_HOST"), environ.get("KUBERNETES_SERVICE_PORT")
+        if not host or not port:
+            raise LabError(
+                "unable to load in-cluster configuration: KUBERNETES_SERVICE_HOST and "
+                "KUBERNETES_SERVICE_PORT must be defined (run inside a pod, or use a kubeconfig)"
+            )
+        folder = service_account_dir(environ.get(SERVICEACCOUNT_DIR_ENV))
+        host = f"[{host}]" if ":" in host else host
+        return cls(
+            f"https://{host}:{port}",
+            timeout=timeout,
+            user_agent=user_agent,
+            ca_file=folder.ca_file,
+            token_file=folder.token_file,
+            namespace=folder.namespace,
+        )
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -134,7 +229,7 @@ class KubeClient:
         content_type: str = "application/json",
         timeout: float | None = None,
     ) -> Any:
-        headers = {"Content-Type": content_type} if body is not None else {}
+        headers = self._headers({"Content-Type": content_type} if body is not None else None)
         try:
             resp = self._session.request(
                 method,
@@ -254,6 +349,7 @@ class KubeClient:
             with self._session.get(
                 self.server + k.path(namespace),
                 params=params,
+                headers=self._headers(),
                 stream=True,
                 timeout=(self.timeout, timeout_seconds + 5),
             ) as resp:

@@ -21,8 +21,8 @@ from typing import Any
 
 from lab.cluster_layout import Layout, api_url, load_config, running, wait_until
 from lab.cluster_nodes import kill_node, node_ready, start_kubelet
+from lab.cluster_security import admin_client
 from lab.errors import LabError
-from lab.kubeclient import KubeClient
 
 __all__ = ["restart_node", "start_node", "stop_node"]
 
@@ -71,7 +71,7 @@ def start_node(
     pid = start_kubelet(layout, node, api_url(config))
     ready_after = None
     if wait:
-        client = KubeClient(api_url(config))
+        client = admin_client(layout)
         wait_until(
             f"node {node} Ready again",
             lambda: node_ready(client, node, started_at),

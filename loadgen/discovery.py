@@ -5,7 +5,11 @@ without code changes: ``mssql_group`` / ``mssql_version`` / ``mssql_plural`` nam
 resource; ``endpoint_path`` (``host:port``), ``secret_path`` (a Secret with
 ``username`` and ``password`` keys) and ``database_path`` say where each value lives.
 Passwords are written to private files (mode 0600) in a private folder outside the
-run folder, and the tenants file refers to them by path only.
+run folder, and the tenants file refers to them by path only. On the embedded lab,
+which publishes its id in the ConfigMap ``kube-system/lab-identity`` (``labId``), every
+entry carries it as ``lab_id``: each connection then checks that the server belongs to
+that lab (:mod:`loadgen.identity`). Without that ConfigMap (a real cluster), or when it
+may not be read, entries carry none and nothing is checked.
 
 ``CrdCoordinates`` and ``name_list`` are defined in :mod:`common` (shared with the lab
 and the probes) and stay importable from here.
@@ -26,7 +30,10 @@ from common.crd import ROLE_LABEL, CrdCoordinates, is_restore_target
 from loadgen.errors import LoadgenError
 from loadgen.secretsdir import make_secrets_dir
 
-__all__ = ["CrdCoordinates", "discover_tenants", "write_tenants_file", "name_list", "lookup"]
+__all__ = ["LAB_IDENTITY", "CrdCoordinates", "discover_tenants", "write_tenants_file", "name_list", "lookup"]
+
+#: Where the embedded lab publishes its id: (namespace, name) of a ConfigMap with ``labId``.
+LAB_IDENTITY = ("kube-system", "lab-identity")
 
 
 def lookup(obj: Mapping[str, Any], path: str) -> Any:
@@ -121,11 +128,31 @@ def discover_tenants(
     folder = secrets_dir or make_secrets_dir()
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
-        return _entries(wanted, found, folder, coordinates, core, namespace, dialect, driver), folder
+        entries = _entries(wanted, found, folder, coordinates, core, namespace, dialect, driver)
+        lab_id = _lab_id(core)
+        if lab_id:
+            for entry in entries:
+                entry["lab_id"] = lab_id
+        return entries, folder
     except BaseException:
         if secrets_dir is None:
             shutil.rmtree(folder, ignore_errors=True)  # no caller knows this folder yet
         raise
+
+
+def _lab_id(core: Any) -> str | None:
+    """The lab's id from ConfigMap :data:`LAB_IDENTITY`; None when absent or not readable (no lab)."""
+    from kubernetes.client.exceptions import ApiException
+
+    namespace, name = LAB_IDENTITY
+    try:
+        configmap = core.read_namespaced_config_map(name, namespace)
+    except ApiException as exc:
+        if getattr(exc, "status", 0) in (403, 404):
+            return None
+        raise LoadgenError(_api_problem(exc, f"ConfigMap {namespace}/{name}")) from None
+    value = (getattr(configmap, "data", None) or {}).get("labId")
+    return value if isinstance(value, str) and value.strip() else None
 
 
 def _entries(

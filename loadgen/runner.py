@@ -22,6 +22,7 @@ import pyodbc
 
 from loadgen.dialects import dialect
 from loadgen.errors import LoadgenError
+from loadgen.identity import check_identity
 from loadgen.journal import JournalTail
 from loadgen.tenants import Tenant, redact
 
@@ -61,13 +62,18 @@ def _explain(tenant: Tenant, exc: pyodbc.Error) -> str:
 
 
 def preflight(tenants: list[Tenant], timeout: int = 5) -> None:
-    """Connect to every tenant and create the writes table; LoadgenError on the first failure."""
+    """Connect to every tenant, check its lab, create the writes table; LoadgenError on the first failure.
+
+    A lab's tenant whose server holds another lab's id, or none, is refused
+    (:class:`loadgen.identity.WrongServer`) before anything is created in it.
+    """
     for tenant in tenants:
         try:
             conn = pyodbc.connect(tenant.connection_string(), autocommit=True, timeout=timeout)
         except pyodbc.Error as exc:
             raise LoadgenError(_explain(tenant, exc)) from None
         try:
+            check_identity(conn, tenant)
             conn.execute(dialect(tenant.dialect).create_table)
         except pyodbc.Error as exc:
             raise LoadgenError(_explain(tenant, exc)) from None

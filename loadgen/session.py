@@ -1,6 +1,8 @@
-"""One writer's connection to its tenant: connect, sample the clock, classify errors.
+"""One writer's connection to its tenant: connect, check the server's lab, sample the clock, classify errors.
 
 Everything here blocks and runs in the writer's own OS thread (:mod:`loadgen.writer`).
+A lab's tenant (``lab_id``) is checked before anything is written: a server of another
+lab raises :class:`loadgen.identity.WrongServer`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import pyodbc
 
 from loadgen.dialects import Dialect
+from loadgen.identity import check_identity
 from loadgen.journal import ClockSample
 from loadgen.tenants import Tenant
 
@@ -58,19 +61,20 @@ def close_quietly(conn: Any) -> None:
 
 
 def connect(tenant: Tenant, sql: Dialect, conn_str: str, timeout: float, create_table: bool) -> Session:
-    """Open a connection, create the table if asked, sample the server's clock skew."""
+    """Open a connection, check its lab (WrongServer), create the table if asked, sample the clock skew."""
     # ODBC login timeouts are whole seconds: round up, so the driver never gives up
     # before the harness does (psqlODBC hands it to libpq, which waits at least 2 s).
     login_timeout = max(1, math.ceil(timeout))
     conn = pyodbc.connect(conn_str, autocommit=True, timeout=login_timeout)
     try:
+        check_identity(conn, tenant)
         if create_table:
             with contextlib.suppress(pyodbc.Error):  # a concurrent writer made it; the insert will tell
                 conn.execute(sql.create_table)
         before = time.time()
         server = float(conn.execute(sql.server_now).fetchone()[0])
         after = time.time()
-    except pyodbc.Error:
+    except BaseException:
         close_quietly(conn)
         raise
     sample = ClockSample(tenant=tenant.name, at=after, skew=server - (before + after) / 2, rtt=after - before)

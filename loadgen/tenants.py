@@ -5,7 +5,9 @@ A tenants file is JSON: ``{"tenants": [{...}, ...]}`` with, per tenant, ``name``
 and the password by reference only: ``password_file`` (a path) or ``password_env``
 (an environment variable). ``driver`` names an installed ODBC driver or a path to its
 ``.so``; it defaults per dialect. Passwords never appear in the file, in errors or in
-logs: :func:`redact` strips them from any text before it is shown.
+logs: :func:`redact` strips them from any text before it is shown. ``lab_id`` (a lab's
+tenants only) is the lab the server must belong to: every new connection checks it
+(:mod:`loadgen.identity`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class Tenant:
     password_file: str | None = None
     password_env: str | None = None
     options: dict[str, str] = field(default_factory=dict)
+    lab_id: str | None = None
 
     def password(self) -> str:
         """The secret, read now; LoadgenError saying where it was looked for otherwise."""
@@ -151,6 +154,12 @@ def _tenant(entry: Any, where: str) -> Tenant:
         raise LoadgenError(f"{where}: tenant {entry['name']}: port must be a number") from None
     if not 0 < port < 65536:
         raise LoadgenError(f"{where}: tenant {entry['name']}: port {port} is out of range 1-65535")
+    lab_id = entry.get("lab_id")
+    if lab_id is not None and (not isinstance(lab_id, str) or not lab_id.strip()):
+        raise LoadgenError(
+            f"{where}: tenant {entry['name']}: lab_id must be the lab's id (a non-empty string): "
+            "fix it, or remove it for a server outside a lab"
+        )
     name = dialect(str(entry.get("dialect", "postgresql"))).name
     return Tenant(
         name=str(entry["name"]),
@@ -163,6 +172,7 @@ def _tenant(entry: Any, where: str) -> Tenant:
         password_file=entry.get("password_file"),
         password_env=entry.get("password_env"),
         options={str(k): str(v) for k, v in (entry.get("options") or {}).items()},
+        lab_id=lab_id,
     )
 
 

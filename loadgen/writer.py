@@ -6,7 +6,10 @@ follow Jepsen's rules:
 - ``ok``: the server returned the row's server timestamp;
 - ``fail``: the write cannot have happened (no connection; the server rejected it
   with an error the tenant's dialect lists as definite, such as a constraint or
-  syntax error: see :mod:`loadgen.dialects`);
+  syntax error: see :mod:`loadgen.dialects`; or the server on the tenant's port is not
+  its lab's, ``WrongServer``, the first such error kept in :attr:`TenantWriter.wrong_server`
+  with its fix: nothing is written there, and the writer keeps trying as through any
+  outage);
 - ``info``: it may or may not have happened (timeout, connection lost mid-call, or
   any error after which the server may have committed it).
 
@@ -41,6 +44,7 @@ from loadgen import native
 from loadgen.deadlines import DEADLINES, Deadlines
 from loadgen.dialects import dialect
 from loadgen.errors import LoadgenError
+from loadgen.identity import WrongServer
 from loadgen.journal import JournalWriter, Outcome, Write
 from loadgen.session import Session, classify, close_quietly, connect
 from loadgen.tenants import Tenant, redact
@@ -138,6 +142,8 @@ class TenantWriter:
         self.abandoned = 0
         #: An unexpected exception that ended the writer's thread (the Locust user reports it).
         self.error: BaseException | None = None
+        #: The first refusal of a server that is not the tenant's lab's (its message names the fix).
+        self.wrong_server: WrongServer | None = None
 
     # -- control (any thread) -----------------------------------------------------------
 
@@ -312,6 +318,10 @@ class TenantWriter:
                 error = None
             except pyodbc.Error as exc:
                 session, error = None, classify(exc, self._sql)[1]
+            except WrongServer as exc:
+                session, error = None, "WrongServer"
+                if self.wrong_server is None:
+                    self.wrong_server = exc
             with self._lock:
                 handed = self._returned(session) if call.claimed else None
                 if handed is None and session is None:

@@ -93,6 +93,7 @@ SCHEMA: dict[str, Callable[[Any], Any]] = {
     "operator_selector": _text,
     "operator_service_account": _text,
     "operator_cluster_role": _text,
+    "operator_rbac_file": _text,
     "helm_release": _text,
     "helm_namespace": _text,
     "helm_instance": _text,
@@ -117,10 +118,11 @@ SCHEMA: dict[str, Callable[[Any], Any]] = {
 }
 
 #: Keys every run reads, whatever its fault: the control (tenants, load, objectives, run
-#: folder), its preflight (RBAC, Helm), the target's identity and the evidence (the custom
-#: resources' snapshot, operator logs). Chaos Toolkit gives an experiment only the keys it
-#: declares and silently drops a var file's value for any other, so every experiment must
-#: declare all of these (and every key of :data:`SCHEMA` is declared by some experiment).
+#: folder), its preflight (RBAC, with what the operator needs from ``operator_rbac_file``;
+#: Helm), the target's identity and the evidence (the custom resources' snapshot, operator
+#: logs). Chaos Toolkit gives an experiment only the keys it declares and silently drops a
+#: var file's value for any other, so every experiment must declare all of these (and every
+#: key of :data:`SCHEMA` is declared by some experiment).
 RUN_KEYS = frozenset(
     {
         "namespace", "allowed_namespaces", "tenants", "tenants_file", "tenant_selector", "target_tenant",
@@ -129,7 +131,7 @@ RUN_KEYS = frozenset(
         "restore_plural", "endpoint_path", "secret_path", "database_path",
         "ready_path", "tenant_pod_selector",
         "operator_namespace", "operator_deployment", "operator_selector", "operator_service_account",
-        "operator_cluster_role", "helm_release", "helm_namespace", "helm_instance",
+        "operator_cluster_role", "operator_rbac_file", "helm_release", "helm_namespace", "helm_instance",
         "write_rate", "rto_objective_seconds", "rpo_objective_seconds", "stability_seconds",
         "observe_seconds", "recovery_timeout", "steady_window_seconds",
     }

@@ -11,9 +11,10 @@ with one line naming the problem and the fix:
 3. the API server answers (:func:`probes.k8s.target.target_identity`);
 4. the blast radius: the tenants' namespace is in ``allowed_namespaces``;
 5. the MSSQLInstance CRD is served and its instances can be listed there;
-6. the operator's RBAC: every verb its ClusterRole grants is allowed to its service
-   account (``kubectl auth can-i``, :func:`probes.k8s.preflight.platform_preflight`, whose
-   files ``rbac.json``, ``preflight.json`` and ``helm.json`` land in ``<out>/preflight/``).
+6. the operator's RBAC: every verb it needs (the rules of ``operator_rbac_file``, else of
+   its deployed ClusterRole) is allowed to its service account (``kubectl auth can-i``,
+   :func:`probes.k8s.preflight.platform_preflight`, whose files ``rbac.json``,
+   ``preflight.json`` and ``helm.json`` land in ``<out>/preflight/``).
 
 It returns what it found (``preflight.json`` in the release folder), the target first.
 """
@@ -156,6 +157,7 @@ def _rbac(
             ),
             operator_service_account=str(configuration.get("operator_service_account") or "mssql-operator"),
             operator_cluster_role=str(configuration.get("operator_cluster_role") or "mssql-operator"),
+            operator_rbac_file=str(configuration.get("operator_rbac_file") or ""),
             configuration=configuration,
             secrets=secrets,
         )
@@ -170,7 +172,7 @@ def _rbac(
     if denied:
         shown = ", ".join(denied[:5]) + (f" and {len(denied) - 5} more" if len(denied) > 5 else "")
         raise OrchestrationError(
-            f"RBAC: the operator's service account may not {shown} (see {folder / 'rbac.json'}): "
-            "fix its ClusterRole binding"
+            f"RBAC: the operator's service account may not {shown} (see {folder / 'rbac.json'}), "
+            f"which it needs ({found.get('rbac_required_from')}): grant them in its ClusterRole and binding"
         )
     return found

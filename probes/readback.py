@@ -3,7 +3,8 @@
 The result is stored as ``<run>/readback.json`` so the analysis (and anyone auditing
 it) works from a file, not from a database that may have changed since. A tenant that
 cannot be read is recorded with its error and no rows: its loss is then unknown, and
-the report says so instead of counting zero.
+the report says so instead of counting zero. So is a lab's tenant whose server turns
+out to be another lab's (:mod:`loadgen.identity`): its rows are not this run's to count.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import pyodbc
 
 from loadgen.dialects import dialect
+from loadgen.identity import WrongServer, connect_tenant
 from loadgen.tenants import Tenant, redact
 from probes.errors import ProbeError
 from probes.model import ReadBack
@@ -26,11 +28,13 @@ def read_back_tenant(tenant: Tenant, run_id: str, timeout: int = 10) -> ReadBack
     """Every ``(writer, seq) -> server time`` row of this run in one tenant."""
     sql = dialect(tenant.dialect)
     try:
-        conn = pyodbc.connect(tenant.connection_string(), autocommit=True, timeout=timeout)
+        conn = connect_tenant(tenant, timeout)
         try:
             rows = conn.execute(sql.read_back, (run_id, tenant.name)).fetchall()
         finally:
             conn.close()
+    except WrongServer as exc:
+        return ReadBack(tenant=tenant.name, rows={}, read_at=time.time(), error=str(exc))
     except pyodbc.Error as exc:
         message = redact(str(exc.args[-1] if exc.args else exc)).splitlines()[0]
         return ReadBack(tenant=tenant.name, rows={}, read_at=time.time(), error=message)

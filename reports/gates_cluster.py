@@ -117,7 +117,28 @@ def _rbac(ctx: GateContext) -> Verdict:
                 )
             )
         elif checks:
-            parts.append((PASS, [f"{link}: {len(checks)} `kubectl auth can-i` checks allowed for {account}"]))
+            source = str(run.rbac.get("required_from") or "")
+            if source and not source.startswith("ClusterRole "):
+                parts.append(
+                    (
+                        PASS,
+                        [
+                            f"{link}: {len(checks)} `kubectl auth can-i` checks allowed for {account}, "
+                            f"every rule of {source}"
+                        ],
+                    )
+                )
+            else:
+                parts.append(
+                    (
+                        NOT_RUN,
+                        [
+                            f"{link}: {len(checks)} checks allowed, but they were read from the deployed "
+                            "ClusterRole, which cannot show a verb it lacks: set operator_rbac_file to the "
+                            "operator's RBAC manifest (or `helm template` output)"
+                        ],
+                    )
+                )
     return combine(parts, (NOT_RUN, ["no run has an rbac.json (`kubectl auth can-i` preflight)"]))
 
 

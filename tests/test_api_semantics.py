@@ -563,7 +563,7 @@ def test_state_survives_sigkill(tmp_path: Path):
 def test_cli_refuses_a_taken_port_and_a_locked_data_folder(server: ApiServerProcess):
     env = {**os.environ, "PYTHONPATH": str(project_root())}
     taken = subprocess.run(
-        [sys.executable, "-m", "lab.api", "--port", str(server.port)],
+        [sys.executable, "-m", "lab.api", "--insecure-allow-all", "--port", str(server.port)],
         capture_output=True,
         text=True,
         timeout=30,
@@ -573,7 +573,7 @@ def test_cli_refuses_a_taken_port_and_a_locked_data_folder(server: ApiServerProc
     assert taken.returncode == 2 and taken.stdout == ""
     assert len(taken.stderr.strip().splitlines()) == 1 and "already in use" in taken.stderr
     locked = subprocess.run(
-        [sys.executable, "-m", "lab.api", "--data", str(server.log_path.parent)],
+        [sys.executable, "-m", "lab.api", "--insecure-allow-all", "--data", str(server.log_path.parent)],
         capture_output=True,
         text=True,
         timeout=30,

@@ -192,6 +192,7 @@ def _journal(
 
 RBAC_OK = {
     "service_account": "mssql-operator",
+    "required_from": "/charts/mssql-operator/rbac.yaml",
     "checks": [
         {"verb": "get", "resource": "mssqlinstances", "namespace": "db", "allowed": True},
         {"verb": "delete", "resource": "pods", "namespace": "db", "allowed": True},
@@ -429,6 +430,22 @@ def test_an_rbac_denial_is_no_go_naming_the_check(tmp_path: Path) -> None:
         assert gates[gate].result == FAIL
         assert any("mssql-operator cannot delete pods in db" in e for e in gates[gate].evidence)
     assert "mssql-operator cannot delete pods in db" in _why(text)
+
+
+def test_rbac_checks_read_from_the_deployed_role_cannot_pass_the_gate(tmp_path: Path) -> None:
+    runs = _passing_fault_runs(tmp_path)
+    for run in runs:
+        as_deployed = {
+            **RBAC_OK,
+            "required_from": "ClusterRole mssql-operator (as deployed: a removed verb cannot be seen)",
+        }
+        (run / "rbac.json").write_text(json.dumps(as_deployed))
+    result, _ = _judge(tmp_path, runs)
+    gates = _gates(result)
+    for gate in (RBAC, CORE_RBAC):
+        assert gates[gate].result == NOT_RUN
+        assert any("set operator_rbac_file" in e for e in gates[gate].evidence)
+    assert result.verdict != "GO"
 
 
 def test_preflight_failures_are_named(tmp_path: Path) -> None:

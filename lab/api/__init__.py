@@ -1,10 +1,13 @@
 """The lab's Kubernetes-API-compatible server (aiohttp) for kubectl, chaosk8s and lab controllers.
 
-Start it with ``python -m lab.api --port 0 --data DIR [--policy FILE] [--logs DIR]
-[--pod-removal-grace S]`` (first stdout line ``listening on http://127.0.0.1:<port>``,
-port also in ``DIR/apiserver.port``), from Python with :func:`start_api_server`
-(child process) or :func:`serve` (inside a running event loop); point clients at it
-with :func:`write_kubeconfig`.
+Start it with ``python -m lab.api --port 0 --data DIR --tls-cert-file F --tls-private-key-file F
+--token-auth-file F --service-account-key-file F [--policy FILE] [--logs DIR]``
+(first stdout line ``listening on https://127.0.0.1:<port>``, port also in
+``DIR/apiserver.port``; :func:`ensure_pki` makes the CA, keys and certificate), or for tests
+with ``--insecure-allow-all`` (plain HTTP, every request the admin); from Python with
+:func:`start_api_server` (child process) or :func:`serve` (inside a running event loop);
+point clients at it with :func:`write_kubeconfig`. Authentication, RBAC and the lab's
+identities: "Lab security" in docs/ARCHITECTURE.md.
 
 What clients written against the standard API must know:
 
@@ -23,15 +26,18 @@ What clients written against the standard API must know:
 """
 
 from lab.api.kubeconfig import write_kubeconfig
+from lab.api.pki import ensure_pki
 from lab.api.process import ApiServerProcess, start_api_server
-from lab.api.server import bound_port, build_app, serve
+from lab.api.server import bound_port, bound_url, build_app, serve
 from lab.api.settings import Settings
 
 __all__ = [
     "ApiServerProcess",
     "Settings",
     "bound_port",
+    "bound_url",
     "build_app",
+    "ensure_pki",
     "serve",
     "start_api_server",
     "write_kubeconfig",

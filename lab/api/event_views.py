@@ -40,9 +40,9 @@ from typing import Any
 from aiohttp import web
 
 from lab.api import deletion, verbs
-from lab.api.authz import Attributes, Policy
+from lab.api.authz import Authorizer
 from lab.api.fields import clone, dig, meta, parse_time
-from lab.api.handlers import delete_collection, dry_run_param, read_body, request_verb
+from lab.api.handlers import delete_collection, dry_run_param, read_body, request_attributes
 from lab.api.patch import PATCH_TYPES, json_patch, merge_patch, strategic_merge_patch
 from lab.api.reads import bool_param, get_object, json_response, list_objects
 from lab.api.resources import ResourceType
@@ -145,12 +145,14 @@ def _validate_new(body: dict[str, Any]) -> None:
         )
 
 
-async def handle(request: web.Request, state: State, policy: Policy, target: Target) -> web.StreamResponse:
-    """Serve one request under ``/apis/events.k8s.io/v1``."""
+async def handle(
+    request: web.Request, state: State, authorizer: Authorizer, target: Target
+) -> web.StreamResponse:
+    """Serve one request under ``/apis/events.k8s.io/v1`` (authorized by ``authorizer`` first)."""
     method, query = request.method, request.query
     ns, name = target.namespace or "", target.name
     watching = target.watch_prefix or (method == "GET" and bool_param(query, "watch"))
-    policy.check(Attributes(request_verb(method, target, watching), GROUP, "events", "", ns, name or ""))
+    authorizer.check(request_attributes(request, target, watching))
     view = EventsView(state, target.rt)
     core = view.stored
     dry_run = dry_run_param(method, query.getall("dryRun", []))

@@ -5,6 +5,13 @@
 file without a data folder). :meth:`ApiServerProcess.stop` sends SIGTERM (clean stop),
 :meth:`ApiServerProcess.kill` SIGKILL (what a crash looks like to the state on disk).
 A temp log is removed after a clean stop and kept (its path in ``log_path``) otherwise.
+
+Security: given ``token_auth_file`` or ``client_ca_file`` the server authenticates (and
+also accepts service-account tokens when it has a signing key); otherwise it is started
+with ``--insecure-allow-all`` (the test server: every request is the admin; a signing key
+still lets it issue tokens). ``pki`` (from :func:`lab.api.pki.ensure_pki`) serves HTTPS
+with its certificate and signs service-account tokens with its key; ``url`` is then
+``https://``.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from lab.api.pki import Pki
 from lab.errors import LabError
 from lab.paths import project_root
 
@@ -26,11 +34,19 @@ __all__ = ["ApiServerProcess", "start_api_server", "spawn_listening"]
 
 
 class ApiServerProcess:
+    """A running ``python -m lab.api``; ``ca_pem`` is the CA its clients trust (HTTPS from a ``pki``)."""
+
     def __init__(
-        self, proc: subprocess.Popen[bytes], url: str, log_path: Path, temp_log: bool = False
+        self,
+        proc: subprocess.Popen[bytes],
+        url: str,
+        log_path: Path,
+        temp_log: bool = False,
+        ca_pem: bytes | None = None,
     ) -> None:
         self.proc = proc
         self.url = url
+        self.ca_pem = ca_pem
         self.port = int(url.rsplit(":", 1)[1])
         self.log_path = log_path
         self.temp_log = temp_log
@@ -86,9 +102,36 @@ def start_api_server(
     watch_history: int | None = None,
     timeout: float = 15.0,
     verbose: bool = False,
+    pki: Pki | None = None,
+    tls_cert_file: Path | None = None,
+    tls_key_file: Path | None = None,
+    client_ca_file: Path | None = None,
+    token_auth_file: Path | None = None,
+    service_account_key_file: Path | None = None,
 ) -> ApiServerProcess:
-    """Start ``python -m lab.api`` with these settings; LabError if it does not come up."""
+    """Start ``python -m lab.api`` with these settings; LabError if it does not come up.
+
+    ``pki`` fills in ``tls_cert_file``, ``tls_key_file`` and ``service_account_key_file``
+    when they are not given. Without ``token_auth_file`` or ``client_ca_file`` the server
+    runs with ``--insecure-allow-all``.
+    """
     args = [sys.executable, "-m", "lab.api", "--port", str(port)]
+    if pki is not None:
+        tls_cert_file = tls_cert_file or pki.serving_cert
+        tls_key_file = tls_key_file or pki.serving_key
+        service_account_key_file = service_account_key_file or pki.sa_key
+    flags = (
+        ("--tls-cert-file", tls_cert_file),
+        ("--tls-private-key-file", tls_key_file),
+        ("--client-ca-file", client_ca_file),
+        ("--token-auth-file", token_auth_file),
+        ("--service-account-key-file", service_account_key_file),
+    )
+    for flag, value in flags:
+        if value is not None:
+            args += [flag, str(value)]
+    if token_auth_file is None and client_ca_file is None:
+        args.append("--insecure-allow-all")
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
         args += ["--data", str(data_dir)]
@@ -108,7 +151,8 @@ def start_api_server(
     if verbose:
         args.append("--verbose")
     proc, url = spawn_listening(args, log_path, timeout, "the lab API server")
-    return ApiServerProcess(proc, url, log_path, temp_log=data_dir is None)
+    ca_pem = pki.ca_pem() if pki is not None else None
+    return ApiServerProcess(proc, url, log_path, temp_log=data_dir is None, ca_pem=ca_pem)
 
 
 def spawn_listening(

@@ -92,6 +92,9 @@ _POD_SUBS = (
     SubresourceInfo("binding", "Binding", ("create",)),
 )
 
+#: ``serviceaccounts/token``: the TokenRequest API (:mod:`lab.api.token_request`).
+_TOKEN_REQUEST = SubresourceInfo("token", "TokenRequest", ("create",), "authentication.k8s.io", "v1")
+
 BUILTINS: tuple[ResourceType, ...] = (
     _rt("", "namespaces", "Namespace", False, ("ns",), subs=(_status("Namespace"),)),
     _rt("", "nodes", "Node", False, ("no",), subs=(_status("Node"),)),
@@ -114,7 +117,7 @@ BUILTINS: tuple[ResourceType, ...] = (
     _rt("discovery.k8s.io", "endpointslices", "EndpointSlice", True),
     _rt("apps", "controllerrevisions", "ControllerRevision", True),
     _rt("events.k8s.io", "events", "Event", True, ("ev",)),
-    _rt("", "serviceaccounts", "ServiceAccount", True, ("sa",)),
+    _rt("", "serviceaccounts", "ServiceAccount", True, ("sa",), subs=(_TOKEN_REQUEST,)),
     _rt("apps", "deployments", "Deployment", True, ("deploy",), ("all",), (_status("Deployment"), _scale())),
     _rt("apps", "statefulsets", "StatefulSet", True, ("sts",), ("all",), (_status("StatefulSet"), _scale())),
     _rt("apps", "replicasets", "ReplicaSet", True, ("rs",), ("all",), (_status("ReplicaSet"), _scale())),
@@ -150,6 +153,18 @@ BUILTINS: tuple[ResourceType, ...] = (
         False,
         verbs=("create",),
     ),
+    _rt(
+        "authorization.k8s.io", "selfsubjectrulesreviews", "SelfSubjectRulesReview", False, verbs=("create",)
+    ),
+    _rt("authorization.k8s.io", "subjectaccessreviews", "SubjectAccessReview", False, verbs=("create",)),
+    _rt(
+        "authorization.k8s.io",
+        "localsubjectaccessreviews",
+        "LocalSubjectAccessReview",
+        True,
+        verbs=("create",),
+    ),
+    _rt("authentication.k8s.io", "selfsubjectreviews", "SelfSubjectReview", False, verbs=("create",)),
 )
 
 CRD_KEY = "customresourcedefinitions.apiextensions.k8s.io"

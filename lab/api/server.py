@@ -2,11 +2,18 @@
 
 :func:`build_app` opens the state (locks and replays the data folder) and returns the
 application; :func:`serve` also binds it and returns the running ``AppRunner``
-(:func:`bound_port` tells the port when 0 was asked). Every error becomes a v1 Status:
-:class:`~lab.api.status.ApiError` with its own code, anything unexpected a logged 500.
+(:func:`bound_port` tells the port when 0 was asked, :func:`bound_url` the URL). Every
+error becomes a v1 Status: :class:`~lab.api.status.ApiError` with its own code, anything
+unexpected a logged 500.
 Every non-GET request syncs the write-ahead log before its answer is sent.
 ``/apis/events.k8s.io/v1`` is served by :mod:`lab.api.event_views` (a view of the core
 Events), and Events last written over an hour ago are removed every ``gc_interval``.
+
+Security, in kube-apiserver's order: TLS when ``tls_cert_file``/``tls_key_file`` are set;
+then, before dispatch, authentication and impersonation (:mod:`lab.api.authn`; the user
+is stored as ``request[USER]``), and authorization of non-resource paths; resource
+requests are authorized by their handlers with ``app[AUTHORIZER]``. ``serviceaccounts/token``
+and ``selfsubjectreviews`` are answered by :mod:`lab.api.token_request`.
 """
 
 from __future__ import annotations
@@ -20,26 +27,34 @@ from typing import Any
 from aiohttp import web
 
 from lab.api import discovery, event_views
-from lab.api.authz import Policy
+from lab.api.authn import Authenticator, check_settings, resolve_user
+from lab.api.authz import Attributes, Authorizer
+from lab.api.bootstrap_policy import ensure_bootstrap_policy
 from lab.api.controllers import Controllers
 from lab.api.handlers import handle_resource
+from lab.api.identity import USER, user_of
+from lab.api.pki import server_ssl_context
 from lab.api.reads import json_response
-from lab.api.routing import openapi_route, parse_path
+from lab.api.routing import Target, openapi_route, parse_path
 from lab.api.settings import Settings
 from lab.api.state import State
-from lab.api.status import ApiError, status_body
+from lab.api.status import ApiError, method_not_allowed, status_body
+from lab.api.token_request import self_subject_review, token_request
 
-__all__ = ["STATE", "bound_port", "build_app", "serve"]
+__all__ = ["AUTHENTICATOR", "AUTHORIZER", "STATE", "bound_port", "bound_url", "build_app", "serve"]
 
 log = logging.getLogger(__name__)
 
 STATE = web.AppKey("state", State)
-POLICY = web.AppKey("policy", Policy)
+AUTHORIZER = web.AppKey("authorizer", Authorizer)
+AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
+SELF_REVIEWS = "selfsubjectreviews.authentication.k8s.io"
 CONTROLLERS = web.AppKey("controllers", Controllers)
 EVENT_TTL_TASK = web.AppKey("event_ttl_task", asyncio.Task)
 _HEALTH = ("/healthz", "/readyz", "/livez")
 _HTTP_REASONS = {
     400: "BadRequest",
+    401: "Unauthorized",
     404: "NotFound",
     405: "MethodNotAllowed",
     413: "RequestEntityTooLarge",
@@ -134,6 +149,39 @@ def _non_resource(request: web.Request, app: web.Application) -> web.StreamRespo
     return json_response(body)
 
 
+@web.middleware
+async def _authenticate(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Who the request comes from (401/403 before anything else runs), stored as ``request[USER]``."""
+    app = request.app
+    request[USER] = resolve_user(request, app[AUTHENTICATOR], app[AUTHORIZER])
+    response: web.StreamResponse = await handler(request)
+    return response
+
+
+async def _authentication_api(request: web.Request, target: Target) -> web.StreamResponse:
+    """``serviceaccounts/{name}/token`` and ``selfsubjectreviews``: authorized as ``create``."""
+    app, rt = request.app, target.rt
+    if request.method != "POST" or (rt.key == SELF_REVIEWS and target.name is not None):
+        raise method_not_allowed(request.method)
+    app[AUTHORIZER].check(
+        Attributes(
+            user=user_of(request),
+            verb="create",
+            group=rt.group,
+            resource=rt.plural,
+            subresource=target.subresource or "",
+            namespace=target.namespace or "",
+            name=target.name or "",
+        )
+    )
+    if rt.key == SELF_REVIEWS:
+        return await self_subject_review(request)
+    authn = app[AUTHENTICATOR]
+    return await token_request(
+        request, app[STATE], authn.service_accounts, target.namespace or "", target.name or ""
+    )
+
+
 async def _dispatch(request: web.Request) -> web.StreamResponse:
     app = request.app
     if request.method not in ("GET", "POST", "PUT", "PATCH", "DELETE"):
@@ -144,9 +192,13 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     if answer is not None:
         return answer
     target = parse_path(request.path, app[STATE].registry)
+    if target.rt.key == SELF_REVIEWS or (
+        target.rt.key == "serviceaccounts" and target.subresource == "token"
+    ):
+        return await _authentication_api(request, target)
     if target.rt.group == event_views.GROUP:
-        return await event_views.handle(request, app[STATE], app[POLICY], target)
-    return await handle_resource(request, app[STATE], app[POLICY], target)
+        return await event_views.handle(request, app[STATE], app[AUTHORIZER], target)
+    return await handle_resource(request, app[STATE], app[AUTHORIZER], target)
 
 
 async def _expire_events(state: State) -> None:
@@ -163,6 +215,8 @@ async def _expire_events(state: State) -> None:
 
 
 async def _on_startup(app: web.Application) -> None:
+    if ensure_bootstrap_policy(app[STATE]):  # kube-apiserver's rbac/bootstrap-roles post-start hook
+        await app[STATE].store.sync()
     app[CONTROLLERS].start()
     expiry = _expire_events(app[STATE])
     app[EVENT_TTL_TASK] = asyncio.get_running_loop().create_task(expiry, name="lab-event-ttl")
@@ -183,15 +237,24 @@ async def _on_cleanup(app: web.Application) -> None:
     app[STATE].close()
 
 
-def build_app(settings: Settings) -> web.Application:
-    """The API server application over ``settings`` (opens and locks the data folder)."""
+def build_app(settings: Settings, *, require_auth: bool = False) -> web.Application:
+    """The API server application over ``settings`` (opens and locks the data folder).
+
+    With no credential source in ``settings`` the server is the insecure test server
+    (:data:`lab.api.authn.INSECURE_ADMIN` for every request) unless ``require_auth``,
+    which makes that a LabError (the lab's control plane and ``python -m lab.api``).
+    Unreadable token or key files are a LabError too.
+    """
+    settings = check_settings(settings, require_auth)
     state = State(settings)
+    authenticator = Authenticator(settings, state)  # reads its files, before the state is locked
     state.store.history.window = settings.watch_window if settings.watch_window > 0 else None
     state.open()
     gc.freeze()  # the loaded state is long-lived: keep it out of every full collection
-    app = web.Application(middlewares=[_errors], client_max_size=settings.max_body_bytes)
+    app = web.Application(middlewares=[_errors, _authenticate], client_max_size=settings.max_body_bytes)
     app[STATE] = state
-    app[POLICY] = Policy(settings.policy_file)
+    app[AUTHENTICATOR] = authenticator
+    app[AUTHORIZER] = Authorizer(state, settings.policy_file)
     app[CONTROLLERS] = Controllers(state)
     app.router.add_route("*", "/{tail:.*}", _dispatch)
     app.on_startup.append(_on_startup)
@@ -208,17 +271,29 @@ def bound_port(runner: web.AppRunner) -> int:
     raise RuntimeError("the API server is not listening")
 
 
-async def serve(settings: Settings, access_log: bool = False) -> web.AppRunner:
+def bound_url(runner: web.AppRunner) -> str:
+    """``https://HOST:PORT`` (or ``http://`` for a server without TLS) of a started server."""
+    settings = runner.app[STATE].settings
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return f"{'https' if settings.tls else 'http'}://{host}:{bound_port(runner)}"
+
+
+async def serve(settings: Settings, access_log: bool = False, *, require_auth: bool = False) -> web.AppRunner:
     """Build, bind and start the server; stop it with ``await runner.cleanup()``.
 
+    HTTPS when ``settings`` name a TLS certificate and key (:func:`bound_url` says which).
     Raises OSError when the port is taken (the runner is cleaned up first) and LabError
-    when the data folder is locked or unreadable. Writes the bound port to
+    when the data folder is locked or unreadable, or the security settings are unusable
+    (``require_auth``: see :func:`build_app`). Writes the bound port to
     ``<data_dir>/apiserver.port``.
     """
-    app = build_app(settings)
+    context = None
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        context = server_ssl_context(settings.tls_cert_file, settings.tls_key_file, settings.client_ca_file)
+    app = build_app(settings, require_auth=require_auth)
     runner = web.AppRunner(app, access_log=log if access_log else None, shutdown_timeout=2.0)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
+    site = web.TCPSite(runner, settings.host, settings.port, ssl_context=context)
     try:
         await site.start()
     except OSError:

@@ -38,6 +38,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from lab.api.fields import dig
+from lab.api.pod_paths import check_data_keys, check_pod_paths
 from lab.api.resources import ResourceType
 from lab.api.status import invalid
 
@@ -105,6 +106,8 @@ def check_spec(rt: ResourceType, obj: dict[str, Any]) -> None:
             if replicas > _INT32_MAX:
                 problem = f"Invalid value: {replicas}: must be less than or equal to {_INT32_MAX}"
                 raise invalid(rt.kind, name, "spec.replicas", problem, rt.group)
+    if rt.key in ("configmaps", "secrets"):
+        check_data_keys(rt, name, obj)
     if rt.key == "pods":
         _check_pod_spec(rt, name, obj.get("spec"), "spec", _POD_POLICIES)
     elif rt.key in _TEMPLATES:
@@ -143,6 +146,7 @@ def _check_pod_spec(rt: ResourceType, name: str, spec: Any, at: str, policies: t
                 if value is not None and not isinstance(value, str):
                     problem = f"Invalid value: {_shown(value)}: must be a string"
                     raise invalid(rt.kind, name, f"{field}[{number}].value", problem, rt.group)
+    check_pod_paths(rt, name, spec, at)
 
 
 def semantic(value: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Subresources other than status and log: scale, binding, and SelfSubjectAccessReview.
+"""Subresources other than status and log: scale and binding (and the streaming ones refused).
 
 * ``scale`` (deployments, statefulsets, replicasets): an ``autoscaling/v1 Scale`` view of
   ``spec.replicas``; GET, PUT and PATCH (merge/strategic/json) change only that field, and
@@ -11,15 +11,14 @@
 * ``exec``, ``attach`` and ``portforward`` (pods): a Status saying the lab does not
   support them (:func:`unsupported_streaming`), as a server answers a verb it does not
   serve, never a 404 that would read as a missing pod.
-* ``selfsubjectaccessreviews``: answered from the policy (kubectl's protobuf body is read
-  by :mod:`lab.api.protobuf`); the answer is always JSON.
+
+Access reviews (``selfsubjectaccessreviews`` and the others) are :mod:`lab.api.access_reviews`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from lab.api.authz import Attributes, Policy
 from lab.api.fields import as_dict, as_list, as_str, clone, dig, meta, now_rfc3339
 from lab.api.managed_fields import record_update
 from lab.api.patch import json_patch, merge_patch, strategic_merge_patch
@@ -30,7 +29,7 @@ from lab.api.validation import decode_body
 
 SUBRESOURCE_CODE, SUBRESOURCE_REASON = 405, "MethodNotAllowed"
 
-__all__ = ["STREAMING", "bind", "get_scale", "patch_scale", "review", "unsupported_streaming", "update_scale"]
+__all__ = ["STREAMING", "bind", "get_scale", "patch_scale", "unsupported_streaming", "update_scale"]
 
 #: Pod subresources that open a stream to a container (``kubectl exec``, ``cp``, ``attach``,
 #: ``port-forward``); the lab has no container runtime to carry them.
@@ -172,44 +171,3 @@ def bind(state: State, pods: ResourceType, namespace: str, name: str, body: Any)
     status["conditions"] = conditions
     state.store.update(pods.key, pod)
     return success(201)
-
-
-def review(policy: Policy, raw: bytes, content_type: str) -> dict[str, Any]:
-    """Answer a SelfSubjectAccessReview (JSON or protobuf) from the policy."""
-    body = decode_body(raw, content_type)
-    if not isinstance(body, dict):
-        raise bad_request("a SelfSubjectAccessReview must be a JSON object")
-    spec = as_dict(body.get("spec"))
-    attrs = as_dict(spec.get("resourceAttributes"))
-    if attrs:
-        decision = policy.decide(
-            Attributes(
-                verb=as_str(attrs.get("verb")),
-                group=as_str(attrs.get("group")),
-                resource=as_str(attrs.get("resource")),
-                subresource=as_str(attrs.get("subresource")),
-                namespace=as_str(attrs.get("namespace")),
-                name=as_str(attrs.get("name")),
-            )
-        )
-    elif isinstance(spec.get("nonResourceAttributes"), dict):
-        decision = (True, "non-resource URLs are always allowed")
-    else:
-        raise invalid(
-            "SelfSubjectAccessReview",
-            "",
-            "spec",
-            "Invalid value: exactly one of nonResourceAttributes or resourceAttributes must be specified",
-            "authorization.k8s.io",
-        )
-    allowed, reason = decision
-    status: dict[str, Any] = {"allowed": allowed, "reason": reason}
-    if not allowed:
-        status["denied"] = True
-    return {
-        "kind": "SelfSubjectAccessReview",
-        "apiVersion": "authorization.k8s.io/v1",
-        "metadata": {"creationTimestamp": None},
-        "spec": spec,
-        "status": status,
-    }

@@ -149,7 +149,21 @@ def _owner_ref_ok(ref: Any) -> bool:
 
 
 def check_name(rt: ResourceType, name: str, field: str = "metadata.name") -> None:
-    """422 unless ``name`` is a valid object name for ``rt``."""
+    """422 unless ``name`` is a valid object name for ``rt``.
+
+    RBAC kinds take any path segment name (``system:node``), as Kubernetes'
+    ``ValidatePathSegmentName``: not ``.`` or ``..``, no ``/`` or ``%``.
+    """
+    if rt.group == "rbac.authorization.k8s.io":
+        if name in (".", "..") or "/" in name or "%" in name or not name:
+            raise invalid(
+                rt.kind,
+                name,
+                field,
+                f"Invalid value: \"{name}\": may not be '.' or '..' and may not contain '/' or '%'",
+                rt.group,
+            )
+        return
     if rt.plural == "namespaces":
         ok, rule, limit = bool(_LABEL.match(name)), "RFC 1123 label", 63
     else:

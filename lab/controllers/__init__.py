@@ -1,4 +1,4 @@
-"""The lab's controllers: scheduler, node lifecycle, workloads, PVC binding, endpoints.
+"""The lab's controllers: scheduler, node lifecycle, workloads, PVC binding, endpoints, service accounts.
 
 They are ordinary API clients (:class:`~lab.kubeclient.KubeClient` over HTTP), run by
 :class:`ControllerManager` in threads of the control-plane process
@@ -29,6 +29,7 @@ from lab.controllers.podgc import PodGCController
 from lab.controllers.pvc import PvcBindingController
 from lab.controllers.replicaset import ReplicaSetController
 from lab.controllers.scheduler import SchedulerController
+from lab.controllers.serviceaccounts import ServiceAccountsController
 from lab.controllers.statefulset import StatefulSetController
 from lab.controllers.taints import TaintEvictionController
 from lab.errors import LabError
@@ -51,6 +52,7 @@ CONTROLLERS: dict[str, Callable[..., Controller]] = {
     "job": JobController,
     "cronjob": CronJobController,
     "endpoints": EndpointsController,
+    "serviceaccount": ServiceAccountsController,
 }
 
 
@@ -63,8 +65,16 @@ class ControllerManager:
         disable: Iterable[str] = (),
         token: str = "",
         options: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        ca_pem: bytes | None = None,
+        tokens: Mapping[str, str] | None = None,
     ) -> None:
-        """``options``: keyword arguments per controller name (e.g. the node lifecycle's ``timeout``)."""
+        """``options``: keyword arguments per controller name (e.g. the node lifecycle's ``timeout``).
+
+        ``token`` is the controllers' credential (``system:kube-controller-manager`` in the lab),
+        ``tokens`` a different one per controller name (the scheduler's own identity), ``ca_pem``
+        the CA an ``https://`` server is trusted by.
+        """
         unknown = sorted(set(disable) - set(CONTROLLERS))
         if unknown:
             raise LabError(
@@ -73,8 +83,14 @@ class ControllerManager:
         self.server = server
         self.token = token
         self.stop_event = threading.Event()
+        self.ca_pem = ca_pem
+
+        def client(name: str | None = None) -> KubeClient:
+            credential = (tokens or {}).get(name or "", token)
+            return KubeClient(server, credential, user_agent=_AGENT, ca_pem=ca_pem)
+
         self.controllers: dict[str, Controller] = {
-            name: factory(KubeClient(server, token, user_agent=_AGENT), **dict((options or {}).get(name, {})))
+            name: factory(client(name), **dict((options or {}).get(name, {})))
             for name, factory in CONTROLLERS.items()
             if name not in disable
         }
@@ -87,8 +103,7 @@ class ControllerManager:
             for kind in c.watches:
                 interested.setdefault(kind, []).append(self.loops[name])
         self.watchers = [
-            Watcher(KubeClient(server, token, user_agent=_AGENT), kind, loops, self.stop_event)
-            for kind, loops in interested.items()
+            Watcher(client(), kind, loops, self.stop_event) for kind, loops in interested.items()
         ]
 
     def start(self) -> None:

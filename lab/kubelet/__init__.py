@@ -1,11 +1,16 @@
 """The lab's kubelet: one process per node that runs the pods bound to it as local process trees.
 
-``python -m lab.kubelet --node NAME --server URL --state DIR`` registers the Node,
+``python -m lab.kubelet --node NAME --kubeconfig FILE --state DIR`` registers the Node,
 heartbeats every second, watches pods with ``spec.nodeName=NAME`` and runs each
-container as a process tree in its own session. The image name picks the program
+container as a process tree in its own session. The kubeconfig is the kubelet's own
+credential (``system:node:NAME``) and the CA it trusts (:mod:`lab.kubelet.credentials`);
+``--server URL`` instead is for bare test servers. The image name picks the program
 (:mod:`lab.kubelet.images`): ``mssql-lab/engine`` is a real PostgreSQL server,
 ``mssql-lab/operator`` and ``mssql-lab/executor`` are this project's Python entry
-points, anything else runs its ``command``/``args`` as host commands.
+points, anything else runs its ``command``/``args`` as host commands, as an unprivileged
+user (``nobody`` unless the ``securityContext`` names one, :mod:`lab.kubelet.run_as`).
+Each pod gets its service-account token as Kubernetes projects it
+(:mod:`lab.kubelet.sa_token`), in the folder ``LAB_SERVICEACCOUNT_DIR`` names.
 
 What the caller must know:
 

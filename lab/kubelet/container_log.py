@@ -68,9 +68,14 @@ def log_file_for(logs_dir: Path, pod: dict[str, Any], container: str, init: bool
     (an init container always has a file of its own, so the main container's log is its alone)."""
     md = pod.get("metadata") or {}
     base = f"{md.get('namespace', 'default')}_{md.get('name', '')}"
-    if init or len((pod.get("spec") or {}).get("containers") or []) > 1:
-        return logs_dir / f"{base}_{container}.log"
-    return logs_dir / f"{base}.log"
+    name = (
+        f"{base}_{container}.log"
+        if init or len((pod.get("spec") or {}).get("containers") or []) > 1
+        else f"{base}.log"
+    )
+    if "/" in name or "\0" in name:  # the API refuses such names; never write outside the folder
+        raise ValueError(f"container log name {name!r} is not a file name")
+    return logs_dir / name
 
 
 def cri_timestamp(ns: int | None = None) -> bytes:

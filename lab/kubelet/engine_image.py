@@ -31,6 +31,10 @@ with the pod's environment:
   trigger calibrated on this server at every start (:mod:`lab.kubelet.commit_cost`, a
   test instrument for a computable capacity, not a model of SQL Server). Without it,
   any earlier install is removed.
+* ``LAB_ID`` and ``LAB_INSTANCE`` (set by the lab operator from ``kube-system/lab-identity``):
+  the lab's id is written into the tenant database at its first start
+  (``harness_identity``, :func:`lab.engine.identity_sql`); the harness refuses a server
+  holding another lab's id, so a port taken over by another lab is never written to.
 
 PostgreSQL runs as the ``postgres`` user when we are root, dies with this process
 (``PR_SET_PDEATHSIG``), and the lock files a killed server left (``postmaster.pid``, the socket's
@@ -57,7 +61,7 @@ from types import FrameType
 
 import psutil
 
-from lab.engine import init_data_dir, keep_commit_timestamps, server_run_kwargs
+from lab.engine import identity_sql, init_data_dir, keep_commit_timestamps, server_run_kwargs
 from lab.errors import LabError
 from lab.kubelet import commit_cost
 from lab.paths import pg_bindir, server_user
@@ -271,6 +275,21 @@ def _commit_cost(sockets: Path, port: int, database: str, cost_ms: float | None)
     )
 
 
+def _record_identity(sockets: Path, port: int, database: str, user: str) -> None:
+    """Write the lab's id into the database at its first start (``LAB_ID``, set by the lab operator)."""
+    lab_id = os.environ.get("LAB_ID")
+    if not lab_id:
+        return
+    instance = os.environ.get("LAB_INSTANCE") or database
+    script = identity_sql(lab_id, instance, user)
+    held = _psql(sockets, port, database, script, "recording the lab identity").split()
+    if held != [lab_id]:
+        _say(
+            f"harness_identity holds lab {', '.join(held) or 'none'}, this pod is lab {lab_id}: "
+            "the harness will refuse this server"
+        )
+
+
 def main() -> int:
     env = os.environ
     password = env.get("MSSQL_SA_PASSWORD", "")
@@ -346,6 +365,7 @@ def main() -> int:
             time.sleep(0.02)
         if not stopping:
             _setup(sockets, port, user, password, database)
+            _record_identity(sockets, port, database, user)
             _commit_cost(sockets, port, database, cost_ms)
             _say(f"ready on 127.0.0.1:{port}, database {database}, user {user}")
     except LabError as exc:

@@ -1,4 +1,4 @@
-"""The image map: which local program a container image stands for.
+"""The image map: which local program a container image stands for, and as which user.
 
 An image is named without registry prefix ``docker.io/`` and without tag or digest:
 
@@ -11,21 +11,53 @@ anything else          ``command`` + ``args`` run as host commands
 =====================  ==========================================================
 
 As in Kubernetes, ``args`` are appended to the image's entry point and ``command``
-replaces it (then running as a host command). A program named ``python`` or
-``python3`` is this project's interpreter, so ``python -m lab...`` works in any pod.
-``$(VAR)`` references in ``command`` and ``args`` are expanded from the container's
-environment. A non-lab image without ``command`` cannot run: it has no entry point here.
+replaces it (then running as a host command, :func:`is_host_command`). ``$(VAR)``
+references in ``command`` and ``args`` are expanded from the container's environment. A
+non-lab image without ``command`` cannot run: it has no entry point here.
+
+Users (:mod:`lab.kubelet.run_as`). Host commands run as an unprivileged user: the
+``securityContext``'s ``runAsUser``/``runAsGroup``, else ``nobody``/``nogroup``. The lab's
+own images keep what they need: the engine runs PostgreSQL as ``postgres`` (its entry point
+starts as the kubelet's user, root, to own the data folders and switch); the operator and
+executor images run as the kubelet's user, because they are this checkout's code run by
+this checkout's interpreter, and the checkout (with its ``.venv``, whose interpreter may
+itself live under ``/root``, as pyenv's does) may sit under ``/root`` (mode 0700, as in
+CI), where no other user can even execute them. ``runAsUser: 0`` (the admin may grant it,
+:mod:`lab.api.pod_security`) runs a host command as root.
+
+``python`` and ``python3`` (any path) as a host command: for a container that runs as the
+kubelet's uid they are this project's interpreter (so ``python -m lab...`` works in such a
+pod); for any other uid they are the host's own ``python3`` on the container PATH
+(``/usr/bin/python3`` on Debian), the image's interpreter as it were, without this
+checkout's packages. The rule goes by the container's uid, never by where the checkout
+lives: an unprivileged user cannot run ``.venv/bin/python`` under ``/root``, and a rule
+that worked in ``/work/main`` but not in a clone under ``/root`` would pass tests locally
+and fail in CI. A pod that needs this project's modules uses a lab image or
+``runAsUser: 0``. (Nothing in the lab runs ``python`` as a host command today; a test pod
+that does asks for root.)
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 from dataclasses import dataclass
 from typing import Any
 
 from lab.kubelet.podspec import ConfigError, container_ports, expand
+from lab.kubelet.run_as import CONTAINER_PATH
 
-__all__ = ["ENGINE", "EXECUTOR", "OPERATOR", "Launch", "engine_port", "image_name", "launch_for"]
+__all__ = [
+    "ENGINE",
+    "EXECUTOR",
+    "OPERATOR",
+    "Launch",
+    "engine_port",
+    "host_argv",
+    "image_name",
+    "is_host_command",
+    "launch_for",
+]
 
 ENGINE = "mssql-lab/engine"
 OPERATOR = "mssql-lab/operator"
@@ -65,25 +97,38 @@ def image_name(image: str) -> tuple[str, str]:
     return ref, tag or "latest"
 
 
-def host_argv(argv: list[str]) -> list[str]:
-    """``python``/``python3`` (any path) become this interpreter."""
-    if argv and argv[0].rsplit("/", 1)[-1] in ("python", "python3"):
+def is_host_command(container: dict[str, Any]) -> bool:
+    """The container runs a host command (a ``command``, or an image that is not the lab's)."""
+    name, _ = image_name(str(container.get("image", "")))
+    return bool(container.get("command")) or name not in _ENTRYPOINTS
+
+
+def host_argv(argv: list[str], own_interpreter: bool = True) -> list[str]:
+    """``python``/``python3`` (any path): this interpreter with ``own_interpreter``, else the host's
+    ``python3`` on the container PATH (see the module doc); other programs are left as they are."""
+    if not argv or argv[0].rsplit("/", 1)[-1] not in ("python", "python3"):
+        return argv
+    if own_interpreter:
         return [sys.executable, *argv[1:]]
-    return argv
+    found = shutil.which("python3", path=CONTAINER_PATH)
+    return [found, *argv[1:]] if found else argv
 
 
-def launch_for(container: dict[str, Any], env: dict[str, str]) -> Launch:
-    """The argv for ``container``; ConfigError when there is nothing to run."""
+def launch_for(container: dict[str, Any], env: dict[str, str], own_interpreter: bool = True) -> Launch:
+    """The argv for ``container``; ConfigError when there is nothing to run.
+
+    ``own_interpreter``: the container runs as the kubelet's uid (see :func:`host_argv`).
+    """
     name, tag = image_name(str(container.get("image", "")))
     command = [expand(str(c), env) for c in container.get("command") or []]
     args = [expand(str(a), env) for a in container.get("args") or []]
     if command:
-        return Launch(host_argv(command + args), name, tag)
+        return Launch(host_argv(command + args, own_interpreter), name, tag)
     entry = _ENTRYPOINTS.get(name)
     if entry is not None:
         return Launch([sys.executable, *entry, *args], name, tag)
     if args:
-        return Launch(host_argv(args), name, tag)
+        return Launch(host_argv(args, own_interpreter), name, tag)
     raise ConfigError(
         "CreateContainerConfigError",
         f"image {container.get('image')!r} has no entry point in the lab: give the container a command",

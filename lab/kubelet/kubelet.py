@@ -3,7 +3,10 @@
 :meth:`Kubelet.run` blocks until :meth:`Kubelet.stop` (SIGTERM/SIGINT in the CLI):
 
 1. becomes a child subreaper and kills what a previous kubelet of this node left
-   running (its container records); with ``node_cpu``, makes (or reuses) the node's CPU
+   running (its container records); makes the folders pods' own folders go under
+   (:attr:`~lab.kubelet.config.KubeletConfig.runtime_dir`: others may traverse them, not
+   list them) and says once when it is not root (then it cannot start containers as
+   other users, :mod:`lab.kubelet.run_as`); with ``node_cpu``, makes (or reuses) the node's CPU
    cgroup, which every container's main process joins right after it is started, so
    everything it forks later (PostgreSQL and its backends) shares the node's quota;
 2. registers the Node and heartbeats (:mod:`lab.kubelet.node`);
@@ -21,6 +24,7 @@ removed; the pods stay bound to the node, and the next kubelet of this node runs
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -29,8 +33,10 @@ from lab import processes
 from lab.cgroups import CpuGroup
 from lab.errors import LabError
 from lab.kubeclient import ApiError, KubeClient, user_agent
-from lab.kubelet.config import KubeletConfig
+from lab.kubelet.config import STATE_MARKER, KubeletConfig, prune_fallbacks
 from lab.kubelet.node import NodeAgent
+from lab.kubelet.podspec import TRAVERSE_ONLY, make_dir
+from lab.kubelet.run_as import can_switch_users
 from lab.kubelet.runtime import Spawner, kill_leftovers
 from lab.kubelet.worker import PodWorker
 
@@ -60,10 +66,14 @@ class Kubelet:
         self._workers: dict[str, PodWorker] = {}
         self._done: set[str] = set()
         self.cpu_group: CpuGroup | None = None
+        #: Where pods' own folders go (decided in :meth:`run`, once the state folder exists).
+        self.runtime_dir = cfg.state_dir
+        self.can_switch = can_switch_users()
+        self.events_client = self.new_client()
 
     def new_client(self) -> KubeClient:
         """A client of its own (one HTTP session per thread)."""
-        return KubeClient(self.cfg.server, self.cfg.token, timeout=5.0, user_agent=user_agent("lab-kubelet"))
+        return self.cfg.access.client(user_agent("lab-kubelet"), timeout=5.0)
 
     def stop(self) -> None:
         """Ask :meth:`run` to stop the pods and return (safe from a signal handler)."""
@@ -77,6 +87,7 @@ class Kubelet:
     def run(self) -> int:
         for folder in (self.cfg.state_dir, self.cfg.logs, self.cfg.volumes, self.cfg.containers_dir):
             folder.mkdir(parents=True, exist_ok=True)
+        self._prepare_runtime_dir()
         processes.become_subreaper()
         left = kill_leftovers(self.cfg.containers_dir)
         if left:
@@ -105,6 +116,39 @@ class Kubelet:
                 reaped = time.monotonic()
         self._shutdown()
         return 0
+
+    def _prepare_runtime_dir(self) -> None:
+        """``<runtime>/pods`` and ``<runtime>/emptydir``, traverse-only; say once when users cannot switch."""
+        self.runtime_dir = self.cfg.runtime_dir
+        for gone in prune_fallbacks(keep=self.runtime_dir):
+            log.info("removed %s: its kubelet's state folder is gone", gone)
+        if self.runtime_dir != self.cfg.state_dir:
+            make_dir(self.runtime_dir, TRAVERSE_ONLY)
+            if self.runtime_dir.is_symlink() or self.runtime_dir.lstat().st_uid != os.geteuid():
+                raise LabError(
+                    f"{self.runtime_dir} is not this kubelet's own folder (a symlink or another user's): "
+                    "remove it, or give the kubelet a state folder every user can traverse"
+                )
+            (self.runtime_dir / STATE_MARKER).write_text(f"{self.cfg.state_dir}\n")
+            log.warning(
+                "node %s: other users cannot reach %s, so pods' folders go under %s",
+                self.cfg.node,
+                self.cfg.state_dir,
+                self.runtime_dir,
+            )
+        for folder in (self.runtime_dir, self.runtime_dir / "pods", self.runtime_dir / "emptydir"):
+            make_dir(folder, TRAVERSE_ONLY)
+            if folder != self.cfg.state_dir and folder.stat().st_uid == os.geteuid():
+                folder.chmod(TRAVERSE_ONLY)
+        self.cfg.containers_dir.chmod(0o700)
+        if not self.can_switch:
+            log.warning(
+                "node %s: the kubelet runs as uid %d, not root, so it cannot switch users: every "
+                "container runs as uid %d (securityContext users and groups are not applied)",
+                self.cfg.node,
+                os.geteuid(),
+                os.geteuid(),
+            )
 
     def _shutdown(self) -> None:
         workers = list(self._workers.values())

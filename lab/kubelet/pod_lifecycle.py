@@ -37,24 +37,13 @@ Obj = dict[str, Any]
 #: How long the final delete is retried.
 CONFIRM_DEADLINE = 30.0
 
-# One client per API server and token, used only by the Event sender thread.
-_clients: dict[tuple[str, str], KubeClient] = {}
-_clients_lock = threading.Lock()
-
-
-def _event_client(server: str, token: str) -> KubeClient:
-    with _clients_lock:
-        client = _clients.get((server, token))
-        if client is None:
-            client = _clients[(server, token)] = KubeClient(server, token, timeout=5.0)
-        return client
-
 
 class PodEvents:
     """Records Events on one pod (see the module doc) as the kubelet of ``node``."""
 
-    def __init__(self, server: str, token: str, node: str, namespace: str, name: str, uid: str) -> None:
-        self.client = _event_client(server, token)
+    def __init__(self, client: KubeClient, node: str, namespace: str, name: str, uid: str) -> None:
+        """``client``: the kubelet's client for Events (used only by the Event sender thread)."""
+        self.client = client
         self.node = node
         self.ref: Obj = {"kind": "Pod", "apiVersion": "v1", "namespace": namespace, "name": name, "uid": uid}
 

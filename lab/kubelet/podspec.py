@@ -7,9 +7,13 @@
   ``optional`` raises :class:`ConfigError` (reason ``CreateContainerConfigError``,
   the container waits and the kubelet retries).
 * Volumes are folders: PVC -> ``<volumes>/<namespace>/<claimName>/`` (the claim must
-  exist), emptyDir -> ``<state>/emptydir/<pod-uid>/<volume>``, hostPath -> the path,
-  secret and configMap -> a folder of files under ``<state>/pods/<pod-uid>/volumes``.
-  ``subPath`` is honoured. Every pod gets ``LAB_MOUNTS``: JSON ``{mountPath: folder}``.
+  exist; made 0777 when new, as the local-path provisioner makes its volumes),
+  emptyDir -> ``<runtime>/emptydir/<pod-uid>/<volume>`` (0777, as Kubernetes makes it, so
+  a pod's unprivileged user can write there), hostPath -> the path, secret and configMap
+  -> a folder of files under ``<runtime>/pods/<pod-uid>/volumes``. ``<runtime>`` is the
+  kubelet's :attr:`~lab.kubelet.config.KubeletConfig.runtime_dir`. ``subPath`` is honoured
+  (a new sub-folder gets the volume's mode, as the kubelet's SafeMakeDir does). Every pod
+  gets ``LAB_MOUNTS``: JSON ``{mountPath: folder}``.
 * Named ports resolve against the container's ``ports``.
 """
 
@@ -33,6 +37,7 @@ __all__ = [
     "expand",
     "host_path_for",
     "mounts_env",
+    "make_dir",
     "pass_through_env",
     "pod_volume_dirs",
     "resolve_env",
@@ -160,30 +165,66 @@ def resolve_env(
     return env
 
 
-def pod_volume_dirs(state_dir: Path, uid: str) -> tuple[Path, Path]:
-    """The pod's scratch folder and its emptyDir folder (both removed with the pod)."""
-    return state_dir / "pods" / uid, state_dir / "emptydir" / uid
+#: Folders above pods' own folders: others may traverse them, not list them.
+TRAVERSE_ONLY = 0o711
+#: emptyDir volumes and new PVC folders: writable by whichever user the pod runs as.
+SHARED = 0o777
 
 
-def _write_files(folder: Path, data: dict[str, str], items: list[Obj] | None) -> None:
+def pod_volume_dirs(runtime_dir: Path, uid: str) -> tuple[Path, Path]:
+    """The pod's own folder and its emptyDir folder under ``runtime_dir`` (both removed with the pod)."""
+    return runtime_dir / "pods" / uid, runtime_dir / "emptydir" / uid
+
+
+def make_dir(folder: Path, mode: int) -> Path:
+    """``folder`` (and missing parents, made ``TRAVERSE_ONLY``) with ``mode`` when it is new."""
+    if not folder.exists():
+        make_dir(folder.parent, TRAVERSE_ONLY)
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            return folder
+        folder.chmod(mode)
+    return folder
+
+
+def _write_files(
+    folder: Path, data: dict[str, str], items: list[Obj] | None, owner: tuple[int, int] | None = None
+) -> None:
+    """The volume's files; with ``owner`` (a Secret's) the folder is 0700 and that uid's, so
+    only the pod's user reaches them, as a runtime's private mount would keep them."""
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    folder.chmod(0o755)
+    folder.chmod(0o755 if owner is None else 0o700)
+    if owner is not None and os.geteuid() == 0:
+        os.chown(folder, *owner)
     chosen = {str(i.get("key")): str(i.get("path", i.get("key"))) for i in items} if items else None
     for key, value in data.items():
         if chosen is not None and key not in chosen:
             continue
-        target = folder / (chosen[key] if chosen else key)
+        relative = chosen[key] if chosen else key
+        target = folder / relative
+        if relative.startswith("/") or ".." in Path(relative).parts or not relative:
+            raise ConfigError(
+                "CreateContainerConfigError", f"volume file {relative!r} would leave its volume"
+            )
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(value)
         target.chmod(0o644)
 
 
-def _volume_folder(pod: Obj, volume: Obj, state_dir: Path, volumes_dir: Path, lookup: Lookup) -> Path:
+def _volume_folder(
+    pod: Obj,
+    volume: Obj,
+    runtime_dir: Path,
+    volumes_dir: Path,
+    lookup: Lookup,
+    owner: tuple[int, int] | None = None,
+) -> Path:
     md = pod.get("metadata") or {}
     namespace, uid, name = str(md.get("namespace", "default")), str(md.get("uid", "")), str(volume["name"])
-    scratch, emptydir = pod_volume_dirs(state_dir, uid)
+    scratch, emptydir = pod_volume_dirs(runtime_dir, uid)
     if "persistentVolumeClaim" in volume:
         claim = str(volume["persistentVolumeClaim"].get("claimName", ""))
         pvc = lookup("persistentvolumeclaims", namespace, claim)
@@ -192,6 +233,9 @@ def _volume_folder(pod: Obj, volume: Obj, state_dir: Path, volumes_dir: Path, lo
         if (pvc.get("metadata") or {}).get("deletionTimestamp"):
             raise ConfigError("ContainerCreating", f'persistentvolumeclaim "{claim}" is being deleted')
         folder = volumes_dir / namespace / claim
+        if not folder.exists():
+            make_dir(folder, SHARED)  # the namespace's folder above it: traverse only
+        return folder
     elif "hostPath" in volume:
         folder = Path(str(volume["hostPath"].get("path", "/")))
     elif "secret" in volume or "configMap" in volume:
@@ -205,10 +249,10 @@ def _volume_folder(pod: Obj, volume: Obj, state_dir: Path, volumes_dir: Path, lo
         raw = (obj or {}).get("data") or {}
         data = {k: (_decode(raw, k) or "") if secret else str(v) for k, v in raw.items()}
         folder = scratch / "volumes" / name
-        _write_files(folder, data, source.get("items"))
+        _write_files(folder, data, source.get("items"), owner if secret else None)
         return folder
     else:  # emptyDir, and any other kind the lab has no special meaning for
-        folder = emptydir / name
+        return make_dir(emptydir / name, SHARED)
     if not folder.exists():
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o755)
@@ -216,9 +260,15 @@ def _volume_folder(pod: Obj, volume: Obj, state_dir: Path, volumes_dir: Path, lo
 
 
 def resolve_mounts(
-    pod: Obj, container: Obj, state_dir: Path, volumes_dir: Path, lookup: Lookup
+    pod: Obj,
+    container: Obj,
+    runtime_dir: Path,
+    volumes_dir: Path,
+    lookup: Lookup,
+    owner: tuple[int, int] | None = None,
 ) -> dict[str, Path]:
-    """``{mountPath: host folder}`` for the container's volumeMounts (folders are created)."""
+    """``{mountPath: host folder}`` for the container's volumeMounts (folders are created);
+    Secret volumes belong to ``owner`` (uid, gid: the container's user), mode 0700."""
     volumes = {str(v.get("name")): v for v in (pod.get("spec") or {}).get("volumes") or [] if v.get("name")}
     mounts: dict[str, Path] = {}
     for mount in container.get("volumeMounts") or []:
@@ -226,11 +276,19 @@ def resolve_mounts(
         volume = volumes.get(vol_name)
         if volume is None:
             raise ConfigError("CreateContainerConfigError", f"volume {vol_name!r} is not defined in the pod")
-        folder = _volume_folder(pod, volume, state_dir, volumes_dir, lookup)
+        folder = _volume_folder(pod, volume, runtime_dir, volumes_dir, lookup, owner)
         sub = str(mount.get("subPath", "")).strip("/")
         if sub:
-            folder = folder / sub
-            folder.mkdir(parents=True, exist_ok=True)
+            if ".." in Path(sub).parts:
+                raise ConfigError("CreateContainerConfigError", f"subPath {sub!r} would leave its volume")
+            mode = folder.stat().st_mode & 0o7777
+            for part in Path(sub).parts:
+                folder = folder / part
+                if folder.is_symlink():
+                    raise ConfigError("CreateContainerConfigError", f"subPath {sub!r} goes through a symlink")
+                if not folder.exists():
+                    folder.mkdir(exist_ok=True)
+                    folder.chmod(mode)
         mounts[str(mount.get("mountPath", ""))] = folder
     return mounts
 

@@ -1,12 +1,12 @@
 """Container probes: readiness, liveness and startup, run the way the real kubelet does.
 
-Handlers: ``exec`` (a host command with the container's environment and working
-folder; exit 0 is success), ``tcpSocket`` (a connect to 127.0.0.1), ``httpGet``
-(a status from 200 to 399). For the engine image an exec probe that calls ``sqlcmd``
-(directly or inside ``sh -c``) is a real SQL ping instead: the ``-Q`` query runs
-through ``psql`` against the pod's port with ``-U``/``-P``/``-d`` when given (user
-``sa`` means ``$LAB_DB_USER``), else ``$LAB_DB_USER``, ``$MSSQL_SA_PASSWORD`` and
-``$LAB_DB_NAME`` (default ``harness``).
+Handlers: ``exec`` (a host command with the container's environment, working
+folder and user, as it runs inside the container; exit 0 is success),
+``tcpSocket`` (a connect to 127.0.0.1), ``httpGet`` (a status from 200 to 399). For
+the engine image an exec probe that calls ``sqlcmd`` (directly or inside ``sh -c``)
+is a real SQL ping instead: the ``-Q`` query runs through ``psql`` against the pod's
+port with ``-U``/``-P``/``-d`` when given (user ``sa`` means ``$LAB_DB_USER``), else
+``$LAB_DB_USER``, ``$MSSQL_SA_PASSWORD`` and ``$LAB_DB_NAME`` (default ``harness``).
 
 Timing follows the probe's ``initialDelaySeconds``, ``periodSeconds`` (10),
 ``timeoutSeconds`` (1), ``successThreshold`` (1) and ``failureThreshold`` (3); the
@@ -27,6 +27,7 @@ from typing import Any
 
 from lab.kubelet.images import host_argv
 from lab.kubelet.podspec import resolve_port
+from lab.kubelet.run_as import RunAs
 from lab.kubelet.runtime import Spawner
 from lab.paths import pg_bindir
 
@@ -43,6 +44,8 @@ class ProbeContext:
     env: dict[str, str]
     cwd: Path
     engine_port: int | None = None
+    #: The container's user (None: the kubelet's own).
+    run_as: RunAs | None = None
 
 
 @dataclass
@@ -218,8 +221,10 @@ def run_probe(spawner: Spawner, spec: Obj, ctx: ProbeContext) -> tuple[bool, str
             if args is not None:
                 return _engine_probe(spawner, args, ctx, timeout)
         began = time.monotonic()
+        own = ctx.run_as is None or ctx.run_as.as_kubelet
+        user = ctx.run_as.popen_kwargs() if ctx.run_as is not None else {}
         try:
-            code, out = spawner.run(host_argv(command), timeout, env=ctx.env, cwd=ctx.cwd)
+            code, out = spawner.run(host_argv(command, own), timeout, env=ctx.env, cwd=ctx.cwd, **user)
         except OSError as exc:
             return False, f"exec probe failed to start: {exc.strerror or exc}"
         if code is None:

@@ -7,7 +7,7 @@
   stderr read through pipes by a :class:`~lab.kubelet.container_log.LogPump` that appends
   CRI log records to the log file (a restart keeps the last run's file as ``previous``; a
   first run moves a file left by an earlier pod of the name aside; the writer rotates the
-  file at 10 MiB), optionally run as another user. It remembers every
+  file at 10 MiB), run as the user :mod:`lab.kubelet.run_as` chose. It remembers every
   process ever seen in its tree (a re-parented grandchild is no longer below the
   root), so when the main process exits or the container is stopped, all of them
   are killed, like a container runtime killing the container's cgroup.
@@ -34,6 +34,7 @@ import psutil
 
 from lab import processes
 from lab.kubelet.container_log import LogPump, start_new_run
+from lab.kubelet.run_as import RunAs
 
 __all__ = ["ContainerProcess", "Spawner", "exit_code", "kill_leftovers", "load_records", "process_table"]
 
@@ -129,7 +130,7 @@ class ContainerProcess:
         log_path: Path,
         record_path: Path,
         record_meta: dict[str, Any],
-        user: str | None = None,
+        run_as: RunAs | None = None,
         keep_previous: bool = False,
     ) -> None:
         self.spawner = spawner
@@ -139,7 +140,7 @@ class ContainerProcess:
         self.log_path = log_path
         self.record_path = record_path
         self.record_meta = record_meta
-        self.user = user
+        self.run_as = run_as
         self.keep_previous = keep_previous
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
@@ -157,9 +158,7 @@ class ContainerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.cwd.mkdir(parents=True, exist_ok=True)
         start_new_run(self.log_path, self.keep_previous)
-        user_kwargs: dict[str, Any] = {}
-        if self.user is not None:
-            user_kwargs = {"user": self.user, "group": self.user, "extra_groups": []}
+        user_kwargs = self.run_as.popen_kwargs() if self.run_as is not None else {}
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         pump: LogPump | None = None

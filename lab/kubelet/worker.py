@@ -11,6 +11,13 @@ A pod whose containers ran under a previous kubelet (a node restart) has them
 started again, ``restartCount`` + 1; with ``restartPolicy: Never`` they count as
 failed instead (exit 137), as on a real node that rebooted.
 
+Each container runs as the user :mod:`lab.kubelet.run_as` chooses, in a working folder
+that user owns, with the pod's service-account token (:mod:`lab.kubelet.sa_token`,
+requested before the first container starts and refreshed while the pod runs). A container
+that cannot start yet (a missing Secret or ServiceAccount, ``runAsNonRoot`` with root)
+waits with ``CreateContainerConfigError`` and a ``Failed`` Warning "Error: ..." (once per
+distinct message); the kubelet retries every second.
+
 The worker's parts: its containers (:mod:`lab.kubelet.slots`), their probes
 (:mod:`lab.kubelet.pod_probes`), the status it publishes (:mod:`lab.kubelet.pod_status`),
 and its Events, log files and final deletion (:mod:`lab.kubelet.pod_lifecycle`; Events
@@ -23,19 +30,20 @@ import logging
 import shutil
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lab import events
 from lab.errors import LabError
 from lab.kubeclient import ApiError, KubeClient
-from lab.kubelet import commit_cost, images, podspec
+from lab.kubelet import podspec
 from lab.kubelet.container_log import log_file_for
+from lab.kubelet.container_setup import PodSetup
 from lab.kubelet.pod_lifecycle import PodEvents, confirm_deleted, retire_pod_logs
 from lab.kubelet.pod_probes import check_probes
 from lab.kubelet.pod_status import StatusPublisher
 from lab.kubelet.probes import ProbeContext, ProbeState
 from lab.kubelet.runtime import ContainerProcess
+from lab.kubelet.sa_token import PodToken
 from lab.kubelet.slots import Slot, adopt_slot, kill_slots, stop_slots
 from lab.kubelet.status import TERMINAL, pod_phase
 
@@ -77,16 +85,20 @@ class PodWorker(threading.Thread):
         self._phase = self._phase if self._phase in TERMINAL else ""
         self._current_phase = self._phase or "Pending"
         self.status = StatusPublisher(self.client, self.namespace, self.pod_name, self.uid, time.time())
-        self.events = PodEvents(
-            self.cfg.server, self.cfg.token, self.cfg.node, self.namespace, self.pod_name, self.uid
-        )
+        self.events = PodEvents(kubelet.events_client, self.cfg.node, self.namespace, self.pod_name, self.uid)
         self.init_slots = [
             adopt_slot(c, True, old.get("initContainerStatuses")) for c in spec.get("initContainers") or []
         ]
         self.slots = [
             adopt_slot(c, False, old.get("containerStatuses")) for c in spec.get("containers") or []
         ]
-        self._scratch, self._emptydir = podspec.pod_volume_dirs(self.cfg.state_dir, self.uid)
+        self._scratch, self._emptydir = podspec.pod_volume_dirs(kubelet.runtime_dir, self.uid)
+        self.token: PodToken | None = None
+        if self.cfg.service_account_tokens:
+            self.token = PodToken(self.client, pod, self._scratch, self.cfg.access.ca_pem)
+        self.setup = PodSetup(
+            self.cfg, kubelet.runtime_dir, kubelet.can_switch, self._scratch, self._lookup, self.token
+        )
 
     # -- feeding ----------------------------------------------------------------------------
 
@@ -127,6 +139,8 @@ class PodWorker(threading.Thread):
                 return
             if self._phase not in TERMINAL:
                 self._sync(pod)
+                if self.token is not None:
+                    self.token.refresh_if_due()
             self._publish(pod)
             self._wake.wait(self.cfg.tick)
             self._wake.clear()
@@ -226,27 +240,18 @@ class PodWorker(threading.Thread):
         st = slot.state
         now = time.monotonic()
         try:
-            mounts = podspec.resolve_mounts(
-                pod, slot.spec, self.cfg.state_dir, self.cfg.volumes, self._lookup
-            )
-            env = podspec.resolve_env(pod, slot.spec, self._lookup, self._base_env(pod, mounts))
-            launch = images.launch_for(slot.spec, env)
-            engine_port = images.engine_port(slot.spec) if launch.is_engine else None
+            prep = self.setup.prepare(pod, slot.spec)
         except podspec.ConfigError as exc:
             self._wait(slot, exc.reason, exc.message, now + CONFIG_RETRY)
             return
         except ApiError as exc:
             self._wait(slot, "ContainerCreating", str(exc), now + CONFIG_RETRY)
             return
-        if engine_port is not None:
-            env["LAB_ENGINE_PORT"] = str(engine_port)
-        if launch.is_engine:
-            env.pop(commit_cost.ENV, None)  # the node's knob, never the pod's
-            if self.cfg.commit_cpu_ms is not None:
-                env[commit_cost.ENV] = f"{self.cfg.commit_cpu_ms:g}"
-        workdir = str(slot.spec.get("workingDir") or "")
-        cwd = podspec.host_path_for(workdir, mounts) if workdir else None
-        cwd = cwd or self._scratch
+        except OSError as exc:
+            message = f"cannot prepare the container's folders: {exc.strerror or exc}: {exc.filename}"
+            self._wait(slot, "CreateContainerConfigError", message, now + CONFIG_RETRY)
+            return
+        launch, env, cwd, engine_port = prep.launch, prep.env, prep.cwd, prep.engine_port
         if slot.has_run:
             if st.state == "terminated":
                 st.last_terminated = st.terminated_view()
@@ -264,6 +269,7 @@ class PodWorker(threading.Thread):
                 "uid": self.uid,
                 "container": st.name,
             },
+            run_as=prep.run_as,
             keep_previous=slot.has_run,
         )
         slot.has_run = True
@@ -287,7 +293,9 @@ class PodWorker(threading.Thread):
         slot.proc, slot.refreshed = proc, now
         st.state, st.reason, st.message, st.exit_code, st.finished_at = "running", "", "", None, None
         st.started_at, st.pid = proc.started_at, proc.pid
-        slot.ctx = ProbeContext(container=slot.spec, env=env, cwd=cwd, engine_port=engine_port)
+        slot.ctx = ProbeContext(
+            container=slot.spec, env=env, cwd=cwd, engine_port=engine_port, run_as=prep.run_as
+        )
         slot.probes = {
             kind: ProbeState(kind, slot.spec[key], proc.started_mono)
             for kind, key in (
@@ -310,29 +318,13 @@ class PodWorker(threading.Thread):
 
     def _wait(self, slot: Slot, reason: str, message: str, retry_at: float) -> None:
         st = slot.state
+        waiting = ("waiting", reason, message)
+        if reason == "CreateContainerConfigError" and (st.state, st.reason, st.message) != waiting:
+            self._event(slot, "Failed", f"Error: {message}", "Warning")  # once per distinct message
         if st.state == "terminated":
             st.last_terminated = st.terminated_view()
         st.state, st.reason, st.message = "waiting", reason, message
         slot.next_start = retry_at
-
-    def _base_env(self, pod: Obj, mounts: dict[str, Path]) -> dict[str, str]:
-        host, port = self.cfg.api_host_port()
-        env = podspec.pass_through_env()
-        env.update(
-            {
-                "HOSTNAME": self.pod_name,
-                "KUBERNETES_SERVICE_HOST": host,
-                "KUBERNETES_SERVICE_PORT": str(port),
-                "KUBERNETES_PORT": f"tcp://{host}:{port}",
-                "LAB_MOUNTS": podspec.mounts_env(mounts),
-                "LAB_NODE_NAME": self.cfg.node,
-                "LAB_POD_NAME": self.pod_name,
-                "LAB_POD_NAMESPACE": self.namespace,
-                "LAB_POD_UID": self.uid,
-                "LAB_SCRATCH": str(self._scratch),
-            }
-        )
-        return env
 
     # -- probes ---------------------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """``python -m lab.operator``: run the lab operator until SIGTERM/SIGINT.
 
-The API server comes from ``--server``, else ``KUBERNETES_SERVICE_HOST`` and
-``KUBERNETES_SERVICE_PORT`` (plain HTTP in the lab; a service-account token is sent
-when one is mounted), else ``--kubeconfig``. A pass runs every ``--interval``
+The API server comes from ``--server``, else the pod's in-cluster configuration
+(``KUBERNETES_SERVICE_HOST``/``KUBERNETES_SERVICE_PORT`` over HTTPS with the
+service-account token and CA the kubelet projected, :func:`client_from`), else
+``--kubeconfig``. A pass runs every ``--interval``
 seconds (default 1) and at once when an MSSQLInstance, one of its pods, an
 MSSQLBackup, MSSQLBackupPolicy, MSSQLRestore or one of the operator's Jobs changes
 (watches). Logs go to stderr, one line per change; passwords never appear.
@@ -30,7 +31,8 @@ from prometheus_client import disable_created_metrics
 
 from lab.controllers.loop import Loop, Watcher
 from lab.errors import LabError
-from lab.kubeclient import ApiError, Kind, KubeClient, user_agent
+from lab.kubeclient import SERVICEACCOUNT_DIR_ENV, ApiError, Kind, KubeClient, user_agent
+from lab.kubeclient_tls import service_account_dir
 from lab.operator.metrics import SD_DIR_ENV, OperatorMetrics, remove_target, write_target
 from lab.operator.node_loss import ENV, NodeLossHandler, policy_from
 from lab.operator.objects import INSTANCES, MANAGED_BY
@@ -39,7 +41,6 @@ from lab.operator.reconcile import Reconciler
 
 __all__ = ["WATCHES", "client_from", "main"]
 
-TOKEN_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 WATCHES: tuple[tuple[Kind | str, str | None], ...] = (
     (INSTANCES, None),
     ("pods", "app=mssql"),
@@ -54,14 +55,26 @@ _AGENT = user_agent("mssql-lab-operator")  # the field manager of what the opera
 
 
 def client_from(server: str | None, kubeconfig: Path | None, environ: dict[str, str]) -> KubeClient:
-    """The API client: ``server``, else the in-cluster variables, else ``kubeconfig``."""
-    token = TOKEN_FILE.read_text().strip() if TOKEN_FILE.exists() else ""
+    """The API client: ``server``, else the pod's in-cluster configuration, else ``kubeconfig``.
+
+    In a pod (``KUBERNETES_SERVICE_HOST``/``PORT`` set) it is
+    :meth:`~lab.kubeclient.KubeClient.in_cluster`: HTTPS, trusting the ``ca.crt`` of the
+    service-account folder the kubelet projected (``LAB_SERVICEACCOUNT_DIR``) and sending its
+    ``token``, re-read when the kubelet refreshes it; a pod without a token fails (LabError),
+    it never falls back to anonymous plain HTTP. ``--server`` names the address itself (a
+    bare test server): with the pod's token and CA when a service-account folder is named,
+    else without credentials.
+    """
     if server:
-        return KubeClient(server, token, user_agent=_AGENT)
-    host, port = environ.get("KUBERNETES_SERVICE_HOST"), environ.get("KUBERNETES_SERVICE_PORT")
-    if host and port:
-        host = f"[{host}]" if ":" in host else host
-        return KubeClient(f"http://{host}:{port}", token, user_agent=_AGENT)
+        folder = environ.get(SERVICEACCOUNT_DIR_ENV)
+        if folder:
+            account = service_account_dir(folder)
+            return KubeClient(
+                server, user_agent=_AGENT, token_file=account.token_file, ca_file=account.ca_file
+            )
+        return KubeClient(server, user_agent=_AGENT)
+    if environ.get("KUBERNETES_SERVICE_HOST") and environ.get("KUBERNETES_SERVICE_PORT"):
+        return KubeClient.in_cluster(environ, user_agent=_AGENT)
     if kubeconfig is not None:
         return KubeClient.from_kubeconfig(kubeconfig, user_agent=_AGENT)
     raise LabError("no API server: set KUBERNETES_SERVICE_HOST/PORT, or pass --server or --kubeconfig")

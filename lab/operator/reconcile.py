@@ -5,9 +5,14 @@ there are any, the operator's pods, Secrets, Services and StatefulSets (by label
 then for each instance:
 
 1. the port: ``spec.port`` if set, else the one recorded in the annotation
-   ``mssql.example.com/port``, else the lowest free loopback port in
-   :data:`PORT_RANGE` not claimed by another instance, recorded in the annotation
-   (a patch carrying the resourceVersion, so two operators cannot both pick);
+   ``mssql.example.com/port`` (kept for the life of the instance, across pod restarts),
+   else the lowest free loopback port of the lab's block not claimed by another
+   instance, recorded in the annotation (a patch carrying the resourceVersion, so two
+   operators cannot both pick). The lab's id and block come from the ConfigMap
+   ``kube-system/lab-identity`` (:mod:`lab.operator.lab_identity`); without it (a real
+   cluster) the block is :data:`PORT_RANGE`, and when it cannot be read no instance is
+   reconciled (``ReconcileError`` naming the fix). A recorded port outside the lab's
+   block (the lab came back with another block) is replaced by one inside it;
 2. the objects of :mod:`lab.operator.objects`, created when missing and the Service
    and StatefulSet updated (PUT) when what the operator wants changed;
 3. the status, patched when anything but the heartbeat changed, and at least every
@@ -21,6 +26,10 @@ then for each instance:
    ``RestoreFailed`` and a ``RestoreFailed`` condition carrying the restore's reason.
 
 4. the claim ``<name>-backups`` (the instance's backup store), created when missing.
+
+In a lab the StatefulSet's container also gets ``LAB_ID`` and ``LAB_INSTANCE``
+(:func:`lab.operator.lab_identity.with_identity`), which the engine records in the tenant
+database for the harness's identity check.
 
 After the instances, :class:`lab.operator.protection.DataProtection` reconciles
 backups, backup policies and restores. Every object reconciled (and every failure) is
@@ -47,6 +56,7 @@ from typing import Any
 from common.times import format_time, parse_time
 from lab.events import record
 from lab.kubeclient import ApiError, KubeClient
+from lab.operator.lab_identity import IdentityReader, LabIdentity, with_identity
 from lab.operator.metrics import OperatorMetrics
 from lab.operator.objects import (
     GROUP,
@@ -68,6 +78,7 @@ from lab.operator.objects import (
     secret_name,
 )
 from lab.operator.protection import DataProtection
+from lab.ports import format_range
 
 __all__ = ["COMPONENT", "ENDPOINT_HOST", "HEARTBEAT", "PORT_RANGE", "Reconciler", "allocate_port"]
 
@@ -144,6 +155,9 @@ class Reconciler:
         self.metrics = metrics or OperatorMetrics()
         self.protection = DataProtection(client, ENDPOINT_HOST, clock, metrics=self.metrics)
         self._readiness: dict[Key, bool] = {}
+        self.identity = IdentityReader(client)
+        self._lab: LabIdentity | None = None  # this pass's identity
+        self._lab_problem: ApiError | None = None  # why this pass has none although it needs one
 
     # -- the pass --------------------------------------------------------------------------
 
@@ -155,6 +169,13 @@ class Reconciler:
             self.metrics.instances({})
             self.protection.reconcile_all([], {})
             return
+        try:
+            self._lab, self._lab_problem = self.identity.read(), None
+        except ApiError as exc:
+            if exc.code == 0:
+                raise
+            log.warning("%s", exc)
+            self._lab, self._lab_problem = None, exc
         pods = {_key(p): p for p in self.client.list("pods", labels="app=mssql")}
         secrets = {_key(s) for s in self.client.list("secrets", labels=_MANAGED)}
         claims = {_key(c) for c in self.client.list("persistentvolumeclaims", labels=_MANAGED)}
@@ -192,12 +213,17 @@ class Reconciler:
         taken: set[int],
     ) -> None:
         ns, name = _key(instance)
+        if self._lab_problem is not None:
+            raise self._lab_problem  # fail closed: no port or engine without the lab's identity
         port = self._port(instance, taken)
         if (ns, secret_name(name)) not in secrets:
             self._create("secrets", desired_secret(instance, new_password()), ns, instance)
             secrets.add((ns, secret_name(name)))
         self._apply("services", desired_service(instance, port), services.get((ns, name)), instance)
-        self._apply("statefulsets", desired_statefulset(instance, port), sets.get((ns, name)), instance)
+        statefulset = desired_statefulset(instance, port)
+        if self._lab is not None:
+            with_identity(statefulset, self._lab.lab_id, f"{ns}/{name}")
+        self._apply("statefulsets", statefulset, sets.get((ns, name)), instance)
         pod = pods.get((ns, f"{name}-0"))
         if pod is not None and (pod["metadata"].get("labels") or {}).get(INSTANCE_LABEL) != name:
             pod = None
@@ -208,11 +234,22 @@ class Reconciler:
     def _port(self, instance: Obj, taken: set[int]) -> int:
         ns, name = _key(instance)
         annotations = instance["metadata"].get("annotations") or {}
+        low, high = self._lab.ports if self._lab is not None else PORT_RANGE
+        explicit = (instance.get("spec") or {}).get("port") is not None
         port = _claimed_port(instance)
-        if port is not None and annotations.get(PORT_ANNOTATION) == str(port):
+        if port is not None and not explicit and not low <= port < high:
+            log.info(
+                "%s/%s: port %d is outside this lab's engine ports %s: moving it",
+                ns,
+                name,
+                port,
+                format_range((low, high)),
+            )
+            port = None
+        elif port is not None and annotations.get(PORT_ANNOTATION) == str(port):
             return port
         if port is None:
-            port = allocate_port(taken)
+            port = allocate_port(taken, low, high)
         patch = {
             "metadata": {
                 "resourceVersion": instance["metadata"]["resourceVersion"],

@@ -73,16 +73,21 @@ def query(tenant: Any, sql: str, params: tuple[Any, ...], timeout: float) -> lis
     """Run one query, retrying connection failures until ``timeout`` (the instance may be starting)."""
     import pyodbc
 
+    from loadgen.identity import WrongServer, connect_tenant
     from loadgen.tenants import redact
 
     deadline = time.monotonic() + timeout
     while True:
         try:
-            conn = pyodbc.connect(tenant.connection_string(), autocommit=True, timeout=5)
+            conn = connect_tenant(tenant, 5)
             try:
                 return list(conn.execute(sql, params).fetchall())
             finally:
                 conn.close()
+        except WrongServer as exc:  # the instance may be starting: its engine records the lab id then
+            if time.monotonic() >= deadline:
+                raise ProbeError(str(exc)) from None
+            time.sleep(1.0)
         except pyodbc.Error as exc:
             if time.monotonic() >= deadline:
                 text = redact(str(exc.args[-1] if exc.args else exc)).splitlines()

@@ -81,6 +81,7 @@ def _check_verifyonly(
     import pyodbc
 
     from loadgen.backup_sql import backup_sql
+    from loadgen.identity import connect_tenant
 
     connected = instance_tenant(instance, namespace, configuration, timeout)
     try:
@@ -103,7 +104,7 @@ def _check_verifyonly(
         problems = [f"{r['name']}: written without checksums" for r in rows if not r["checksums"]]
         problems += [f"{r['name']}: marked damaged" for r in rows if r["damaged"]]
         problems += [f"log chain broken between {g['after']} and {g['before']}" for g in lsn_gaps(rows)]
-        conn = pyodbc.connect(tenant.connection_string(), autocommit=True, timeout=10)
+        conn = connect_tenant(tenant, 10)
         try:
             for row in rows:
                 cursor = conn.execute(sql.verify_only, (row["name"],))

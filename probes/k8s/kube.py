@@ -50,15 +50,28 @@ DEFAULT_OPERATOR_SELECTOR = "app=mssql-operator"
 
 
 def api_client(secrets: Mapping[str, Any] | None = None) -> Any:
-    """A client for the configured API server; ProbeError when KUBECONFIG names no file."""
+    """A client for the configured API server; ProbeError when KUBECONFIG names no file.
+
+    With ``KUBECONFIG`` naming a file, the client is built from that file as it is now:
+    chaostoolkit-kubernetes would load the Python client's default location, which the
+    client fixes when it is first imported, so a ``KUBECONFIG`` set later (a var file, a
+    test) would be missed. Otherwise chaostoolkit-kubernetes decides (in-cluster, its
+    secrets, ``~/.kube/config``).
+    """
     from chaosk8s import create_k8s_api_client
 
     named = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
-    if named and not any(Path(p).is_file() for p in named):
+    found = [p for p in named if Path(p).is_file()]
+    if named and not found:
         raise ProbeError(
             f"KUBECONFIG names {os.pathsep.join(named)}, which does not exist: "
             "set KUBECONFIG to your cluster's kubeconfig file"
         )
+    if found:
+        from kubernetes import config
+
+        context = (secrets or {}).get("KUBERNETES_CONTEXT") or os.environ.get("KUBERNETES_CONTEXT") or None
+        return config.new_client_from_config(config_file=found[0], context=context)
     return create_k8s_api_client(dict(secrets or {}))
 
 

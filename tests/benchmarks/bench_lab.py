@@ -18,13 +18,16 @@ project's own ``.lab/`` is never used: every ``python -m lab`` runs with
    the CPU the lab's processes used while coming up, by component, and ``down``'s wall
    time. A lab is started only while every port on which another running lab's
    PostgreSQL was seen listening is listening again (see :class:`_Quiet`).
-2. **list latency**: one API server alone (``start_api_server(data, pod_removal_grace=0)``,
-   durable state), ``--pods`` pods in namespace ``x`` with labels and a kubelet-like
-   status; then from one ``requests.Session`` ``--requests`` timed
+2. **list latency**: one API server alone (durable state; ``--transport tls``, the default,
+   serves it as the lab does: TLS, a bearer token, an RBAC decision per request, see
+   :mod:`tests.benchmarks.bench_lab_access`; ``--transport plain`` without them),
+   ``--pods`` pods in namespace ``x`` with labels and a kubelet-like status; then from
+   one ``requests.Session`` ``--requests`` timed
    ``GET /api/v1/namespaces/x/pods`` as JSON, as many with the Table ``Accept`` header
    kubectl sends, and both again with a ``labelSelector`` matching 10 pods. The peer is
    a trivial aiohttp server in its own process answering every request with the bytes
-   the lab served for it (pre-serialised): the floor of the HTTP stack on this machine.
+   the lab served for it (pre-serialised, over the same TLS when the lab's is): the floor
+   of the HTTP stack on this machine.
    Lab and peer requests alternate one by one, so both see the same background.
 3. **watch event latency**: a watch open on the pods of namespace ``w`` (read in its own
    thread); ``--pods`` pods created, then each patched (merge patch of a label), one at
@@ -57,6 +60,7 @@ import platform
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -71,9 +75,10 @@ from typing import Any
 import psutil
 import requests
 
-from lab.api.process import ApiServerProcess, spawn_listening, start_api_server
+from lab.api.process import ApiServerProcess, spawn_listening
 from lab.errors import LabError
 from lab.paths import project_root
+from tests.benchmarks.bench_lab_access import TRANSPORTS, peer_tls, start_server
 
 __all__ = [
     "GOAL_LIST_P99_MS",
@@ -596,11 +601,11 @@ def _running_status(i: int) -> dict[str, Any]:
 
 
 class _Api:
-    """Plain HTTP calls on one session, raising BenchError on an error answer."""
+    """HTTP calls on one session (the transport's credentials), raising BenchError on an error answer."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, session: requests.Session | None = None) -> None:
         self.url = url
-        self.session = requests.Session()
+        self.session = session or requests.Session()
 
     def call(self, method: str, path: str, body: Any = None, content_type: str = "application/json") -> Any:
         resp = self.session.request(
@@ -662,8 +667,9 @@ def serve_peer(folder: Path) -> int:
     """Serve the pre-serialised answers in ``folder`` (``<variant>.json``) until SIGTERM.
 
     A request's variant is ``table`` when its Accept header asks for a Table, else
-    ``json``; ``-sel`` is appended when it has a ``labelSelector``. Prints
-    ``listening on <url>`` first, like the lab's servers.
+    ``json``; ``-sel`` is appended when it has a ``labelSelector``. With ``tls.crt`` and
+    ``tls.key`` in ``folder`` it serves HTTPS. Prints ``listening on <url>`` first, like the
+    lab's servers.
     """
     from aiohttp import web
 
@@ -680,10 +686,15 @@ def serve_peer(folder: Path) -> int:
         app.router.add_get("/{tail:.*}", handle)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        context = None
+        if (folder / "tls.crt").exists():
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(folder / "tls.crt", folder / "tls.key")
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
         await site.start()
         port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
-        print(f"listening on http://127.0.0.1:{port}", flush=True)
+        scheme = "https" if context is not None else "http"
+        print(f"listening on {scheme}://127.0.0.1:{port}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -713,15 +724,18 @@ def _fill(api: _Api, namespace: str, pods: int) -> None:
         )
 
 
-def measure_lists(workdir: Path, pods: int, count: int, warmup: int = 20) -> list[ListResult]:
+def measure_lists(
+    workdir: Path, pods: int, count: int, warmup: int = 20, transport: str = "tls"
+) -> list[ListResult]:
     """List latency of a lone API server holding ``pods`` pods, against the peer (see module doc)."""
     data, peer_dir = workdir / "api", workdir / "peer"
     peer_dir.mkdir(parents=True, exist_ok=True)
-    server = start_api_server(data, pod_removal_grace=0)
+    access = start_server(data, transport)
+    server = access.server
     peer: ApiServerProcess | None = None
     try:
-        api = _Api(server.url)
-        _fill(api, _LIST_NS, pods)
+        _fill(_Api(server.url, access.session(admin=True)), _LIST_NS, pods)
+        api = _Api(server.url, access.session())
         path = f"/api/v1/namespaces/{_LIST_NS}/pods"
         variants = {
             "json": (path, "application/json"),
@@ -739,8 +753,10 @@ def measure_lists(workdir: Path, pods: int, count: int, warmup: int = 20) -> lis
         for variant, want in expected.items():
             if sizes[variant][0] != want:
                 raise BenchError(f"list {variant} returned {sizes[variant][0]} items, expected {want}")
+        peer_tls(access, peer_dir)
         peer = _start_peer(peer_dir)
-        peer_session = requests.Session()
+        peer_session = access.session()
+        peer_session.headers.pop("Authorization", None)
         lab_proc, peer_proc = psutil.Process(server.pid), psutil.Process(peer.pid)
         results = []
         for variant, (suffix, accept) in variants.items():
@@ -833,16 +849,17 @@ class _WatchReader(threading.Thread):
             return self.arrived[rv]
 
 
-def measure_watch(workdir: Path, writes: int) -> list[WatchResult]:
+def measure_watch(workdir: Path, writes: int, transport: str = "tls") -> list[WatchResult]:
     """Create, then patch, ``writes`` pods one at a time with a watch open (see module doc)."""
     data = workdir / "api-watch"
-    server = start_api_server(data, pod_removal_grace=0)
+    access = start_server(data, transport)
+    server = access.server
     try:
-        api = _Api(server.url)
+        api = _Api(server.url, access.session())
         api.namespace(_WATCH_NS)
         base = f"/api/v1/namespaces/{_WATCH_NS}/pods"
         rv = api.call("GET", base)["metadata"]["resourceVersion"]
-        watch_session = requests.Session()
+        watch_session = access.session()
         resp = watch_session.get(
             f"{server.url}{base}?watch=true&resourceVersion={rv}&timeoutSeconds=600", stream=True, timeout=30
         )
@@ -1087,6 +1104,12 @@ def main(argv: list[str] | None = None) -> int:
         default=list(_PARTS),
         help="what to measure, comma-separated: up, list, watch (default all)",
     )
+    parser.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default="tls",
+        help="list and watch over TLS with a token and RBAC, as the lab serves (default), or plain HTTP",
+    )
     parser.add_argument("--out", type=Path, help="also write the results as JSON to this file")
     parser.add_argument("--serve-peer", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -1111,11 +1134,11 @@ def main(argv: list[str] | None = None) -> int:
         if "list" in args.parts:
             quiet.wait()
             _say(f"list latency with {args.pods} pods ...")
-            results.lists = measure_lists(workdir, args.pods, args.requests)
+            results.lists = measure_lists(workdir, args.pods, args.requests, transport=args.transport)
         if "watch" in args.parts:
             quiet.wait()
             _say(f"watch event latency, {args.pods} creates and {args.pods} patches ...")
-            results.watches = measure_watch(workdir, args.pods)
+            results.watches = measure_watch(workdir, args.pods, transport=args.transport)
         machine = _machine()
     except (BenchError, LabError, requests.RequestException, subprocess.TimeoutExpired) as exc:
         _say(f"failed: {exc}")
@@ -1135,6 +1158,8 @@ def main(argv: list[str] | None = None) -> int:
             "watch": [asdict(w) for w in results.watches],
         }
         args.out.write_text(json.dumps(payload, indent=2) + "\n")
+    if "list" in args.parts or "watch" in args.parts:
+        print(f"transport for list and watch: {args.transport}")
     print(format_report(results.ups, results.lists, results.watches, machine, args.tenants, args.nodes))
     return 0
 
