@@ -91,11 +91,23 @@ class Holding:
     def owner_present(self) -> bool:
         """False when the lab's folder or marker is gone or names another lab; True when unsure."""
         try:
-            data = json.loads((Path(self.owner_dir) / MARKER).read_text())
+            # the registry is anyone's to edit: never follow a link, never block on a FIFO
+            fd = os.open(
+                Path(self.owner_dir) / MARKER, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+            )
         except (FileNotFoundError, NotADirectoryError):
             return False
+        except OSError:
+            return True  # unreadable (another user's folder): cannot tell it is gone
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return False  # not a marker this module writes
+            with os.fdopen(fd, "rb", closefd=False) as fh:
+                data = json.loads(fh.read(65536))
         except (OSError, ValueError):
-            return True  # unreadable (another user's folder) or half-written: cannot tell it is gone
+            return True  # half-written: cannot tell it is gone
+        finally:
+            os.close(fd)
         return not isinstance(data, dict) or data.get("lab_id") == self.lab_id
 
     def verdict(self) -> str:

@@ -316,3 +316,44 @@ def test_an_object_stored_before_the_checks_keeps_its_status_and_metadata_writab
     with pytest.raises(ApiError) as refused:  # a write to the spec is judged as it stands
         verbs.patch(state, rt, NS, "legacy", MERGE, json.dumps({"spec": {"minReadySeconds": 1}}).encode())
     assert refused.value.code == 422 and "spec.replicas" in str(refused.value)
+
+
+def test_names_and_paths_that_would_leave_their_folder_on_the_host_are_refused(
+    server: ApiServerProcess,
+) -> None:
+    """The kubelet turns these strings into host paths (as root): refused as Kubernetes refuses them."""
+    pods = _url(server, f"/api/v1/namespaces/{NS}/pods")
+    cases: list[tuple[str, Any, str]] = []
+    pod = pod_body("bad-name")
+    pod["spec"]["containers"][0]["name"] = "y/../../../escaped"
+    cases.append(("container name", pod, 'spec.containers[0].name: Invalid value: "y/../../../escaped"'))
+    pod = pod_body("bad-item")
+    pod["spec"]["volumes"] = [
+        {"name": "cfg", "configMap": {"name": "c", "items": [{"key": "k", "path": "../x.pth"}]}}
+    ]
+    cases.append(
+        (
+            "item path",
+            pod,
+            "spec.volumes[0].configMap.items[0].path: Invalid value: \"../x.pth\": must not contain '..'",
+        )
+    )
+    pod = pod_body("bad-subpath")
+    pod["spec"]["volumes"] = [{"name": "scratch", "emptyDir": {}}]
+    pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "scratch", "mountPath": "/s", "subPath": "/etc"}]
+    cases.append(("subPath", pod, 'volumeMounts[0].subPath: Invalid value: "/etc": must be a relative path'))
+    pod = pod_body("bad-volume")
+    pod["spec"]["volumes"] = [{"name": "..", "emptyDir": {}}]
+    cases.append(("volume name", pod, 'spec.volumes[0].name: Invalid value: ".."'))
+    for what, body, message in cases:
+        code, answer = http(pods, "POST", body)
+        assert code == 422 and message in answer["message"], (what, answer)
+    configmaps = _url(server, f"/api/v1/namespaces/{NS}/configmaps")
+    code, answer = http(
+        configmaps,
+        "POST",
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"../k": "v"}},
+    )
+    assert code == 422 and 'data[../k]: Invalid value: "../k": a valid config key' in answer["message"], (
+        answer
+    )

@@ -149,6 +149,21 @@ def test_a_deleted_or_reused_lab_folder_frees_its_block_at_once(tmp_path: Path, 
     assert sorted(_verdicts(registry)) == ["lab-live", "lab-next"]
 
 
+def test_a_marker_that_is_a_fifo_or_a_link_cannot_block_or_fool_a_claim(tmp_path: Path, registry: Path) -> None:
+    fifo, linked = _owner(tmp_path, "fifo"), _owner(tmp_path, "linked")
+    claim_range("lab-fifo", fifo, pid=_dead_pid(), registry=registry)
+    claim_range("lab-linked", linked, pid=_dead_pid(), registry=registry)
+    (fifo / MARKER).unlink()
+    os.mkfifo(fifo / MARKER)  # anyone may edit the registry: a FIFO would block a plain read
+    real = tmp_path / "elsewhere.json"
+    real.write_text((linked / MARKER).read_text())
+    (linked / MARKER).unlink()
+    (linked / MARKER).symlink_to(real)
+    began = time.monotonic()
+    assert _verdicts(registry) == {"lab-fifo": "gone", "lab-linked": "crashed"}
+    assert time.monotonic() - began < 5
+
+
 def test_a_stopped_lab_keeps_its_block_while_others_have_room(tmp_path: Path, registry: Path) -> None:
     span = {"low": 20000, "high": 20400}  # room for two blocks
     stopped = claim_range(

@@ -1,12 +1,13 @@
 """The names and paths of a pod spec that become host paths in the lab, checked as Kubernetes does.
 
 The lab's kubelet runs as root and turns some pod-spec strings into paths on the host: a
-container's name (its log file), a Secret or ConfigMap volume's ``items[].path`` and a
-``volumeMounts[].subPath`` (folders under the volume), and a Secret's or ConfigMap's keys
-(file names). Kubernetes' validation refuses the strings that would leave their folder, and
-so does the lab, with the same messages (422, first error only):
+container's name (its log file), a volume's name (its folder), a Secret or ConfigMap
+volume's ``items[].path`` and a ``volumeMounts[].subPath`` (folders under the volume), and
+a Secret's or ConfigMap's keys (file names). Kubernetes' validation refuses the strings
+that would leave their folder, and so does the lab, with the same messages (422, first
+error only):
 
-- container names are RFC 1123 labels (``ValidateDNS1123Label``);
+- container and volume names are RFC 1123 labels (``ValidateDNS1123Label``);
 - ``items[].path`` and ``subPath`` are relative paths without a ``..`` element
   (``validateLocalDescendingPath``);
 - ConfigMap and Secret keys consist of alphanumerics, ``-``, ``_`` or ``.`` and are not
@@ -65,6 +66,16 @@ def check_pod_paths(rt: ResourceType, name: str, spec: dict[str, Any], at: str) 
     for index, volume in enumerate(_list(spec.get("volumes"))):
         if not isinstance(volume, dict):
             continue
+        vname = volume.get("name")
+        if not isinstance(vname, str) or not _LABEL.match(vname) or len(vname) > 63:
+            raise invalid(
+                rt.kind,
+                name,
+                f"{at}.volumes[{index}].name",
+                f'Invalid value: "{vname}": a lowercase RFC 1123 label must consist of lower case '
+                "alphanumeric characters or '-', and must start and end with an alphanumeric character",
+                rt.group,
+            )
         for source in ("secret", "configMap"):
             items = (volume.get(source) or {}).get("items") if isinstance(volume.get(source), dict) else None
             for number, item in enumerate(_list(items)):

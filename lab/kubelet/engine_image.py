@@ -50,6 +50,7 @@ import ctypes
 import hashlib
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -124,7 +125,6 @@ def archive_settings(store: Path) -> list[str]:
 
 
 def _prepare_store(store: Path) -> None:
-    store.chmod(0o755)
     _own(store, 0o755)
     for sub in ("wal", "full", "log", "restores"):
         (store / sub).mkdir(exist_ok=True)
@@ -132,15 +132,26 @@ def _prepare_store(store: Path) -> None:
 
 
 def _own(path: Path, mode: int) -> None:
+    """Give ``path`` to the server's user with ``mode``; a symbolic link is refused, never
+    followed: a claim folder is reachable by other local users, and this runs as root."""
+    if path.is_symlink():
+        raise LabError(
+            f"{path} is a symbolic link: remove it (the engine does not change what a link points to)"
+        )
     user = server_user()
     if user is not None:
-        shutil.chown(path, user, user)
+        entry = pwd.getpwnam(user)
+        os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
     path.chmod(mode)
 
 
 def _prepare(home: Path) -> tuple[Path, Path]:
     """The data directory (initialised if new) and the socket folder under ``home``."""
     home.mkdir(parents=True, exist_ok=True)
+    if home.is_symlink():
+        raise LabError(
+            f"{home} is a symbolic link: remove it (the engine does not change what a link points to)"
+        )
     home.chmod(0o755)
     data = home / "data"
     if not (data / "PG_VERSION").exists():

@@ -224,6 +224,8 @@ def _volume_folder(
 ) -> Path:
     md = pod.get("metadata") or {}
     namespace, uid, name = str(md.get("namespace", "default")), str(md.get("uid", "")), str(volume["name"])
+    if not name or "/" in name or name in (".", ".."):  # the API refuses such names: never leave the folder
+        raise ConfigError("CreateContainerConfigError", f"volume name {name!r} is not a folder name")
     scratch, emptydir = pod_volume_dirs(runtime_dir, uid)
     if "persistentVolumeClaim" in volume:
         claim = str(volume["persistentVolumeClaim"].get("claimName", ""))
@@ -248,7 +250,8 @@ def _volume_folder(
             raise ConfigError("ContainerCreating", f'{what} "{ref}" not found')
         raw = (obj or {}).get("data") or {}
         data = {k: (_decode(raw, k) or "") if secret else str(v) for k, v in raw.items()}
-        folder = scratch / "volumes" / name
+        # a Secret's copy belongs to one user: containers of other users get their own
+        folder = scratch / "volumes" / (f"{name}.uid-{owner[0]}" if secret and owner else name)
         _write_files(folder, data, source.get("items"), owner if secret else None)
         return folder
     else:  # emptyDir, and any other kind the lab has no special meaning for
