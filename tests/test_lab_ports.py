@@ -149,7 +149,7 @@ def test_a_deleted_or_reused_lab_folder_frees_its_block_at_once(tmp_path: Path, 
     assert sorted(_verdicts(registry)) == ["lab-live", "lab-next"]
 
 
-def test_a_marker_that_is_a_fifo_or_a_link_cannot_block_or_fool_a_claim(tmp_path: Path, registry: Path) -> None:
+def test_a_marker_that_is_a_fifo_or_a_link_cannot_block_a_claim(tmp_path: Path, registry: Path) -> None:
     fifo, linked = _owner(tmp_path, "fifo"), _owner(tmp_path, "linked")
     claim_range("lab-fifo", fifo, pid=_dead_pid(), registry=registry)
     claim_range("lab-linked", linked, pid=_dead_pid(), registry=registry)

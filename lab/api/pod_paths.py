@@ -43,22 +43,25 @@ def _descending(rt: ResourceType, name: str, field: str, value: Any) -> None:
         raise invalid(rt.kind, name, field, f"Invalid value: \"{value}\": must not contain '..'", rt.group)
 
 
+def _label(rt: ResourceType, name: str, field: str, value: Any) -> None:
+    if not isinstance(value, str) or not _LABEL.match(value) or len(value) > 63:
+        raise invalid(
+            rt.kind,
+            name,
+            field,
+            f'Invalid value: "{value}": a lowercase RFC 1123 label must consist of lower case '
+            "alphanumeric characters or '-', and must start and end with an alphanumeric character",
+            rt.group,
+        )
+
+
 def check_pod_paths(rt: ResourceType, name: str, spec: dict[str, Any], at: str) -> None:
     """422 for a container name, volume item path or subPath that could leave its folder."""
     for kind in ("initContainers", "containers", "ephemeralContainers"):
         for index, container in enumerate(_list(spec.get(kind))):
             if not isinstance(container, dict):
                 continue
-            cname = container.get("name")
-            if not isinstance(cname, str) or not _LABEL.match(cname) or len(cname) > 63:
-                raise invalid(
-                    rt.kind,
-                    name,
-                    f"{at}.{kind}[{index}].name",
-                    f'Invalid value: "{cname}": a lowercase RFC 1123 label must consist of lower case '
-                    "alphanumeric characters or '-', and must start and end with an alphanumeric character",
-                    rt.group,
-                )
+            _label(rt, name, f"{at}.{kind}[{index}].name", container.get("name"))
             for number, mount in enumerate(_list(container.get("volumeMounts"))):
                 if isinstance(mount, dict):
                     field = f"{at}.{kind}[{index}].volumeMounts[{number}].subPath"
@@ -66,16 +69,7 @@ def check_pod_paths(rt: ResourceType, name: str, spec: dict[str, Any], at: str) 
     for index, volume in enumerate(_list(spec.get("volumes"))):
         if not isinstance(volume, dict):
             continue
-        vname = volume.get("name")
-        if not isinstance(vname, str) or not _LABEL.match(vname) or len(vname) > 63:
-            raise invalid(
-                rt.kind,
-                name,
-                f"{at}.volumes[{index}].name",
-                f'Invalid value: "{vname}": a lowercase RFC 1123 label must consist of lower case '
-                "alphanumeric characters or '-', and must start and end with an alphanumeric character",
-                rt.group,
-            )
+        _label(rt, name, f"{at}.volumes[{index}].name", volume.get("name"))
         for source in ("secret", "configMap"):
             items = (volume.get(source) or {}).get("items") if isinstance(volume.get(source), dict) else None
             for number, item in enumerate(_list(items)):
