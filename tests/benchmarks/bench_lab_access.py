@@ -88,16 +88,18 @@ def start_server(data: Path, transport: str) -> Access:
     server = start_api_server(data, pod_removal_grace=0, pki=pki, token_auth_file=tokens)
     access = Access(server, transport, pki.ca_cert, admin, user)
     setup = access.session(admin=True)
-    for path, body in (
-        ("/apis/rbac.authorization.k8s.io/v1/clusterroles", _ROLE),
-        ("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", _BINDING),
-    ):
-        resp = setup.post(
-            server.url + path, data=json.dumps(body), headers={"Content-Type": "application/json"}, timeout=30
-        )
-        if resp.status_code != 201:
-            server.stop()
-            raise RuntimeError(f"POST {path}: {resp.status_code} {resp.text[:200]}")
+    try:
+        for path, body in (
+            ("/apis/rbac.authorization.k8s.io/v1/clusterroles", _ROLE),
+            ("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", _BINDING),
+        ):
+            headers = {"Content-Type": "application/json"}
+            resp = setup.post(server.url + path, data=json.dumps(body), headers=headers, timeout=30)
+            if resp.status_code != 201:
+                raise RuntimeError(f"POST {path}: {resp.status_code} {resp.text[:200]}")
+    except BaseException:
+        server.stop()  # started here, so stopped here whatever went wrong
+        raise
     return access
 
 
