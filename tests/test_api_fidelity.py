@@ -404,8 +404,11 @@ def _main(node: Node, pod: str) -> dict[str, Any]:
 
 
 #: First run: two lines and exit 1; second run: two lines, a line longer than a CRI record, then sleep.
+# stdout and stderr are two pipes, read apart (as by a runtime): the pause after the stderr
+# line lets it reach the log before the last stdout lines, whose order the test checks.
 RESTARTING = (
     'n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count; echo "run $n"; echo "warn $n" >&2; '
+    "sleep 0.5; "
     'if [ $n -lt 2 ]; then exit 1; fi; head -c 40000 /dev/zero | tr "\\0" x; echo; echo "end $n"; sleep 600'
 )
 
