@@ -44,7 +44,9 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from lab.api.authz import Attributes
+from lab.api.fields import dig
 from lab.api.identity import UserInfo, service_account_user
+from lab.api.spec_checks import TEMPLATES as CHECKED_TEMPLATES
 from lab.api.status import forbidden
 from lab.kubelet.images import is_host_command
 
@@ -67,15 +69,8 @@ UNPRIVILEGED_IDS = 100_000
 NOBODY = 65534
 #: Who creates pods from templates admitted when they were written.
 CONTROLLERS = frozenset({"system:kube-controller-manager"})
-#: Where each workload kind keeps its pod template.
-TEMPLATES: dict[str, tuple[str, ...]] = {
-    "deployments.apps": ("spec", "template"),
-    "replicasets.apps": ("spec", "template"),
-    "statefulsets.apps": ("spec", "template"),
-    "daemonsets.apps": ("spec", "template"),
-    "jobs.batch": ("spec", "template"),
-    "cronjobs.batch": ("spec", "jobTemplate", "spec", "template"),
-}
+#: Where each workload kind keeps its pod template's spec: the paths the spec checks read.
+TEMPLATES: dict[str, tuple[str, ...]] = {key: path for key, (path, _policies) in CHECKED_TEMPLATES.items()}
 
 Obj = dict[str, Any]
 
@@ -209,17 +204,10 @@ def admit_template(obj: Obj, key: str, user: UserInfo, authorizer: Decider) -> N
     """Admit the pod template of workload ``obj`` (stored under ``key``, e.g. ``statefulsets.apps``)
     as :func:`admit` admits a pod, against ``user``, who writes the workload."""
     path = TEMPLATES.get(key)
-    if path is None:
-        return
-    template: Any = obj
-    for part in path:
-        template = template.get(part) if isinstance(template, dict) else None
-    if not isinstance(template, dict):
+    spec = dig(obj, *path) if path is not None else None
+    if not isinstance(spec, dict):
         return
     md = obj.get("metadata") or {}
-    pod = {
-        "metadata": {"name": md.get("name"), "namespace": md.get("namespace")},
-        "spec": template.get("spec") or {},
-    }
+    pod = {"metadata": {"name": md.get("name"), "namespace": md.get("namespace")}, "spec": spec}
     plural, _, group = key.partition(".")
     admit(pod, user, authorizer, f'{plural}.{group} "{md.get("name")}"')

@@ -42,13 +42,13 @@ from lab.api.pod_paths import check_data_keys, check_pod_paths
 from lab.api.resources import ResourceType
 from lab.api.status import invalid
 
-__all__ = ["check_immutable", "check_spec", "same", "semantic"]
+__all__ = ["TEMPLATES", "check_immutable", "check_spec", "same", "semantic"]
 
 _SCALED = ("deployments.apps", "statefulsets.apps", "replicasets.apps")
 _INT32_MAX = 2**31 - 1
 _POD_POLICIES = ("Always", "OnFailure", "Never")
 #: Where each workload keeps its pod template, and the restart policies it allows there.
-_TEMPLATES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+TEMPLATES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "deployments.apps": (("spec", "template", "spec"), ("Always",)),
     "statefulsets.apps": (("spec", "template", "spec"), ("Always",)),
     "replicasets.apps": (("spec", "template", "spec"), ("Always",)),
@@ -110,8 +110,8 @@ def check_spec(rt: ResourceType, obj: dict[str, Any]) -> None:
         check_data_keys(rt, name, obj)
     if rt.key == "pods":
         _check_pod_spec(rt, name, obj.get("spec"), "spec", _POD_POLICIES)
-    elif rt.key in _TEMPLATES:
-        path, policies = _TEMPLATES[rt.key]
+    elif rt.key in TEMPLATES:
+        path, policies = TEMPLATES[rt.key]
         template = dig(obj, *path)
         if template is not None:
             _check_pod_spec(rt, name, template, ".".join(path), policies)
