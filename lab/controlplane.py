@@ -5,11 +5,15 @@ loop), bootstraps the cluster (namespaces ``default``, ``kube-system``,
 ``kube-node-lease``, ``mssql-operator``; the default StorageClass ``lab-local``; every
 CustomResourceDefinition in ``lab/crds/*.yaml``, created or brought up to date), then
 runs the controllers (:mod:`lab.controllers`) in threads that talk to the API over
-HTTP like any client. With ``--metrics-port`` it also serves the kube-state-metrics
-stand-in (:mod:`lab.monitoring.ksm`) on that loopback port (0: any free one), its URL
-written to ``<data>/kube-state-metrics.url``. Only then does it print ``listening on
-http://127.0.0.1:<port>`` as its first stdout line (so a caller that saw it may create
-custom resources at once); the port is also in ``<data>/apiserver.port``. Logs go to stderr. SIGTERM or
+HTTPS like any client, each with its own token. ``--pki DIR`` holds the CA, the serving
+certificate, the service-account key and ``tokens.csv`` (made if missing; the lab always
+passes it); ``--insecure-allow-all`` is the plain-HTTP test server. With
+``--metrics-port`` it also serves the kube-state-metrics stand-in
+(:mod:`lab.monitoring.ksm`) on that loopback port (0: any free one), its URL written to
+``<data>/kube-state-metrics.url``. Only then does it print ``listening on
+https://127.0.0.1:<port>`` as its first stdout line (so a caller that saw it may create
+custom resources at once); the port is also in ``<data>/apiserver.port``. Logs go to
+stderr. SIGTERM or
 SIGINT stops it cleanly (controllers first, then the server, state synced). A taken
 port or a locked data folder is one line on stderr and exit status 2.
 
