@@ -35,7 +35,8 @@ release: setup
 local-run: setup
 	$(BIN)/python -m probes local-run
 
-## check: ruff, format, mypy, import layers, and the CI pipeline templates (schema and yamllint); changes nothing
+## check: ruff, format, mypy, import layers, the CI pipeline templates (schema and yamllint) and the
+## Dockerfile (hadolint, from the dev extra; .hadolint.yaml); changes nothing
 check: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check common lab loadgen orchestration probes reports tests
@@ -44,6 +45,7 @@ check: setup
 	$(BIN)/check-jsonschema -q --builtin-schema vendor.github-workflows deploy/ci/github-release-e2e.yml
 	$(BIN)/check-jsonschema -q --builtin-schema vendor.gitlab-ci deploy/ci/gitlab-release-e2e.yml
 	$(BIN)/yamllint -s -c deploy/ci/yamllint.yml deploy/ci
+	$(BIN)/hadolint --config .hadolint.yaml Dockerfile
 
 ## lint: fix what can be fixed automatically
 lint: setup
@@ -54,13 +56,14 @@ lint: setup
 test: check
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-## bench: harness vs pgbench (and a bare pyodbc client), tenants per load core, the lab's control plane, backup/restore vs the RTO objective
+## bench: harness vs pgbench (and a bare pyodbc client), tenants per load core, the lab's control plane, backup/restore vs the RTO objective, the load master's journal intake
 bench: setup
 	$(BIN)/python -m tests.benchmarks.bench_throughput --bare
 	$(BIN)/python -m tests.benchmarks.bench_tenants
 	$(BIN)/python -m tests.benchmarks.bench_lab
 	$(BIN)/python -m tests.benchmarks.bench_backup
 	$(BIN)/python -m tests.benchmarks.bench_rto_bias --freezes 9 --spread 1
+	$(BIN)/python -m tests.benchmarks.bench_collect
 
 ## lab-up / lab-down: the embedded Kubernetes-compatible lab (kubeconfig in .lab/kubeconfig)
 lab-up: setup

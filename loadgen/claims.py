@@ -4,6 +4,9 @@ Locust's ``--processes`` hands users to worker processes in an order the locustf
 cannot see, so users claim numbers themselves: the smallest number whose claim file
 they can create with ``O_EXCL`` in the run folder. Creation is atomic, so two users
 never share a number, and N users always hold exactly 0..N-1.
+
+Cluster load (workers in pods, no shared folder) claims nothing: there a writer's number
+follows from its worker's index (:func:`loadgen.shipping.writer_number`).
 """
 
 from __future__ import annotations

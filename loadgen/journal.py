@@ -7,11 +7,13 @@ Jepsen's checkers. RTO and RPO are computed from these lines, never from Locust'
 Files are JSON lines, opened in append mode and line-buffered: every record reaches
 the kernel as it is written (so a reader sees it at once and a killed load process
 loses nothing acknowledged), and no run ever truncates an earlier file. A reader
-skips a torn last line. Wall-clock times are seconds since the epoch, UTC;
-``latency`` comes from a monotonic clock. Under paced load ``due`` is when the attempt
-was scheduled to start: latency counted from it (``end - due``) includes the time a
-stalled writer spent behind schedule, so slow servers cannot hide by slowing the
-client down (no coordinated omission).
+skips a torn last line, and every kind it does not know: the ``batch`` and ``final``
+lines a cluster-load master writes between shipped lines (:mod:`loadgen.collector`), whose
+files hold each worker's lines exactly as its own spool did. Wall-clock times are
+seconds since the epoch, UTC; ``latency`` comes from a monotonic clock. Under paced
+load ``due`` is when the attempt was scheduled to start: latency counted from it
+(``end - due``) includes the time a stalled writer spent behind schedule, so slow
+servers cannot hide by slowing the client down (no coordinated omission).
 """
 
 from __future__ import annotations

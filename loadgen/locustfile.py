@@ -11,6 +11,15 @@ batches, every 0.2 s, by one greenlet per process.
 Works with the web UI and headless. The journal lands in ``<run-dir>/journal/``, one
 file per process; each process serves Prometheus metrics and writes their URL to
 ``<run-dir>/metrics/``. Options can also come from ``HARNESS_*`` environment variables.
+
+**Cluster load** (``--master --load-workers K --tenant-count N`` on the master; ``--worker``
+with ``--tenants-file`` on K workers): writers are not claimed through the run folder but
+follow from the worker index, each worker ships its journal to the master, and the master
+collects it and serves it to the harness (:mod:`loadgen.distributed`). The master needs no
+tenants file. ``--tenants-file`` and ``--run-dir`` are container paths, mapped to host
+paths on the embedded lab (:func:`common.mounts.host_path`; unchanged elsewhere), and are
+taken from this process's own command line: a worker keeps them when the master's spawn
+message brings the master's options.
 """
 
 from __future__ import annotations
@@ -26,13 +35,18 @@ from typing import Any
 import gevent
 from locust import User, constant, events, task
 from locust.exception import StopUser
+from locust.runners import MasterRunner, WorkerRunner
 
+from common.config import ConfigurationError
+from common.mounts import host_path
 from loadgen.claims import claim_writer
 from loadgen.deadlines import DEADLINES
+from loadgen.distributed import ClusterMaster, ClusterWorker
 from loadgen.errors import LoadgenError
 from loadgen.journal import JournalWriter, Write
 from loadgen.metrics import LoadMetrics
 from loadgen.runner import default_run_id
+from loadgen.shipping import sharing
 from loadgen.tenants import Tenant, load_tenants, redact
 from loadgen.writer import TenantWriter
 
@@ -81,6 +95,33 @@ def _arguments(parser: Any) -> None:
         default=0,
         help="Prometheus port of this process (0 = any free port, -1 = off)",
     )
+    group.add_argument(
+        "--load-workers",
+        env_var="HARNESS_LOAD_WORKERS",
+        type=int,
+        default=0,
+        help="cluster load: the number of worker processes (master only; 0 = local load)",
+    )
+    group.add_argument(
+        "--tenant-count",
+        env_var="HARNESS_TENANT_COUNT",
+        type=int,
+        default=0,
+        help="cluster load: the number of tenants the workers write (master only)",
+    )
+
+
+@dataclass(frozen=True)
+class _Paths:
+    """This process's own ``--tenants-file`` and ``--run-dir``, as host paths."""
+
+    tenants_file: str
+    run_dir: str
+
+
+_paths: _Paths | None = None
+_worker: ClusterWorker | None = None
+_master: ClusterMaster | None = None
 
 
 @dataclass
@@ -107,10 +148,11 @@ def _process(environment: Any) -> _Process:
     opts = environment.parsed_options
     run_id = opts.run_id or os.environ.get("HARNESS_RUN_ID") or default_run_id()
     opts.run_id = run_id
-    run_dir = Path(opts.run_dir or Path("runs") / run_id)
+    paths = _paths or _Paths(opts.tenants_file, opts.run_dir)
+    run_dir = Path(paths.run_dir or Path("runs") / run_id)
     # Assign before anything that can yield to another greenlet: users start concurrently.
     shared = _shared = _Process(
-        tenants=load_tenants(opts.tenants_file),
+        tenants=load_tenants(paths.tenants_file),
         run_id=run_id,
         run_dir=run_dir,
         journal=JournalWriter(run_dir / "journal", run_id),
@@ -149,22 +191,69 @@ def _pump(shared: _Process, environment: Any) -> None:
         _drain(shared, environment)
 
 
+def _cluster_master(opts: Any) -> bool:
+    return bool(getattr(opts, "master", False)) and opts.load_workers > 0
+
+
 @events.init.add_listener
 def _check(environment: Any, **_kwargs: Any) -> None:
+    global _paths  # noqa: PLW0603 - this process's own paths, kept before a spawn message overwrites them
     opts = environment.parsed_options
     if opts is None:
         return
     try:
-        if not opts.tenants_file:
+        if opts.load_workers < 0 or opts.tenant_count < 0:
+            raise LoadgenError("--load-workers and --tenant-count must be 0 or more")
+        _paths = _Paths(
+            host_path(opts.tenants_file) if opts.tenants_file else "",
+            host_path(opts.run_dir) if opts.run_dir else "",
+        )
+        if opts.load_workers and getattr(opts, "processes", None):
+            raise LoadgenError("--load-workers runs one worker per process or pod: drop --processes")
+        if _cluster_master(opts):
+            if opts.tenant_count < 1:
+                raise LoadgenError(
+                    "cluster load: pass --tenant-count N (the number of tenants) to the master"
+                )
+            if opts.expect_workers != opts.load_workers:
+                raise LoadgenError(
+                    f"cluster load: --expect-workers {opts.expect_workers} differs from --load-workers "
+                    f"{opts.load_workers}: give both the same number"
+                )
+        elif not opts.tenants_file:
             raise LoadgenError("no tenants: pass --tenants-file FILE (or set HARNESS_TENANTS)")
         if opts.write_rate < 0:
             raise LoadgenError(f"--write-rate must be 0 or more, got {opts.write_rate:g}")
         if opts.write_timeout <= 0 or opts.connect_timeout <= 0:
             raise LoadgenError("--write-timeout and --connect-timeout must be positive")
-        load_tenants(opts.tenants_file)
-    except LoadgenError as exc:
+        if _paths.tenants_file:
+            load_tenants(_paths.tenants_file)
+    except (LoadgenError, ConfigurationError) as exc:
         sys.stderr.write(f"locustfile: {redact(str(exc))}\n")
         sys.exit(2)
+    _install(environment, opts)
+
+
+def _install(environment: Any, opts: Any) -> None:
+    """Cluster load: the master's collection and routes, or a worker's shipping."""
+    global _worker, _master  # noqa: PLW0603 - one per load process
+    runner = environment.runner
+    if isinstance(runner, MasterRunner) and _cluster_master(opts):
+        run_id = opts.run_id or default_run_id()
+        opts.run_id = run_id
+        run_dir = Path(_paths.run_dir if _paths and _paths.run_dir else Path("runs") / run_id)
+        _master = ClusterMaster(environment, run_dir / "journal", opts.load_workers, opts.tenant_count)
+        if environment.web_ui is not None:
+            _master.install_routes(environment.web_ui.app)
+    elif isinstance(runner, WorkerRunner):
+        _worker = ClusterWorker(runner)
+
+
+@events.test_stop.add_listener
+def _stopped(environment: Any, **_kwargs: Any) -> None:
+    # Fired after every user's on_stop: the writers are stopped and their lines journaled.
+    if _worker is not None:
+        _worker.finish()
 
 
 class TenantUser(User):
@@ -175,21 +264,30 @@ class TenantUser(User):
     """
 
     wait_time = constant(1.0)
-    writer: TenantWriter
+    writer: TenantWriter | None = None
 
     def on_start(self) -> None:
         shared = _process(self.environment)
         opts = shared.options
-        index = claim_writer(shared.run_dir / "claims")
-        tenant = shared.tenants[index % len(shared.tenants)]
-        users = max(1, int(getattr(opts, "num_users", 1) or 1))
-        sharing = users // len(shared.tenants) + (index % len(shared.tenants) < users % len(shared.tenants))
+        n_tenants = len(shared.tenants)
+        workers = int(getattr(opts, "load_workers", 0) or 0)
+        if _worker is not None and workers > 0:
+            seat = _worker.seat(workers, int(opts.tenant_count or 0), [t.name for t in shared.tenants])
+            _worker.ship(shared.journal.path)
+            if seat is None:
+                return  # idle: beyond this worker's share, or this worker was refused
+            index, tenant, share = seat.writer, shared.tenants[seat.tenant], seat.sharing
+        else:
+            index = claim_writer(shared.run_dir / "claims")
+            tenant = shared.tenants[index % n_tenants]
+            users = max(1, int(getattr(opts, "num_users", 1) or 1))
+            share = sharing(index % n_tenants, n_tenants, users)
         self.writer = TenantWriter(
             tenant,
             index,
             shared.run_id,
             shared.journal,
-            interval=max(1, sharing) / opts.write_rate if opts.write_rate > 0 else 0.0,
+            interval=max(1, share) / opts.write_rate if opts.write_rate > 0 else 0.0,
             write_timeout=opts.write_timeout,
             connect_timeout=opts.connect_timeout,
             on_record=shared.records.append,
@@ -202,6 +300,8 @@ class TenantUser(User):
 
         The tenant then stops being written: the run's liveness check sees it as a dead load.
         """
+        if self.writer is None:
+            return  # an idle user of a cluster worker
         error = self.writer.error or DEADLINES.error
         if error is not None:
             logging.getLogger(__name__).error(
@@ -212,6 +312,7 @@ class TenantUser(User):
     def on_stop(self) -> None:
         # A write still running when Locust stops is given its deadline, then journaled as
         # outcome unknown ("Interrupted"): it may have reached the server.
-        self.writer.stop(self.writer.write_timeout, sleep=gevent.sleep)
+        if self.writer is not None:
+            self.writer.stop(self.writer.write_timeout, sleep=gevent.sleep)
         if _shared is not None:
             _drain(_shared, self.environment)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,16 +27,40 @@ from loadgen.identity import check_identity
 from loadgen.journal import JournalTail
 from loadgen.tenants import Tenant, redact
 
-__all__ = ["LOCUSTFILE", "LoadRun", "active_load", "default_run_id", "preflight"]
+__all__ = [
+    "LOCUSTFILE",
+    "LoadRun",
+    "active_load",
+    "default_run_id",
+    "preflight",
+    "register_active",
+    "unregister_active",
+    "wait_steady_acks",
+]
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 
-_active: list[LoadRun] = []
+_active: list[Any] = []
 
 
-def active_load() -> LoadRun | None:
-    """The load this process started most recently, if any (probes ask it whether it lives)."""
+def active_load() -> Any:
+    """The load this process started most recently, if any (probes ask it whether it lives).
+
+    A :class:`LoadRun` or a :class:`loadgen.cluster_load.ClusterLoadRun`: both answer
+    ``running()``, ``problem()`` and ``life()``.
+    """
     return _active[-1] if _active else None
+
+
+def register_active(load: Any) -> None:
+    """Make ``load`` the one :func:`active_load` answers with (called by a load's ``start``)."""
+    _active.append(load)
+
+
+def unregister_active(load: Any) -> None:
+    """Forget ``load`` (called when it has been stopped)."""
+    if load in _active:
+        _active.remove(load)
 
 
 def default_run_id() -> str:
@@ -172,7 +197,7 @@ class LoadRun:
         finally:
             log.close()
         self.started_at = time.time()
-        _active.append(self)
+        register_active(self)
         threading.Thread(target=self._watch, name=f"load-watch-{self._proc.pid}", daemon=True).start()
 
     def _watch(self) -> None:
@@ -241,33 +266,15 @@ class LoadRun:
         A steady state checked before that would pass on a load that has barely started
         (or on a few stale acks). ``timeout`` counts on top of ``stability``.
         """
-        tail = JournalTail(self.run_dir / "journal")
-        first: dict[str, float] = {}
-        last: dict[str, float] = {}
-        fresh = max(1.0, 2.0 / self.rate) if self.rate > 0 else 1.0
-        deadline = time.monotonic() + timeout + stability
-        while time.monotonic() < deadline:
-            if not self.running():
-                raise LoadgenError(
-                    f"load process exited early ({_describe_exit(self.returncode())}): "
-                    f"see {self.run_dir}/locust.log"
-                )
-            writes, _ = tail.poll()
-            for w in writes:
-                if w.outcome == "ok":
-                    first.setdefault(w.tenant, w.end)
-                    last[w.tenant] = max(last.get(w.tenant, w.end), w.end)
-                elif w.tenant in first and w.end >= first[w.tenant]:
-                    first[w.tenant] = w.end  # a failure restarts the tenant's stable stretch
-            now = time.time()
-            if all(t in first and now - first[t] >= stability and now - last[t] <= fresh for t in tenants):
-                return
-            time.sleep(0.1)
-        waiting = sorted(t for t in tenants if t not in first or time.time() - first[t] < stability)
-        raise LoadgenError(
-            f"tenants {waiting} did not acknowledge writes steadily for {stability:g}s within "
-            f"{timeout + stability:g}s: see {self.run_dir}/locust.log"
-        )
+
+        where = f"see {self.run_dir}/locust.log"
+
+        def gone() -> str | None:
+            if self.running():
+                return None
+            return f"load process exited early ({_describe_exit(self.returncode())}): {where}"
+
+        wait_steady_acks(self.run_dir / "journal", tenants, self.rate, stability, timeout, gone, where)
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait for Locust to finish by itself (``duration``); returns its exit code."""
@@ -297,9 +304,51 @@ class LoadRun:
                     os.killpg(self._proc.pid, signal.SIGKILL)
                 if not self._exited.wait(30.0):
                     raise LoadgenError(f"the load process (pid {self._proc.pid}) survived SIGKILL for 30 s")
-        if self in _active:
-            _active.remove(self)
+        unregister_active(self)
         return self.returncode()
+
+
+def wait_steady_acks(
+    journal: Path,
+    tenants: list[str],
+    rate: float,
+    stability: float,
+    timeout: float,
+    gone: Callable[[], str | None],
+    where: str,
+) -> None:
+    """Block until every tenant of ``journal`` has acknowledged writes steadily for ``stability`` s.
+
+    A tenant is steady once its first acknowledged write is ``stability`` s old with no
+    failure since and its newest is fresh (two write intervals, at least 1 s). ``gone``
+    says why the load cannot get there any more (LoadgenError with it at once); ``where``
+    ends the timeout's message. Both the local and the cluster load wait this way.
+    """
+    tail = JournalTail(journal)
+    first: dict[str, float] = {}
+    last: dict[str, float] = {}
+    fresh = max(1.0, 2.0 / rate) if rate > 0 else 1.0
+    deadline = time.monotonic() + timeout + stability
+    while time.monotonic() < deadline:
+        why = gone()
+        if why is not None:
+            raise LoadgenError(why)
+        writes, _ = tail.poll()
+        for w in writes:
+            if w.outcome == "ok":
+                first.setdefault(w.tenant, w.end)
+                last[w.tenant] = max(last.get(w.tenant, w.end), w.end)
+            elif w.tenant in first and w.end >= first[w.tenant]:
+                first[w.tenant] = w.end  # a failure restarts the tenant's stable stretch
+        now = time.time()
+        if all(t in first and now - first[t] >= stability and now - last[t] <= fresh for t in tenants):
+            return
+        time.sleep(0.1)
+    waiting = sorted(t for t in tenants if t not in first or time.time() - first[t] < stability)
+    raise LoadgenError(
+        f"tenants {waiting} did not acknowledge writes steadily for {stability:g}s within "
+        f"{timeout + stability:g}s: {where}"
+    )
 
 
 def _describe_exit(code: int | None) -> str:

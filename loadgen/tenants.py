@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.mounts import host_path
 from loadgen.dialects import dialect
 from loadgen.errors import LoadgenError
 
@@ -61,7 +62,8 @@ class Tenant:
             return value
         if self.password_file:
             try:
-                return Path(self.password_file).read_text().strip()
+                # A container path in a load pod (a mounted Secret); the same path elsewhere.
+                return Path(host_path(self.password_file)).read_text().strip()
             except OSError as exc:
                 raise LoadgenError(
                     f"tenant {self.name}: cannot read password_file {self.password_file} "

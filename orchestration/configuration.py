@@ -7,19 +7,30 @@ and carries on with no load). :func:`check_configuration` reads every known key 
 the type it must be and returns the typed values; the first wrong one is an
 OrchestrationError naming the key, the type it wants, what it got, and where to fix it.
 Keys it does not know are left alone (var-file typos are refused separately).
+:func:`load_settings` then reads the load's settings together (``load_mode``,
+``load_workers`` and its maximum, ``load_namespace``, ``load_image``): a combination that
+cannot mean what was written (workers beyond the maximum, several workers for a local
+load) is refused in one line.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from common.config import ConfigurationError, boolean, name_list
 from loadgen.dialects import DIALECTS
+from loadgen.errors import LoadgenError
 from orchestration.errors import OrchestrationError
 
-__all__ = ["RUN_KEYS", "SCHEMA", "check_configuration"]
+__all__ = ["LOAD_MODES", "RUN_KEYS", "SCHEMA", "LoadSettings", "check_configuration", "load_settings"]
+
+#: Where the load runs: ``local`` (one Locust process beside the harness) or ``cluster``
+#: (a Locust master and ``load_workers`` workers as pods, :mod:`loadgen.cluster_load`).
+LOAD_MODES = ("local", "cluster")
+DEFAULT_WORKERS_MAX = 32
 
 
 def _text(value: Any) -> str:
@@ -62,6 +73,26 @@ def _dialect(value: Any) -> str:
     if value not in DIALECTS:
         raise TypeError(f"one of {', '.join(sorted(DIALECTS))}")
     return str(value)
+
+
+def _load_mode(value: Any) -> str:
+    if value not in LOAD_MODES:
+        raise TypeError(f"one of {', '.join(LOAD_MODES)}")
+    return str(value)
+
+
+def _count(value: Any) -> int:
+    """A whole number of at least 1 (``4``, ``"4"`` or ``4.0``; never a boolean)."""
+    want = "a whole number at least 1"
+    if isinstance(value, bool):
+        raise TypeError(want)
+    try:
+        number = float(str(value).strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        raise TypeError(want) from None
+    if not math.isfinite(number) or number != int(number) or number < 1:
+        raise TypeError(want)
+    return int(number)
 
 
 _POSITIVE = _number(0.0, strict=True)
@@ -115,6 +146,11 @@ SCHEMA: dict[str, Callable[[Any], Any]] = {
     "allow_foreign_pods_on_node": _switch,
     "restore_create_target": _switch,
     "log_interval_seconds": _POSITIVE,
+    "load_mode": _load_mode,
+    "load_workers": _count,
+    "load_workers_max": _count,
+    "load_namespace": _text,
+    "load_image": _text,
 }
 
 #: Keys every run reads, whatever its fault: the control (tenants, load, objectives, run
@@ -134,6 +170,7 @@ RUN_KEYS = frozenset(
         "operator_cluster_role", "operator_rbac_file", "helm_release", "helm_namespace", "helm_instance",
         "write_rate", "rto_objective_seconds", "rpo_objective_seconds", "stability_seconds",
         "observe_seconds", "recovery_timeout", "steady_window_seconds",
+        "load_mode", "load_workers", "load_workers_max", "load_namespace", "load_image",
     }
 )  # fmt: skip
 
@@ -154,3 +191,46 @@ def check_configuration(configuration: Mapping[str, Any] | None) -> dict[str, An
                 "fix it in the var file or its HARNESS_* environment variable"
             ) from None
     return typed
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """Where and how the load runs (from :func:`load_settings`)."""
+
+    mode: str
+    workers: int
+    workers_max: int
+    namespace: str
+    image: str
+
+
+def load_settings(typed: Mapping[str, Any]) -> LoadSettings:
+    """The load's settings from :func:`check_configuration`'s values; OrchestrationError on a bad combination.
+
+    ``load_namespace`` defaults to the tenants' namespace, ``load_image`` (cluster mode) to
+    ``mssql-chaos-harness/harness:<version>``. The namespace still has to pass the
+    blast-radius guard, which the control checks.
+    """
+    mode = str(typed.get("load_mode") or "local")
+    workers = int(typed.get("load_workers", 1))
+    most = int(typed.get("load_workers_max", DEFAULT_WORKERS_MAX))
+    if mode == "local" and workers != 1:
+        raise OrchestrationError(
+            f"load_workers is {workers} but load_mode is local (one Locust process, no workers): "
+            "set load_mode to cluster (HARNESS_LOAD_MODE=cluster), or load_workers to 1"
+        )
+    if workers > most:
+        raise OrchestrationError(
+            f"load_workers {workers} is over load_workers_max {most}: lower load_workers, "
+            "or raise load_workers_max if the cluster has room for that many load pods"
+        )
+    namespace = str(typed.get("load_namespace") or typed.get("namespace") or "default")
+    image = str(typed.get("load_image") or "")
+    if mode == "cluster" and not image:
+        from loadgen.cluster_manifests import default_image
+
+        try:
+            image = default_image()
+        except LoadgenError as exc:
+            raise OrchestrationError(str(exc)) from None
+    return LoadSettings(mode=mode, workers=workers, workers_max=most, namespace=namespace, image=image)

@@ -7,8 +7,9 @@ Declared in an experiment as::
 - before the experiment (so before the first steady-state hypothesis): check the
   configuration's types, create ``runs/<run-id>/``, record the target's identity
   (embedded lab or cluster), find the tenants (MSSQLInstance CRs, or ``tenants_file``),
-  check each one, start the Locust load in its own process and wait until every
-  tenant has been acknowledging writes for the stability period. ``HARNESS_RUN_DIR``
+  check each one, start the Locust load (``load_mode: local``: its own process;
+  ``cluster``: a master and ``load_workers`` worker pods, mirrored into the run folder)
+  and wait until every tenant has been acknowledging writes for the stability period. ``HARNESS_RUN_DIR``
   tells the experiment's own activities where the run folder is.
 - after the rollbacks: stop the load, recording when it was asked to stop and how it
   ended (a load that died before is a violation in the report).
@@ -37,15 +38,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from common.config import ConfigurationError, name_list
+from loadgen.cluster_load import ClusterLoadRun
 from loadgen.discovery import CrdCoordinates, discover_tenants, write_tenants_file
 from loadgen.errors import LoadgenError
 from loadgen.metrics import SD_DIR_ENV
 from loadgen.runner import LoadRun, default_run_id, preflight
 from loadgen.secretsdir import sweep_stale_secrets
 from loadgen.tenants import load_tenants, redact
-from orchestration.configuration import check_configuration
+from orchestration.configuration import LoadSettings, check_configuration, load_settings
 from orchestration.errors import OrchestrationError
-from orchestration.experiment_tree import declared_keys as tree_keys
+from orchestration.var_files import EXPERIMENT_IDENTITY, check_var_files, cli_values, declared_keys
 from probes.errors import ProbeError
 from probes.finalize import finalize
 from probes.k8s import kube
@@ -61,13 +63,15 @@ __all__ = [
     "cleanup_control",
     "RUN_DIR_ENV",
     "slug",
+    # Re-exported from orchestration.var_files, where they live now.
+    "EXPERIMENT_IDENTITY",
+    "check_var_files",
+    "cli_values",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 RUN_DIR_ENV = "HARNESS_RUN_DIR"
-#: Configuration keys that say which experiment a run is: never taken from a var file.
-EXPERIMENT_IDENTITY = frozenset({"fault", "experiment_name"})
 logger = logging.getLogger("chaostoolkit")
 
 _state: dict[str, Any] = {}
@@ -162,70 +166,6 @@ def _tenants_file(run_dir: Path, configuration: Mapping[str, Any]) -> tuple[Path
     return write_tenants_file(target, entries), secrets_dir
 
 
-def cli_values(flag: str, argv: list[str]) -> list[str]:
-    values = []
-    for i, arg in enumerate(argv):
-        if arg == flag and i + 1 < len(argv):
-            values.append(argv[i + 1])
-        elif arg.startswith(flag + "="):
-            values.append(arg.split("=", 1)[1])
-    return values
-
-
-def check_var_files(argv: list[str], known: set[str] | None = None) -> None:
-    """Refuse malformed ``--var-file`` arguments of this ``chaos run``.
-
-    Chaos Toolkit reads var files as YAML and quietly ignores what it cannot use (a
-    truncated JSON file still parses as YAML), so a typo would run the experiment with
-    defaults: on a real cluster, against the wrong target. Each file must be a mapping
-    whose only keys are ``configuration`` and ``secrets``, each a mapping; it may not set
-    :data:`EXPERIMENT_IDENTITY` (``--var`` may: the capacity sweep names its steps so).
-    """
-    import yaml
-
-    for path in cli_values("--var-file", argv):
-        if path.endswith(".env"):
-            continue
-        try:
-            text = Path(path).read_text()
-            doc = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
-        except OSError as exc:
-            raise LoadgenError(f"var file {path} cannot be read ({exc.strerror}): fix the path") from None
-        except json.JSONDecodeError as exc:
-            raise LoadgenError(f"var file {path} is not valid JSON (line {exc.lineno}): fix it") from None
-        except yaml.YAMLError:
-            raise LoadgenError(f"var file {path} is not valid YAML: fix it") from None
-        if not isinstance(doc, dict) or set(doc) - {"configuration", "secrets"}:
-            raise LoadgenError(
-                f"var file {path} must hold only 'configuration' and 'secrets' mappings: fix it"
-            )
-        if not all(isinstance(v, dict) for v in doc.values()):
-            raise LoadgenError(f"var file {path}: 'configuration' and 'secrets' must be mappings: fix it")
-        identity = sorted(set(doc.get("configuration") or {}) & EXPERIMENT_IDENTITY)
-        if identity:
-            raise LoadgenError(
-                f"var file {path} sets {identity}, which name what each experiment is (one var file "
-                "serves several, and the reports sort runs by them): remove them from the var file"
-            )
-        unknown = sorted(set(doc.get("configuration") or {}) - known) if known is not None else []
-        if unknown:
-            raise LoadgenError(
-                f"var file {path} sets {unknown}, which the experiment does not declare "
-                "(Chaos Toolkit would ignore them): fix the key names"
-            )
-
-
-def _declared_keys(experiment: Mapping[str, Any], argv: list[str]) -> set[str]:
-    """Configuration keys declared by this experiment or any experiment of its tree
-    (:func:`orchestration.experiment_tree.declared_keys`)."""
-    keys = set(experiment.get("configuration") or {})
-    for arg in argv[1:]:
-        path = Path(arg)
-        if path.suffix == ".json" and path.is_file() and arg not in cli_values("--var-file", argv):
-            keys |= tree_keys(path)
-    return keys
-
-
 def _abandon_run() -> None:
     """Stop what a failed start began, and leave no secret or empty run folder behind."""
     _stop_load()
@@ -276,11 +216,14 @@ def before_experiment_control(
         logger.info(f"Removed {stale}, left behind by a run that was killed")
     try:
         typed = check_configuration(configuration)
-        check_var_files(sys.argv, _declared_keys(context, sys.argv))
+        check_var_files(sys.argv, declared_keys(context, sys.argv))
+        settings = load_settings(typed)
         CrdCoordinates.from_configuration(configuration)
         run_id = f"{default_run_id()}-{slug(str(typed.get('experiment_name') or title))}"
         run_dir = Path(str(typed.get("runs_dir") or "runs")).resolve() / run_id
         check_namespace(configuration, secrets)
+        if settings.mode == "cluster":
+            check_namespace({**configuration, "namespace": settings.namespace}, secrets)
         target = _identity(configuration, secrets)
         _announce_load_to_lab_prometheus()
         run_dir.mkdir(parents=True)
@@ -296,7 +239,7 @@ def before_experiment_control(
             )
         preflight(tenants)
         rate = float(typed.get("write_rate", 20.0))
-        load = LoadRun(tenants_file, run_dir, run_id, users=len(tenants), rate=rate)
+        load = _make_load(settings, configuration, tenants_file, run_dir, run_id, len(tenants), rate)
         os.environ[RUN_DIR_ENV] = str(run_dir)
         _state.update(load=load, started_at=time.time(), tenants=[t.name for t in tenants], status="running")
         _write_run_json(run_dir, status="running")
@@ -309,8 +252,33 @@ def before_experiment_control(
     logger.info(f"Load running on {len(tenants)} tenant(s); run folder {run_dir}")
 
 
+def _make_load(
+    settings: LoadSettings,
+    configuration: Mapping[str, Any],
+    tenants_file: Path,
+    run_dir: Path,
+    run_id: str,
+    tenants: int,
+    rate: float,
+) -> LoadRun | ClusterLoadRun:
+    """The local Locust process, or (``load_mode: cluster``) its master and workers as pods."""
+    if settings.mode != "cluster":
+        return LoadRun(tenants_file, run_dir, run_id, users=tenants, rate=rate)
+    kubeconfig = configuration.get("kubeconfig")
+    return ClusterLoadRun(
+        tenants_file,
+        run_dir,
+        run_id,
+        workers=settings.workers,
+        namespace=settings.namespace,
+        image=settings.image,
+        rate=rate,
+        kubeconfig=str(kubeconfig) if kubeconfig else None,
+    )
+
+
 def _stop_load() -> None:
-    load: LoadRun | None = _state.get("load")
+    load: LoadRun | ClusterLoadRun | None = _state.get("load")
     if load is not None and load.stop_requested_at is None:
         load.stop()
         _state["ended_at"] = time.time()
@@ -328,7 +296,7 @@ def after_rollback_control(context: Any = None, state: Any = None, **_kwargs: An
 def _write_run_json(run_dir: Path, status: str, journal: Mapping[str, Any] | None = None) -> None:
     configuration: Mapping[str, Any] = _state.get("configuration", {})
     experiment = {"title": _state.get("title"), "fault": configuration.get("fault") or None}
-    load: LoadRun | None = _state.get("load")
+    load: LoadRun | ClusterLoadRun | None = _state.get("load")
     doc = {
         "run_id": run_dir.name,
         "target": _state.get("target"),

@@ -29,7 +29,7 @@ from typing import Any
 
 from common.config import ConfigurationError
 from loadgen.errors import LoadgenError
-from orchestration.configuration import check_configuration
+from orchestration.configuration import check_configuration, load_settings
 from orchestration.control import RUN_DIR_ENV, check_namespace, check_var_files
 from orchestration.errors import OrchestrationError
 from orchestration.experiment_tree import declared_keys as tree_keys
@@ -105,7 +105,7 @@ def release_preflight(experiments: Sequence[Path], var_files: Sequence[Path], ou
         raise OrchestrationError(str(exc)) from None
     configuration, secrets = experiment_configuration(measured_experiment(experiments), var_files)
     try:
-        check_configuration(configuration)
+        load_settings(check_configuration(configuration))  # the load's mode, workers and image too
     except ConfigurationError as exc:
         raise OrchestrationError(str(exc)) from None
     runs_dir = configuration.get("runs_dir")

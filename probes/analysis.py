@@ -21,7 +21,8 @@ Definitions (per tenant; an *ack* is a write with outcome ``ok``, timed at its `
   unexpected = present keys never attempted, recovered unknown = ``info`` keys present.
   Each lost ack is blamed on the first fault injected at or after its end (after the last
   fault: the last fault); ``rpo_seconds = F - earliest blamed lost ack``, at least 0.
-  A tenant whose read-back failed has every RPO figure ``None``: unknown, not zero.
+  A tenant whose read-back failed has every RPO figure ``None``: unknown, not zero; so has a
+  tenant of a cluster load's worker whose journal did not fully arrive (:mod:`probes.trust`).
   The loss window is reported on both sides of the fault: earliest and latest lost
   ack relative to it.
 - **Misclassified**: writes journaled ``fail`` whose row is in the read-back. ``fail``
@@ -45,7 +46,7 @@ import itertools
 import statistics
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from loadgen.journal import ClockSample, Write
 from probes.model import (
@@ -58,7 +59,7 @@ from probes.model import (
     TenantResult,
     TenantTotals,
 )
-from probes.trust import clock_text, gap_limit, measurement_gaps, run_violations
+from probes.trust import clock_text, collection_verdict, gap_limit, measurement_gaps, run_violations
 
 __all__ = ["LOST_KEYS_KEPT", "analyze", "gap_limit"]
 
@@ -165,6 +166,14 @@ class _Rpo:
     recovered_unknown: int | None
     error: str | None
     misclassified: int | None = None
+    incomplete: str | None = None  # why part of the tenant's journal never arrived
+
+
+def _cannot_tell(rpo: _Rpo, incomplete: str | None) -> _Rpo:
+    """With part of the journal missing, lost and unexpected rows cannot be told apart from it."""
+    if incomplete is None:
+        return rpo
+    return replace(rpo, lost=None, unexpected=None, recovered_unknown=None, incomplete=incomplete)
 
 
 def _rpo(writes: Sequence[Write], readback: ReadBack | None) -> _Rpo:
@@ -289,6 +298,7 @@ def _totals(tenant: str, writes: Sequence[Write], clocks: Sequence[ClockSample],
         lost_keys=sorted(w.key for w in rpo.lost)[:LOST_KEYS_KEPT] if rpo.lost else [],
         readback_error=rpo.error,
         misclassified=rpo.misclassified,
+        journal_incomplete=rpo.incomplete,
     )
 
 
@@ -374,11 +384,12 @@ def analyze(
     ordered = sorted(faults, key=lambda f: f.injected_at)
 
     timelines = {t: _Timeline.of(ws) for t, ws in per_tenant.items()}
-    rpos = {t: _rpo(per_tenant[t], readbacks.get(t)) for t in names}
+    collected = collection_verdict(context.load, names)
+    rpos = {t: _cannot_tell(_rpo(per_tenant[t], readbacks.get(t)), collected.unknown.get(t)) for t in names}
     blamed = {t: _blame(rpos[t].lost or [], ordered) for t in names}
 
     fault_results: list[FaultResult] = []
-    violations: list[str] = run_violations(ordered, context)
+    violations: list[str] = run_violations(ordered, context) + collected.violations
     for i, fault in enumerate(ordered):
         next_at = ordered[i + 1].injected_at if i + 1 < len(ordered) else None
         results = [
@@ -415,4 +426,5 @@ def analyze(
         violations=violations,
         started_at=min((w.start for w in writes), default=None),
         ended_at=max((w.end for w in writes), default=None),
+        load=context.load,
     )

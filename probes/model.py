@@ -13,6 +13,7 @@ from typing import Any
 __all__ = [
     "Fault",
     "FaultResult",
+    "LoadCollection",
     "LoadLife",
     "Objective",
     "ReadBack",
@@ -20,6 +21,7 @@ __all__ = [
     "RunContext",
     "TenantResult",
     "TenantTotals",
+    "WorkerCollection",
 ]
 
 
@@ -63,12 +65,54 @@ class ReadBack:
 
 
 @dataclass(frozen=True)
+class WorkerCollection:
+    """One load worker's journal as the Locust master collected it (cluster load).
+
+    ``worker`` is its Locust client id (None: the master never heard from it);
+    ``tenants`` the tenants its users wrote; ``batches`` how many journal batches
+    arrived and ``missing`` the ``(lo, hi)`` batch ranges that did not (inclusive);
+    ``records`` the write records received. ``final_batches`` / ``final_records`` are
+    what the worker said it sent in its final message (None: no final message came).
+    ``reason`` is the harness's word on why it is incomplete, if it has one.
+    """
+
+    index: int
+    worker: str | None
+    tenants: tuple[str, ...] = ()
+    batches: int = 0
+    missing: tuple[tuple[int, int], ...] = ()
+    records: int = 0
+    final_batches: int | None = None
+    final_records: int | None = None
+    complete: bool = False
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class LoadCollection:
+    """Whether every load worker's journal reached the master (``run.json`` ``load.collection``).
+
+    ``complete`` is the harness's overall word; the analysis trusts it only when every
+    expected worker is listed and each one's own figures are complete too.
+    """
+
+    expected_workers: int
+    complete: bool
+    workers: tuple[WorkerCollection, ...] = ()
+
+
+@dataclass(frozen=True)
 class LoadLife:
     """How the load process lived, as its supervisor saw it (``run.json``'s ``load`` block).
 
     ``died_at`` is set when it exited before anyone asked it to stop; ``exit_code`` is
     its exit status (negative: killed by that signal). The journal can only be
     complete up to ``stop_requested_at``; records must cover every tenant until then.
+
+    ``mode`` is ``local`` (one Locust process beside the harness) or ``cluster`` (a
+    Locust master and ``workers`` worker pods). A cluster load's journal is only as
+    complete as its ``collection`` says (None: unknown, so nothing can be trusted);
+    ``problems`` are what went wrong with it as a whole (the master was lost, ...).
     """
 
     started_at: float | None = None
@@ -76,6 +120,10 @@ class LoadLife:
     ended_at: float | None = None
     exit_code: int | None = None
     died_at: float | None = None
+    mode: str = "local"
+    workers: int | None = None
+    collection: LoadCollection | None = None
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -132,6 +180,9 @@ class FaultResult:
 class TenantTotals:
     """Whole-run counts for one tenant, from the journal and the read-back.
 
+    ``journal_incomplete`` says why part of this tenant's journal never arrived (a
+    cluster load's worker that died or lost batches): then ``lost``, ``unexpected`` and
+    ``recovered_unknown`` are None, cannot tell, as after a failed read-back.
     ``misclassified`` counts writes journaled ``fail`` ("cannot have happened") whose row
     was found anyway; ``measurement_gaps`` are ``(from, to)`` stretches with no journal
     record that no fault explains: the harness cannot tell what happened then.
@@ -150,6 +201,7 @@ class TenantTotals:
     readback_error: str | None = None
     misclassified: int | None = None
     measurement_gaps: list[tuple[float, float]] = field(default_factory=list)
+    journal_incomplete: str | None = None
 
 
 @dataclass
@@ -164,3 +216,4 @@ class RunAnalysis:
     violations: list[str]
     started_at: float | None = None
     ended_at: float | None = None
+    load: LoadLife | None = None

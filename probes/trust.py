@@ -12,17 +12,34 @@ violation with its reason; :func:`probes.analysis.analyze` adds them to the verd
   journal nothing.
 - **Run violations**: a Chaos Toolkit status other than ``completed``, failed activities,
   a fault whose injection never ended, a load process that died or exited non-zero.
+- **Cluster load collection** (:func:`collection_verdict`): a cluster load's workers ship
+  their journals to the Locust master. A tenant written by a worker whose journal did
+  not fully arrive (no final message, missing batches, fewer records than it sent) has
+  its losses "cannot tell", and the run a violation naming the worker and the gap. When
+  the collection status is missing, inconsistent or names no culprit, every tenant is
+  "cannot tell" (fail closed). Each of the load's ``problems`` is a violation.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from loadgen.journal import Write
-from probes.model import Fault, RunContext, TenantResult
+from probes.model import Fault, LoadCollection, LoadLife, RunContext, TenantResult, WorkerCollection
 
-__all__ = ["GOOD_CHAOS_STATUSES", "clock_text", "gap_limit", "measurement_gaps", "run_violations"]
+__all__ = [
+    "GOOD_CHAOS_STATUSES",
+    "CollectionVerdict",
+    "clock_text",
+    "collection_verdict",
+    "gap_limit",
+    "measurement_gaps",
+    "run_violations",
+    "worker_gap",
+    "worker_name",
+]
 
 GOOD_CHAOS_STATUSES = ("completed",)
 
@@ -103,3 +120,104 @@ def run_violations(faults: Sequence[Fault], context: RunContext) -> list[str]:
                 f"the load process ended with exit status {load.exit_code}: the journal may be incomplete"
             )
     return out
+
+
+@dataclass(frozen=True)
+class CollectionVerdict:
+    """What a cluster load's collection means for the verdict.
+
+    ``unknown`` maps each tenant whose losses cannot be told to why; ``violations``
+    are the run's (each incomplete worker, a missing or inconsistent status, each
+    problem). Both empty for a local load or a complete collection.
+    """
+
+    unknown: dict[str, str] = field(default_factory=dict)
+    violations: list[str] = field(default_factory=list)
+
+
+def _ranges(missing: Sequence[tuple[int, int]]) -> str:
+    return ", ".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in missing)
+
+
+def worker_name(w: WorkerCollection) -> str:
+    """``load worker 2 (id host-123)``, or ``(never connected)`` when the master never heard from it."""
+    return f"load worker {w.index} ({'never connected' if w.worker is None else f'id {w.worker}'})"
+
+
+def worker_gap(w: WorkerCollection) -> str | None:
+    """What of this worker's journal did not arrive, in words; None when it all did.
+
+    Judged from the figures themselves, not only the ``complete`` flag: a worker marked
+    complete whose figures disagree is incomplete (fail closed).
+    """
+    parts: list[str] = []
+    if w.final_batches is None:
+        parts.append("no final message came (the worker died or was cut off before it finished)")
+    if w.missing:
+        parts.append(f"batch(es) {_ranges(w.missing)} never arrived")
+    if w.final_batches is not None and w.batches != w.final_batches and not w.missing:
+        parts.append(f"{w.batches} of the {w.final_batches} batches it sent arrived")
+    if w.final_records is not None and w.records != w.final_records:
+        parts.append(f"{w.records} of the {w.final_records} write records it sent arrived")
+    if not parts and not w.complete:
+        parts.append("the collection marks it incomplete")
+    if not parts:
+        return None
+    if w.reason and not w.complete:
+        return w.reason  # the master's own words; the figures agree it is incomplete
+    return "; ".join([w.reason, *parts] if w.reason else parts)
+
+
+def _tenants_text(names: Sequence[str]) -> str:
+    return ", ".join(names) if names else "(none named)"
+
+
+def _status_doubt(load: LoadLife, collection: LoadCollection | None) -> str | None:
+    """Why the collection status as a whole cannot be trusted, or None."""
+    if collection is None:
+        return "run.json has no collection status for the cluster load"
+    expected = collection.expected_workers
+    if expected < 1:
+        return "the collection expects no worker"
+    if load.workers is not None and load.workers != expected:
+        return f"the load ran {load.workers} worker(s) but the collection expected {expected}"
+    indexes = sorted(w.index for w in collection.workers)
+    if indexes != list(range(expected)):
+        return f"the collection lists worker(s) {indexes or 'none'}, not each of the {expected} expected once"
+    return None
+
+
+def collection_verdict(load: LoadLife | None, tenants: Sequence[str]) -> CollectionVerdict:
+    """Which tenants' losses cannot be told because a cluster load's journal is incomplete.
+
+    A local load (``mode`` ``local``) gives an empty verdict: its journal is written
+    in the run folder directly.
+    """
+    if load is None or load.mode != "cluster":
+        return CollectionVerdict()
+    verdict = CollectionVerdict(violations=[f"cluster load: {p}" for p in load.problems])
+    everyone = list(tenants)
+    doubt = _status_doubt(load, load.collection)
+    collection = load.collection
+    if doubt is None and collection is not None:
+        gaps = [(w, gap) for w in collection.workers if (gap := worker_gap(w)) is not None]
+        if not collection.complete and not gaps:
+            doubt = "the collection is marked incomplete but names no incomplete worker"
+        for w, gap in gaps:
+            if not w.tenants:
+                doubt = f"{worker_name(w)} is incomplete and names no tenants"
+                break
+            reason = f"the journal of {worker_name(w)} is incomplete: {gap}"
+            verdict.violations.append(
+                f"{reason}; cannot tell whether tenant(s) {_tenants_text(w.tenants)} lost acknowledged writes"
+            )
+            for tenant in w.tenants:
+                verdict.unknown[tenant] = (
+                    f"{verdict.unknown[tenant]}; {reason}" if tenant in verdict.unknown else reason
+                )
+    if doubt is not None:
+        reason = f"{doubt}: cannot tell whether every worker's journal arrived"
+        verdict.violations.append(f"cluster load: {reason}; no tenant's losses can be judged")
+        verdict.unknown.clear()
+        verdict.unknown.update(dict.fromkeys(everyone, reason))
+    return verdict

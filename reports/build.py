@@ -33,7 +33,16 @@ from probes.efficiency import run_efficiency
 from probes.errors import ProbeError
 from probes.faultlog import FAULT_LOG_NAME, read_faults
 from probes.latency import journal_latency, outage_windows
-from probes.model import Fault, LoadLife, Objective, RunAnalysis, RunContext, TenantResult
+from probes.model import (
+    Fault,
+    LoadCollection,
+    LoadLife,
+    Objective,
+    RunAnalysis,
+    RunContext,
+    TenantResult,
+    WorkerCollection,
+)
 from probes.observations import read_observations
 from probes.pitr import INTEGRITY_NAME, PITR_NAME, read_json_block
 from probes.readback import load_readback
@@ -136,18 +145,93 @@ def read_run_meta(run_dir: Path) -> RunMeta:
     )
 
 
+LOAD_MODES = ("local", "cluster")
+
+
+def _bad(path: Path, key: str, what: str) -> ReportError:
+    return ReportError(f"{path}: {key!r} must be {what}; fix run.json")
+
+
+def _count_of(doc: dict[str, Any], key: str, where: str, path: Path, *, optional: bool = False) -> int | None:
+    value = doc.get(key)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _bad(path, f"{where}.{key}", "a non-negative whole number")
+    return value
+
+
+def _worker_collection(doc: Any, where: str, path: Path) -> WorkerCollection:
+    if not isinstance(doc, dict):
+        raise _bad(path, where, "an object (one worker's collection)")
+    worker, tenants, missing, final, reason = (
+        doc.get(k) for k in ("worker", "tenants", "missing", "final", "reason")
+    )
+    if worker is not None and not isinstance(worker, str):
+        raise _bad(path, f"{where}.worker", "the worker's id (a string) or null")
+    if not isinstance(tenants, list) or not all(isinstance(t, str) for t in tenants):
+        raise _bad(path, f"{where}.tenants", "a list of tenant names")
+    pairs = missing or []
+    if not isinstance(pairs, list) or not all(
+        isinstance(r, list) and len(r) == 2 and all(isinstance(n, int) and not isinstance(n, bool) for n in r)
+        for r in pairs
+    ):
+        raise _bad(path, f"{where}.missing", "a list of [lo, hi] batch ranges")
+    if final is not None and not isinstance(final, dict):
+        raise _bad(path, f"{where}.final", "an object {batches, records} or null")
+    return WorkerCollection(
+        index=_count_of(doc, "index", where, path) or 0,
+        worker=worker,
+        tenants=tuple(tenants),
+        batches=_count_of(doc, "batches", where, path) or 0,
+        missing=tuple((lo, hi) for lo, hi in pairs),
+        records=_count_of(doc, "records", where, path) or 0,
+        final_batches=None if final is None else _count_of(final, "batches", f"{where}.final", path),
+        final_records=None if final is None else _count_of(final, "records", f"{where}.final", path),
+        complete=doc.get("complete") is True,
+        reason=str(reason) if reason else None,
+    )
+
+
+def _collection(value: Any, path: Path) -> LoadCollection | None:
+    """``load.collection``; None when absent (the analysis then trusts no tenant's losses)."""
+    if value is None:
+        return None
+    where = "load.collection"
+    if not isinstance(value, dict):
+        raise _bad(path, where, "an object (the cluster load's journal collection)")
+    workers = value.get("workers") or []
+    if not isinstance(workers, list):
+        raise _bad(path, f"{where}.workers", "a list of workers")
+    return LoadCollection(
+        expected_workers=_count_of(value, "expected_workers", where, path) or 0,
+        complete=value.get("complete") is True,
+        workers=tuple(_worker_collection(w, f"{where}.workers[{i}]", path) for i, w in enumerate(workers)),
+    )
+
+
 def _load_life(value: Any, path: Path) -> LoadLife | None:
     if value is None:
         return None
     if not isinstance(value, dict):
         raise ReportError(f"{path}: 'load' must be an object (the load's life); fix run.json")
     code = value.get("exit_code")
+    mode = value.get("mode") or "local"
+    if mode not in LOAD_MODES:
+        raise _bad(path, "load.mode", f"one of {', '.join(LOAD_MODES)} (got {mode!r})")
+    problems = value.get("problems") or []
+    if not isinstance(problems, list) or not all(isinstance(p, str) for p in problems):
+        raise _bad(path, "load.problems", "a list of sentences")
     return LoadLife(
         started_at=parse_time(value.get("started_at")),
         stop_requested_at=parse_time(value.get("stop_requested_at")),
         ended_at=parse_time(value.get("ended_at")),
         exit_code=code if isinstance(code, int) and not isinstance(code, bool) else None,
         died_at=parse_time(value.get("died_at")),
+        mode=mode,
+        workers=_count_of(value, "workers", "load", path, optional=True),
+        collection=_collection(value.get("collection"), path) if mode == "cluster" else None,
+        problems=tuple(problems),
     )
 
 

@@ -1,7 +1,8 @@
 """The go/no-go report a person reads: ``report.md``.
 
 The verdict comes first (with every violation), then the objective, the load (p99
-write latency and efficiency, when measured), one table per fault, the whole-run
+write latency and efficiency, when measured; a cluster load's workers and whether
+their journals all arrived), one table per fault, the whole-run
 totals, the plots and how each number was measured. A value the analysis could not
 know is written "cannot tell" (with the analysis' note), never 0.
 Plot paths are used as given, so pass paths relative to the report's folder.
@@ -14,7 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from probes.latency import ALL_TENANTS
-from probes.model import FaultResult, RunAnalysis, TenantResult, TenantTotals
+from probes.model import FaultResult, LoadLife, RunAnalysis, TenantResult, TenantTotals
+from probes.trust import worker_gap, worker_name
 from reports.times import utc_iso
 
 __all__ = ["CANNOT_TELL", "render_report"]
@@ -148,6 +150,11 @@ def _totals_section(totals: list[TenantTotals]) -> list[str]:
                 f"- {t.tenant}: read-back failed ({t.readback_error}); lost and unexpected writes: "
                 f"{CANNOT_TELL}."
             )
+        if t.journal_incomplete:
+            lines.append(
+                f"- {t.tenant}: journal incomplete ({t.journal_incomplete}); lost and unexpected writes: "
+                f"{CANNOT_TELL}."
+            )
         if t.lost_keys:
             shown = ", ".join(f"({w}, {s})" for w, s in t.lost_keys[:20])
             more = f" and {len(t.lost_keys) - 20} more" if len(t.lost_keys) > 20 else ""
@@ -244,10 +251,33 @@ def _rate(value: Any) -> str:
     return CANNOT_TELL if value is None else f"{float(value):.1f}"
 
 
-def _load_section(latency: Mapping[str, Any] | None, efficiency: Mapping[str, Any] | None) -> list[str]:
-    """One line: p99 write latency over every tenant and the load's efficiency."""
-    if latency is None and efficiency is None:
+def _cluster_line(load: LoadLife | None) -> list[str]:
+    """A cluster load: how many workers, and whether every worker's journal reached the master."""
+    if load is None or load.mode != "cluster":
         return []
+    workers = CANNOT_TELL if load.workers is None else str(load.workers)
+    collection = load.collection
+    if collection is None:
+        state = f"whether every worker's journal arrived: {CANNOT_TELL} (no collection status)"
+    else:
+        gaps = [f"{worker_name(w)}: {gap}" for w in collection.workers if (gap := worker_gap(w)) is not None]
+        if gaps:
+            state = "journals incomplete: " + "; ".join(gaps)
+        elif collection.complete:
+            state = "every worker's journal arrived complete"
+        else:
+            state = f"journals incomplete ({CANNOT_TELL} which worker's)"
+    problems = "".join(f" Problem: {p}." for p in load.problems)
+    return [f"- Cluster load: {workers} Locust worker pod(s) and a master; {state}.{problems}"]
+
+
+def _load_section(
+    latency: Mapping[str, Any] | None, efficiency: Mapping[str, Any] | None, load: LoadLife | None = None
+) -> list[str]:
+    """One line: p99 write latency over every tenant and the load's efficiency (and a cluster load's)."""
+    cluster = _cluster_line(load)
+    if latency is None and efficiency is None:
+        return ["## Load", "", *cluster, ""] if cluster else []
     merged = (latency or {}).get(ALL_TENANTS) or {}
     eff = efficiency or {}
     share = eff.get("efficiency")
@@ -264,7 +294,7 @@ def _load_section(latency: Mapping[str, Any] | None, efficiency: Mapping[str, An
         f"({_rate(eff.get('acked_per_second'))} acknowledged of {_rate(eff.get('offered_per_second'))} "
         "offered writes/s)."
     )
-    return ["## Load", "", line, ""]
+    return ["## Load", "", line, *cluster, ""]
 
 
 def render_report(
@@ -303,7 +333,7 @@ def render_report(
         f"- Run from {_time(analysis.started_at)} to {_time(analysis.ended_at)}.",
         "",
     ]
-    lines += _load_section(latency, efficiency)
+    lines += _load_section(latency, efficiency, analysis.load)
     lines += _extra_section(extra or {})
     lines += ["## Faults", ""]
     if not analysis.faults:

@@ -5,7 +5,8 @@ Shapes: ``{plural}``, ``{plural}/{name}[/{sub}]`` and
 ``namespaces/{name}/status`` is the namespace's own subresource. Anything the registry
 does not serve is a 404 like the real server's; a pod's streaming subresources
 (``exec``, ``attach``, ``portforward``) are refused as unsupported (see
-:func:`lab.api.subresources.unsupported_streaming`). :func:`openapi_route` answers
+:func:`lab.api.subresources.unsupported_streaming`); ``services/proxy`` and ``pods/proxy``
+never reach :func:`parse_path` (:mod:`lab.api.service_proxy`). :func:`openapi_route` answers
 ``/openapi/v2`` and ``/openapi/v3`` (:mod:`lab.api.openapi`).
 """
 

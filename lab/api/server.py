@@ -13,7 +13,8 @@ Security, in kube-apiserver's order: TLS when ``tls_cert_file``/``tls_key_file``
 then, before dispatch, authentication and impersonation (:mod:`lab.api.authn`; the user
 is stored as ``request[USER]``), and authorization of non-resource paths; resource
 requests are authorized by their handlers with ``app[AUTHORIZER]``. ``serviceaccounts/token``
-and ``selfsubjectreviews`` are answered by :mod:`lab.api.token_request`.
+and ``selfsubjectreviews`` are answered by :mod:`lab.api.token_request`; ``services/proxy``
+and ``pods/proxy`` (any method) by :mod:`lab.api.service_proxy`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from lab.api import discovery, event_views
+from lab.api import discovery, event_views, service_proxy
 from lab.api.authn import Authenticator, check_settings, resolve_user
 from lab.api.authz import Attributes, Authorizer
 from lab.api.bootstrap_policy import ensure_bootstrap_policy
@@ -184,6 +185,9 @@ async def _authentication_api(request: web.Request, target: Target) -> web.Strea
 
 async def _dispatch(request: web.Request) -> web.StreamResponse:
     app = request.app
+    proxied = service_proxy.match(request)
+    if proxied is not None:
+        return await service_proxy.proxy(request, app[STATE], app[AUTHORIZER], proxied)
     if request.method not in ("GET", "POST", "PUT", "PATCH", "DELETE"):
         raise ApiError(
             405, f"the server does not allow this method on the requested resource ({request.method})"
@@ -256,6 +260,7 @@ def build_app(settings: Settings, *, require_auth: bool = False) -> web.Applicat
     app[AUTHENTICATOR] = authenticator
     app[AUTHORIZER] = Authorizer(state, settings.policy_file)
     app[CONTROLLERS] = Controllers(state)
+    service_proxy.install(app)
     app.router.add_route("*", "/{tail:.*}", _dispatch)
     app.on_startup.append(_on_startup)
     app.on_shutdown.append(_on_shutdown)

@@ -4,8 +4,10 @@
 (:func:`lab.kubelet.podspec.resolve_mounts`), its user (:func:`lab.kubelet.run_as.run_as_for`)
 and working folder (the ``workingDir`` under a mount, else the folder its user owns,
 :func:`lab.kubelet.run_as.home_for`), its environment (the kubelet's pass-through
-variables, an unprivileged container's reduced to an image's, the in-cluster and ``LAB_*``
-variables, the pod's service-account token folder, then ``envFrom`` and ``env``) and its
+variables, an unprivileged container's reduced to an image's, the service links of the
+namespace's Services (:mod:`lab.kubelet.service_env`, listed when the container starts),
+the in-cluster and ``LAB_*`` variables, the pod's service-account token folder, then
+``envFrom`` and ``env``) and its
 program (:func:`lab.kubelet.images.launch_for`; engine containers get their port and the
 node's commit-cost knob).
 
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.kubelet import commit_cost, images, podspec
+from lab.kubelet import commit_cost, images, podspec, service_env
 from lab.kubelet.config import KubeletConfig
 from lab.kubelet.images import Launch
 from lab.kubelet.run_as import RunAs, home_for, run_as_for, unprivileged_env
@@ -57,6 +59,8 @@ class PodSetup:
     pod_dir: Path
     lookup: podspec.Lookup
     token: PodToken | None = None
+    #: The Services of a namespace (None: listed through ``lookup`` with an empty name).
+    services: service_env.ServiceLister | None = None
 
     def prepare(self, pod: Obj, container: Obj) -> Prepared:
         """The container's program, environment, folder and user; raises as the module doc says."""
@@ -86,6 +90,7 @@ class PodSetup:
         env = podspec.pass_through_env()
         if not run_as.as_kubelet:
             env = unprivileged_env(env, str(home))
+        env.update(service_env.pod_service_env(pod, self.services or self._listed_services))
         env.update(
             {
                 "HOSTNAME": str(md.get("name", "")),
@@ -104,3 +109,9 @@ class PodSetup:
         if folder is not None:
             env[TOKEN_ENV] = str(folder)
         return env
+
+    def _listed_services(self, namespace: str) -> list[Obj]:
+        """The namespace's Services through ``lookup`` (an empty name: the collection's list)."""
+        listed = self.lookup("services", namespace, "")
+        items = (listed or {}).get("items")
+        return [s for s in items if isinstance(s, dict)] if isinstance(items, list) else []

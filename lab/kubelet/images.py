@@ -2,13 +2,22 @@
 
 An image is named without registry prefix ``docker.io/`` and without tag or digest:
 
-=====================  ==========================================================
-``mssql-lab/engine``   ``python -m lab.kubelet.engine_image`` (a real PostgreSQL
-                       server; needs a container port, see that module)
-``mssql-lab/operator`` ``python -m lab.operator``
-``mssql-lab/executor`` ``python -m lab.executor``
-anything else          ``command`` + ``args`` run as host commands
-=====================  ==========================================================
+===============================  ================================================
+``mssql-lab/engine``             ``python -m lab.kubelet.engine_image`` (a real
+                                 PostgreSQL server; needs a container port, see
+                                 that module)
+``mssql-lab/operator``           ``python -m lab.operator``
+``mssql-lab/executor``           ``python -m lab.executor``
+``mssql-chaos-harness/harness``  ``python -m locust -f <checkout>/loadgen/locustfile.py``:
+                                 the harness image's entry point (its Dockerfile's
+                                 ENTRYPOINT), the distributed load's master and
+                                 workers; any tag and any registry prefix
+                                 (``ghcr.io/org/mssql-chaos-harness/harness:0.1.0``)
+anything else                    ``command`` + ``args`` run as host commands
+===============================  ================================================
+
+The harness image runs this checkout's ``loadgen/locustfile.py``, found from the lab
+package's own location (the lab never imports ``loadgen``).
 
 As in Kubernetes, ``args`` are appended to the image's entry point and ``command``
 replaces it (then running as a host command, :func:`is_host_command`). ``$(VAR)``
@@ -18,8 +27,8 @@ non-lab image without ``command`` cannot run: it has no entry point here.
 Users (:mod:`lab.kubelet.run_as`). Host commands run as an unprivileged user: the
 ``securityContext``'s ``runAsUser``/``runAsGroup``, else ``nobody``/``nogroup``. The lab's
 own images keep what they need: the engine runs PostgreSQL as ``postgres`` (its entry point
-starts as the kubelet's user, root, to own the data folders and switch); the operator and
-executor images run as the kubelet's user, because they are this checkout's code run by
+starts as the kubelet's user, root, to own the data folders and switch); the operator,
+executor and harness images run as the kubelet's user, because they are this checkout's code run by
 this checkout's interpreter, and the checkout (with its ``.venv``, whose interpreter may
 itself live under ``/root``, as pyenv's does) may sit under ``/root`` (mode 0700, as in
 CI), where no other user can even execute them. ``runAsUser: 0`` (the admin may grant it,
@@ -46,10 +55,16 @@ from typing import Any
 
 from lab.kubelet.podspec import ConfigError, container_ports, expand
 from lab.kubelet.run_as import CONTAINER_PATH
+from lab.paths import project_root
 
 __all__ = [
     "ENGINE",
     "EXECUTOR",
+    "HARNESS",
+    "HARNESS_FLAGS",
+    "HARNESS_OPTIONS",
+    "check_harness_args",
+    "LOCUSTFILE",
     "OPERATOR",
     "Launch",
     "engine_port",
@@ -62,11 +77,16 @@ __all__ = [
 ENGINE = "mssql-lab/engine"
 OPERATOR = "mssql-lab/operator"
 EXECUTOR = "mssql-lab/executor"
+#: The harness's own image (the distributed load's Locust master and workers).
+HARNESS = "mssql-chaos-harness/harness"
+#: What the harness image runs: this checkout's locustfile, found from the lab package's place.
+LOCUSTFILE = project_root() / "loadgen" / "locustfile.py"
 
 _ENTRYPOINTS: dict[str, list[str]] = {
     ENGINE: ["-m", "lab.kubelet.engine_image"],
     OPERATOR: ["-m", "lab.operator"],
     EXECUTOR: ["-m", "lab.executor"],
+    HARNESS: ["-m", "locust", "-f", str(LOCUSTFILE)],
 }
 
 
@@ -84,7 +104,8 @@ class Launch:
 
 
 def image_name(image: str) -> tuple[str, str]:
-    """``(name, tag)`` of an image reference: registry ``docker.io/`` and digest dropped."""
+    """``(name, tag)`` of an image reference: registry ``docker.io/`` and digest dropped, and
+    the harness image's name without whatever registry prefix is in front of it."""
     ref = image.strip()
     ref, _, _digest = ref.partition("@")
     last = ref.rsplit("/", 1)[-1]
@@ -94,6 +115,8 @@ def image_name(image: str) -> tuple[str, str]:
     for prefix in ("docker.io/library/", "docker.io/"):
         if ref.startswith(prefix):
             ref = ref[len(prefix) :]
+    if ref.endswith("/" + HARNESS):
+        ref = HARNESS
     return ref, tag or "latest"
 
 
@@ -126,6 +149,8 @@ def launch_for(container: dict[str, Any], env: dict[str, str], own_interpreter: 
         return Launch(host_argv(command + args, own_interpreter), name, tag)
     entry = _ENTRYPOINTS.get(name)
     if entry is not None:
+        if name == HARNESS:
+            check_harness_args(container, args)
         return Launch([sys.executable, *entry, *args], name, tag)
     if args:
         return Launch(host_argv(args, own_interpreter), name, tag)
@@ -133,6 +158,54 @@ def launch_for(container: dict[str, Any], env: dict[str, str], own_interpreter: 
         "CreateContainerConfigError",
         f"image {container.get('image')!r} has no entry point in the lab: give the container a command",
     )
+
+
+#: The harness image's options a pod may give (``deploy/load/``). It runs as the kubelet's
+#: user, so nothing else: Locust takes the last ``-f`` (any file, even a URL, run as root),
+#: and ``--html``/``--csv``/``--logfile`` would write wherever they are told.
+HARNESS_FLAGS = frozenset({"--master", "--worker", "--autostart", "--headless", "--only-summary"})
+HARNESS_OPTIONS = frozenset(
+    {
+        "--master-host", "--master-port", "--master-bind-host", "--master-bind-port", "--web-host",
+        "--web-port", "--expect-workers", "--users", "-u", "--spawn-rate", "-r", "--run-time", "-t",
+        "--stop-timeout", "--exit-code-on-error", "--loglevel", "-L", "--tenants-file", "--run-dir",
+        "--run-id", "--write-rate", "--write-timeout", "--connect-timeout", "--metrics-port",
+        "--load-workers", "--tenant-count",
+    }
+)  # fmt: skip
+#: Options naming files: they must lie under one of the container's own volume mounts.
+HARNESS_PATHS = frozenset({"--tenants-file", "--run-dir"})
+
+
+def check_harness_args(container: dict[str, Any], args: list[str]) -> None:
+    """ConfigError unless every argument is one of the harness image's known options, and its
+    file options name paths under the container's volume mounts (no ``..``)."""
+    mounts = [str(m.get("mountPath", "")).rstrip("/") for m in container.get("volumeMounts") or []]
+    i = 0
+    while i < len(args):
+        flag, eq, value = args[i].partition("=")
+        if flag in HARNESS_FLAGS and not eq:
+            i += 1
+            continue
+        if flag not in HARNESS_OPTIONS:
+            raise ConfigError(
+                "CreateContainerConfigError",
+                f"the harness image does not take {flag!r} in the lab: use the options of deploy/load/",
+            )
+        if not eq:
+            if i + 1 >= len(args):
+                raise ConfigError("CreateContainerConfigError", f"the harness image's {flag} needs a value")
+            value = args[i + 1]
+            i += 1
+        i += 1
+        if flag in HARNESS_PATHS:
+            parts = value.split("/")
+            inside = any(m and (value == m or value.startswith(m + "/")) for m in mounts)
+            if ".." in parts or not inside:
+                raise ConfigError(
+                    "CreateContainerConfigError",
+                    f"the harness image's {flag} {value!r} is not under one of the container's volume mounts",
+                )
 
 
 def engine_port(container: dict[str, Any]) -> int:

@@ -13,7 +13,7 @@
   -> a folder of files under ``<runtime>/pods/<pod-uid>/volumes``. ``<runtime>`` is the
   kubelet's :attr:`~lab.kubelet.config.KubeletConfig.runtime_dir`. ``subPath`` is honoured
   (a new sub-folder gets the volume's mode, as the kubelet's SafeMakeDir does). Every pod
-  gets ``LAB_MOUNTS``: JSON ``{mountPath: folder}``.
+  gets ``LAB_MOUNTS``: JSON ``{mountPath: folder}`` (read back with :mod:`common.mounts`).
 * Named ports resolve against the container's ``ports``.
 """
 
@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from common.mounts import mapped
 from lab.errors import LabError
 
 __all__ = [
@@ -47,7 +48,9 @@ __all__ = [
 
 Obj = dict[str, Any]
 Lookup = Callable[[str, str, str], Obj | None]
-"""``lookup(plural, namespace, name)``: the object from the API server, or None if absent."""
+"""``lookup(plural, namespace, name)``: the object from the API server, or None if absent;
+with an empty ``name``, the namespace's list object (``{"items": [...]}``), as a GET of the
+collection answers."""
 
 _VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
@@ -324,15 +327,10 @@ def resolve_port(value: Any, container: Obj) -> int | None:
 
 
 def host_path_for(path: str, mounts: dict[str, Path]) -> Path | None:
-    """The host folder for a container path under one of the mounts (longest match)."""
-    best: tuple[int, Path] | None = None
-    for mount_path, folder in mounts.items():
-        prefix = mount_path.rstrip("/")
-        if path == prefix or path.startswith(prefix + "/"):
-            rest = path[len(prefix) :].lstrip("/")
-            if best is None or len(prefix) > best[0]:
-                best = (len(prefix), folder / rest if rest else folder)
-    return best[1] if best else None
+    """The host folder for a container path under one of the mounts (longest match): the rule
+    of :func:`common.mounts.mapped`, which programs in pods use through ``LAB_MOUNTS``."""
+    found = mapped(path, {k: str(v) for k, v in mounts.items()})
+    return None if found is None else Path(found)
 
 
 def pass_through_env() -> dict[str, str]:

@@ -10,10 +10,12 @@ shares the host's files, so it never hands out root's group unasked. The pod's
 ``runAsNonRoot: true`` with an effective uid 0 is refused with the kubelet's own error
 (``CreateContainerConfigError``, "container has runAsNonRoot and image will run as root").
 
-The lab's own images run as the kubelet's user (see :mod:`lab.kubelet.images`); one of them
-asked to run as any other user is refused (``CreateContainerConfigError`` naming the fix),
-never silently run as root. A kubelet that is not root cannot switch users: every container
-then runs as the kubelet's user (the kubelet says so once in its log).
+The lab's own images (engine, operator, executor and harness: the containers
+:func:`lab.kubelet.images.is_host_command` does not count as host commands) run as the
+kubelet's user (see :mod:`lab.kubelet.images`); one of them asked to run as any other user
+is refused (``CreateContainerConfigError`` naming the fix), never silently run as root. A
+kubelet that is not root cannot switch users: every container then runs as the kubelet's
+user (the kubelet says so once in its log).
 
 An unprivileged container (one not running as the kubelet's user) gets an environment
 like an image's rather than the kubelet's: ``PATH`` is the container default

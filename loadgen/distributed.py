@@ -1,0 +1,279 @@
+"""Cluster load in Locust: workers that ship their journal, a master that collects it.
+
+Used by :mod:`loadgen.locustfile` when the master runs with ``--load-workers K`` (the
+workers learn K, the tenant count and the pacing from the master's spawn message):
+
+- **Worker** (:class:`ClusterWorker`): its j-th user (0-based, counted in this process)
+  becomes writer ``w + K*j`` where ``w`` is the worker index the master gave it, writing
+  tenant ``writer mod N`` (:func:`loadgen.shipping.writer_number`); users beyond its share
+  stay idle. A greenlet ships the spool every 0.2 s (:class:`~loadgen.shipping.Shipper`),
+  resends what the master did not acknowledge within 2 s, and once Locust has stopped the
+  users (``test_stop`` fires after every user's ``on_stop``) ships the rest and sends the
+  final message until the master acknowledges it (at most 20 s). A worker whose tenants
+  file does not match the master's tenant count, or whose index is not below K, writes
+  nothing and ships nothing: the master reports it incomplete, never complete.
+- **Master** (:class:`ClusterMaster`): a :class:`~loadgen.collector.Collector` under
+  ``<run-dir>/journal/``, the message handlers (``concurrent=True``), and the HTTP routes
+  under ``/harness/`` on Locust's web UI: ``GET status``, ``GET journal/<name>?offset=N``,
+  ``POST stop``, ``POST quit``.
+
+Messages: worker->master ``harness_batch`` and ``harness_final``; master->worker
+``harness_ack`` ``{"batch": n}`` and ``harness_final_ack`` ``{}``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gevent
+from flask import Response, abort, jsonify, request
+
+from loadgen.collector import Collector
+from loadgen.shipping import (
+    Shipper,
+    ShippingError,
+    assignment,
+    sharing,
+    user_count,
+    writer_number,
+)
+
+__all__ = ["ClusterMaster", "ClusterWorker", "Seat"]
+
+SHIP_INTERVAL = 0.2  # seconds between polls of the spool
+RESEND_AFTER = 2.0  # seconds without an acknowledgement before a batch is sent again
+FINAL_WAIT = 20.0  # seconds a stopping worker keeps trying to get its final acknowledged
+MAX_READ = 8 * 1024 * 1024  # bytes per journal read through the master's route
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Seat:
+    """What one worker user writes: its writer number, tenant index and pacing share."""
+
+    writer: int
+    tenant: int
+    sharing: int
+
+
+class ClusterWorker:
+    """A worker process's side: which writer each user gets, and the journal shipping."""
+
+    def __init__(self, runner: Any) -> None:
+        self.runner = runner
+        self.index: int | None = None  # pinned at the first user: a later re-ack cannot move it
+        self.counter = itertools.count()
+        self.shipper: Shipper | None = None
+        self.writers: list[int] = []
+        self.tenant_names: list[str] = []
+        self.refused: str | None = None
+        self._final_acked = False
+        self._finishing: gevent.Greenlet | None = None
+        self._loop: gevent.Greenlet | None = None
+        runner.register_message("harness_ack", self._on_ack, concurrent=True)
+        runner.register_message("harness_final_ack", self._on_final_ack, concurrent=True)
+
+    def seat(self, workers: int, tenant_count: int, tenants: list[str]) -> Seat | None:
+        """The next user's seat, or None when it must stay idle (the reason is logged once)."""
+        if self.index is None:
+            self.index = int(getattr(self.runner, "worker_index", -1))
+        local = next(self.counter)
+        problem = None
+        if tenant_count != len(tenants):
+            problem = (
+                f"the master expects {tenant_count} tenants but this worker's tenants file lists "
+                f"{len(tenants)}: give master and workers the same run's tenants"
+            )
+        elif not 0 <= self.index < workers:
+            problem = (
+                f"worker index {self.index} is not below --load-workers {workers}: this worker stays idle"
+            )
+        if problem is not None:
+            if self.refused is None:
+                self.refused = problem
+                _log.error("cluster load: %s", problem)
+            return None
+        writer = writer_number(self.index, local, tenant_count, workers)
+        if writer is None:
+            return None  # a re-dispatched user beyond this worker's share
+        tenant = writer % tenant_count
+        self.writers.append(writer)
+        if tenants[tenant] not in self.tenant_names:
+            self.tenant_names.append(tenants[tenant])
+        return Seat(writer, tenant, sharing(tenant, tenant_count, user_count(tenant_count, workers)))
+
+    def ship(self, spool: Path) -> None:
+        """Start shipping ``spool`` (once)."""
+        if self.shipper is None and self.refused is None:
+            self.shipper = Shipper(spool)
+            self._loop = gevent.spawn(self._run)
+
+    def _send(self, kind: str, data: dict[str, Any]) -> bool:
+        try:
+            self.runner.send_message(kind, data)
+        except Exception as exc:  # the master may be away: the next round retries
+            _log.warning("cluster load: sending %s to the master failed: %s", kind, exc)
+            return False
+        return True
+
+    def _tick(self) -> None:
+        shipper = self.shipper
+        assert shipper is not None and self.index is not None
+        worker = self.runner.client_id
+        for batch in shipper.due(resend_after=RESEND_AFTER):
+            self._send("harness_batch", batch.message(worker, self.index))
+        for _ in range(20):  # a backlog goes out in several batches per round
+            fresh = shipper.poll()
+            if fresh is None:
+                break
+            self._send("harness_batch", fresh.message(worker, self.index))
+
+    def _run(self) -> None:
+        while self._finishing is None:
+            self._tick()
+            gevent.sleep(SHIP_INTERVAL)
+
+    def _on_ack(self, environment: Any, msg: Any, **_kwargs: Any) -> None:
+        if self.shipper is not None and isinstance(msg.data, dict) and isinstance(msg.data.get("batch"), int):
+            self.shipper.ack(msg.data["batch"])
+
+    def _on_final_ack(self, environment: Any, msg: Any, **_kwargs: Any) -> None:
+        self._final_acked = True
+
+    def finish(self) -> None:
+        """After the users stopped: ship the rest, then send the final until acknowledged."""
+        if self.shipper is not None and self._finishing is None:
+            self._finishing = gevent.spawn(self._finish)
+
+    def _finish(self) -> None:
+        shipper = self.shipper
+        assert shipper is not None and self.index is not None
+        deadline = time.monotonic() + FINAL_WAIT
+        last_final = -RESEND_AFTER
+        # Until the final and every batch are acknowledged: batches resent meanwhile (_tick).
+        while not (self._final_acked and not shipper.unacked) and time.monotonic() < deadline:
+            self._tick()
+            final = shipper.final(self.runner.client_id, self.index, self.writers, self.tenant_names)
+            if final is not None and time.monotonic() - last_final >= RESEND_AFTER:
+                last_final = time.monotonic() if self._send("harness_final", final) else last_final
+            gevent.sleep(SHIP_INTERVAL)
+        if not self._final_acked:
+            _log.error(
+                "cluster load: the master did not acknowledge this worker's final message within %.0f s "
+                "(%d batches unacknowledged): the run will count this worker incomplete",
+                FINAL_WAIT,
+                len(shipper.unacked),
+            )
+
+    def wait_finished(self, timeout: float) -> bool:
+        """Wait (bounded) until the final is acknowledged; True when it was."""
+        if self._finishing is not None:
+            self._finishing.join(timeout=timeout)
+        return self._final_acked
+
+
+class ClusterMaster:
+    """The master's side: collect batches and finals, answer the harness's HTTP routes."""
+
+    def __init__(self, environment: Any, folder: Path, workers: int, tenant_count: int) -> None:
+        self.environment = environment
+        self.runner = environment.runner
+        self.collector = Collector(folder)
+        self.collector.recover()
+        self.workers = workers
+        self.expected = assignment(tenant_count, workers)
+        self.master = uuid.uuid4().hex
+        self.started_at = time.time()
+        self.runner.register_message("harness_batch", self._on_batch, concurrent=True)
+        self.runner.register_message("harness_final", self._on_final, concurrent=True)
+
+    def _checked(self, msg: Any) -> dict[str, Any] | None:
+        data = msg.data
+        if not isinstance(data, dict) or data.get("worker") != msg.node_id:
+            _log.error(
+                "cluster load: refused a %s message: its worker id does not match its sender", msg.type
+            )
+            return None
+        return data
+
+    def _on_batch(self, environment: Any, msg: Any, **_kwargs: Any) -> None:
+        data = self._checked(msg)
+        if data is None:
+            return
+        try:
+            self.collector.receive(data)
+        except (ShippingError, OSError) as exc:
+            _log.error("cluster load: batch refused, not acknowledged: %s", exc)
+            return
+        self.runner.send_message("harness_ack", {"batch": data["batch"]}, client_id=msg.node_id)
+
+    def _on_final(self, environment: Any, msg: Any, **_kwargs: Any) -> None:
+        data = self._checked(msg)
+        if data is None:
+            return
+        try:
+            self.collector.final(data)
+        except (ShippingError, OSError) as exc:
+            _log.error("cluster load: final message refused, not acknowledged: %s", exc)
+            return
+        self.runner.send_message("harness_final_ack", {}, client_id=msg.node_id)
+
+    def status(self) -> dict[str, Any]:
+        """The body of ``GET /harness/status``."""
+        collection = self.collector.status(self.expected)
+        return {
+            "master": self.master,
+            "started_at": self.started_at,
+            "state": self.runner.state,
+            "expected_workers": self.workers,
+            "connected": self.runner.worker_count,
+            # Workers whose heartbeats stopped (Locust's "missing"): no final will come from them.
+            "missing": len(self.runner.clients.missing),
+            "files": self.collector.files(),
+            "collection": collection,
+            "complete": collection["complete"],
+        }
+
+    def install_routes(self, app: Any) -> None:
+        """Add the ``/harness/`` routes to Locust's Flask app."""
+        app.add_url_rule("/harness/status", "harness_status", lambda: jsonify(self.status()))
+        app.add_url_rule("/harness/journal/<name>", "harness_journal", self._journal)
+        app.add_url_rule("/harness/stop", "harness_stop", self._stop, methods=["POST"])
+        app.add_url_rule("/harness/quit", "harness_quit", self._quit, methods=["POST"])
+
+    def _journal(self, name: str) -> Response:
+        path = self.collector.path(name)
+        if path is None:
+            abort(404)
+        try:
+            offset = int(request.args.get("offset", "0"))
+        except ValueError:
+            offset = -1
+        if not 0 <= offset < 2**62:  # a file offset, not a number seek() cannot take
+            abort(400)
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            data = handle.read(MAX_READ)
+        return Response(data, mimetype="application/octet-stream")
+
+    def _stop(self) -> tuple[Response, int]:
+        gevent.spawn(self.runner.stop)  # blocks until the workers stopped their users
+        return jsonify({"stopping": True}), 202
+
+    def _quit(self) -> tuple[Response, int]:
+        def later() -> None:
+            gevent.sleep(0.2)  # let this answer go out first
+            self.runner.quit()
+            web_ui = getattr(self.environment, "web_ui", None)
+            if web_ui is not None:
+                web_ui.stop()
+
+        gevent.spawn(later)
+        return jsonify({"quitting": True}), 202
