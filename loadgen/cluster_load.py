@@ -4,10 +4,18 @@
 the probes use either. ``start`` picks the ports (on the embedded lab, which publishes its
 port block in ``kube-system/lab-identity``: two free loopback ports from the top of that
 block, where its operator, which allocates from the bottom, is least likely to go; on a
-cluster 5557 and 8089), creates the tenants Secret, the Service and the master Job, waits
-until the master answers ``/harness/status`` through the API server's service proxy,
-creates one Job per worker and waits until all K workers are connected (bounded; else one
-line naming what is missing, and everything created is deleted).
+cluster 5557 and 8089), creates the master Job, then the tenants Secret and the Service,
+each owned by the master Job (an ``ownerReferences`` entry with the uid its create
+returned), waits until the master answers ``/harness/status`` through the API server's
+service proxy, creates one Job per worker (owned by the master Job too, after the Service,
+whose link variables they need) and waits until all K workers are connected (bounded; else
+one line naming what is missing, and everything created is deleted).
+
+A harness killed mid-run cannot delete anything, so the load ends by itself: the master
+runs with ``--orphan-after`` (:data:`~loadgen.cluster_manifests.ORPHAN_AFTER` s, at least
+``ready_timeout``) and quits once nobody polled it for that long, its workers exit with
+it, both Job kinds carry ``ttlSecondsAfterFinished``, and once the master Job is deleted the
+garbage collector deletes what it owns (the Secret holds every tenant's password).
 
 Then a thread mirrors the master's journal files into ``<run-dir>/journal/`` every 0.3 s
 (:class:`loadgen.cluster_mirror.JournalMirror`: append-only, complete lines), so every
@@ -29,6 +37,7 @@ Secret, and waits until their pods are gone.
 from __future__ import annotations
 
 import contextlib
+import math
 import subprocess
 import threading
 import time
@@ -38,7 +47,16 @@ from typing import Any
 
 from loadgen import runner
 from loadgen.cluster_api import Transport
-from loadgen.cluster_manifests import load_id, object_name, render_all, selector, users_for
+from loadgen.cluster_manifests import (
+    ORPHAN_AFTER,
+    load_id,
+    object_name,
+    owned_by,
+    owner_reference,
+    render_all,
+    selector,
+    users_for,
+)
 from loadgen.cluster_mirror import JournalMirror, collection_view
 from loadgen.cluster_objects import LoadObjectsApi, pick_ports, status_message
 from loadgen.cluster_watch import MasterWatch
@@ -175,13 +193,17 @@ class ClusterLoadRun(MasterWatch):
             write_timeout=self.write_timeout,
             connect_timeout=self.connect_timeout,
             bind_host=bind_host,
+            orphan_after=self.orphan_after(),
         )
         try:
-            for obj in (objects.secret, objects.service, objects.master):
-                self.objects.create(obj)
+            # The master first: the rest names it as owner, so a master Job deleted by its TTL
+            # (it quit when the harness stopped polling) takes everything with it.
+            owner = owner_reference(self.objects.create(objects.master))
+            for obj in (objects.secret, objects.service):
+                self.objects.create(owned_by(obj, owner))
             self._wait_master()
             for job in objects.workers:
-                self.objects.create(job)
+                self.objects.create(owned_by(job, owner))
             self.started_at = time.time()
             self._wait_workers()
         except BaseException:
@@ -191,6 +213,10 @@ class ClusterLoadRun(MasterWatch):
         runner.register_active(self)  # probes ask active_load() whether it lives
         self._thread = threading.Thread(target=self._watch, name=f"load-mirror-{self.ident}", daemon=True)
         self._thread.start()
+
+    def orphan_after(self) -> int:
+        """The master's ``--orphan-after``: never shorter than the wait for its first answer."""
+        return max(ORPHAN_AFTER, math.ceil(self.ready_timeout))
 
     def _wait_master(self) -> None:
         deadline = time.monotonic() + self.ready_timeout

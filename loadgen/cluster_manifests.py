@@ -14,6 +14,13 @@ made from the run id) and the labels ``app.kubernetes.io/name: mssql-harness-loa
 - the Service (``service.yaml``): ports ``master`` and ``web``, port == targetPort;
 - the master Job (``master.yaml``) and one Job per worker (``workers.yaml``, rendered K times).
 
+The master Job is created first and owns the rest (:func:`owned_by`: an ``ownerReferences``
+entry naming its uid), both Job kinds finish with ``ttlSecondsAfterFinished``
+(:data:`JOB_TTL`), and the master quits once the harness has not polled it for
+:data:`ORPHAN_AFTER` s (``--orphan-after``). So a load whose harness was killed ends by
+itself: the master quits, its workers exit, the TTL deletes the master Job and the garbage
+collector takes the Secret (every tenant's password), the Service and the worker Jobs.
+
 :func:`users_for` is the number of Locust users: a multiple of the workers (Locust spreads
 users evenly only then) and at least one per tenant.
 """
@@ -40,6 +47,8 @@ from loadgen.tenants import load_tenants
 __all__ = [
     "APP_NAME",
     "IMAGE",
+    "JOB_TTL",
+    "ORPHAN_AFTER",
     "TEMPLATES",
     "TENANTS_MOUNT",
     "LoadObjects",
@@ -47,6 +56,8 @@ __all__ = [
     "labels",
     "load_id",
     "object_name",
+    "owned_by",
+    "owner_reference",
     "render",
     "render_all",
     "selector",
@@ -63,8 +74,13 @@ IMAGE = "mssql-chaos-harness/harness"
 APP_NAME = "mssql-harness-load"
 #: Where the workers see the tenants Secret.
 TENANTS_MOUNT = "/var/run/harness-tenants"
+#: Seconds without a poll of ``/harness/status`` after which the master quits (the harness
+#: polls every 0.3 s; it counts the master lost after 5 s of failures anyway).
+ORPHAN_AFTER = 60
+#: ``ttlSecondsAfterFinished`` of the master's and the workers' Jobs.
+JOB_TTL = 300
 
-_NUMERIC = ("MASTER_PORT", "WEB_PORT", "WORKERS", "USERS", "TENANT_COUNT")
+_NUMERIC = ("MASTER_PORT", "WEB_PORT", "WORKERS", "USERS", "TENANT_COUNT", "ORPHAN_AFTER", "JOB_TTL")
 _NUMBER = re.compile(r"^[0-9]+$")
 
 
@@ -177,7 +193,11 @@ def _b64(text: str) -> str:
 
 @dataclass(frozen=True)
 class LoadObjects:
-    """Everything one distributed load creates, in creation order."""
+    """Everything one distributed load creates; created master first, then the rest in field order.
+
+    The Secret, the Service and the worker Jobs are rendered without owner; the harness adds
+    the master Job's reference (:func:`owned_by`) once the master's create returned its uid.
+    """
 
     secret: dict[str, Any]
     service: dict[str, Any]
@@ -199,8 +219,14 @@ def render_all(
     write_timeout: float,
     connect_timeout: float,
     bind_host: str = "0.0.0.0",  # a pod serves its Service on its own address
+    orphan_after: int = ORPHAN_AFTER,
+    job_ttl: int = JOB_TTL,
 ) -> LoadObjects:
-    """The run's Secret, Service, master Job and one Job per worker (:func:`render` of each)."""
+    """The run's Secret, Service, master Job and one Job per worker (:func:`render` of each).
+
+    ``orphan_after`` (seconds, 0 = off) is the master's ``--orphan-after``; ``job_ttl`` the
+    Jobs' ``ttlSecondsAfterFinished``.
+    """
     ident = load_id(run_id)
     name = object_name(ident)
     count = len(load_tenants(tenants_file))
@@ -220,8 +246,38 @@ def render_all(
         "WRITE_RATE": f"{write_rate:g}",
         "WRITE_TIMEOUT": f"{write_timeout:g}",
         "CONNECT_TIMEOUT": f"{connect_timeout:g}",
+        "ORPHAN_AFTER": orphan_after,
+        "JOB_TTL": job_ttl,
     }
     (service,) = render("service.yaml", values)
     (master,) = render("master.yaml", values)
     worker_jobs = [job for i in range(workers) for job in render("workers.yaml", {**values, "WORKER": i})]
     return LoadObjects(tenants_secret(name, namespace, ident, tenants_file), service, master, worker_jobs)
+
+
+def owner_reference(job: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``ownerReferences`` entry naming ``job`` (as the API returned it: with its uid).
+
+    ``blockOwnerDeletion`` is false: the owner's deletion need not wait for its dependents,
+    and setting it true would need the right to update the Job's finalizers.
+    """
+    md = job.get("metadata") or {}
+    uid, name = md.get("uid"), md.get("name")
+    if not uid or not name:
+        raise LoadgenError(
+            f"the API returned the load master Job {name or '(no name)'} without a uid: "
+            "its dependents cannot name their owner; is this a Kubernetes API server?"
+        )
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "name": str(name),
+        "uid": str(uid),
+        "blockOwnerDeletion": False,
+    }
+
+
+def owned_by(obj: Mapping[str, Any], reference: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``obj`` whose metadata names ``reference`` as its (only) owner."""
+    metadata = {**obj["metadata"], "ownerReferences": [dict(reference)]}
+    return {**obj, "metadata": metadata}

@@ -1,7 +1,8 @@
 """The distributed load's objects in the cluster: ports, creation, pods, deletion.
 
 :class:`LoadObjectsApi` creates the run's Secret, Service and Jobs (remembering each, so
-a failed start deletes exactly what it created), lists their pods and tells in one line
+a failed start deletes exactly what it created) and returns each as the API stored it (the
+master Job's uid is its dependents' owner), lists their pods and tells in one line
 what a pod is doing (:mod:`loadgen.cluster_pods`), reads the master's exit code, and
 deletes everything (Jobs with ``propagationPolicy: Background``), then waits until the
 pods are gone. :func:`pick_ports` chooses the master's two ports: on the embedded lab
@@ -96,15 +97,19 @@ class LoadObjectsApi:
     ident: str
     created: list[tuple[str, str]] = field(default_factory=list)
 
-    def create(self, obj: dict[str, Any]) -> None:
-        """Create ``obj``; LoadgenError in one line (denied: which Role to bind; exists; other)."""
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Create ``obj`` and return it as the API stored it (with its uid).
+
+        LoadgenError in one line (denied: which Role to bind; exists; other).
+        """
         kind, name = str(obj["kind"]), str(obj["metadata"]["name"])
         # Recorded before asking: a POST that times out may still have created it (the
         # Secret holds every tenant's password), and deleting what is not there is a 404.
         self.created.append((kind, name))
         status, body = self.transport.request("POST", collection_path(obj), body=obj, timeout=15.0)
         if status in (200, 201, 202):
-            return
+            created = decode_json(body, f"the created {kind} {self.namespace}/{name}")
+            return created if isinstance(created, dict) else {}
         if status == 409:
             self.created.remove((kind, name))  # someone else's: never delete it
         where = f"{kind} {self.namespace}/{name}"

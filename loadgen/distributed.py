@@ -16,6 +16,13 @@ workers learn K, the tenant count and the pacing from the master's spawn message
   ``<run-dir>/journal/``, the message handlers (``concurrent=True``), and the HTTP routes
   under ``/harness/`` on Locust's web UI: ``GET status``, ``GET journal/<name>?offset=N``,
   ``POST stop``, ``POST quit``.
+- **Dead-man switch** (``orphan_after`` s, 0 = off): the harness polls ``GET
+  /harness/status`` every 0.3 s for as long as it runs the load. When no poll has come for
+  ``orphan_after`` s (counted from the last poll, or from the master's start if none came
+  yet), the harness is gone: the master logs one line and quits (Locust sends ``quit`` to
+  the workers, which exit), so the load never writes to the tenants unattended. It exits
+  with code 1 (its pod ends Failed); a process Locust does not end within 10 s (its
+  ``--autostart`` still waiting for workers that never came) is ended.
 
 Messages: worker->master ``harness_batch`` and ``harness_final``; master->worker
 ``harness_ack`` ``{"batch": n}`` and ``harness_final_ack`` ``{}``.
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -50,6 +58,9 @@ SHIP_INTERVAL = 0.2  # seconds between polls of the spool
 RESEND_AFTER = 2.0  # seconds without an acknowledgement before a batch is sent again
 FINAL_WAIT = 20.0  # seconds a stopping worker keeps trying to get its final acknowledged
 MAX_READ = 8 * 1024 * 1024  # bytes per journal read through the master's route
+ORPHAN_CHECK = 0.5  # seconds between the dead-man switch's looks at the last poll
+ORPHAN_EXIT_CODE = 1  # an orphaned master did not end cleanly: its pod ends Failed
+EXIT_GRACE = 3.0  # seconds a quitting master may take before it is ended without Locust's help
 
 _log = logging.getLogger(__name__)
 
@@ -182,7 +193,9 @@ class ClusterWorker:
 class ClusterMaster:
     """The master's side: collect batches and finals, answer the harness's HTTP routes."""
 
-    def __init__(self, environment: Any, folder: Path, workers: int, tenant_count: int) -> None:
+    def __init__(
+        self, environment: Any, folder: Path, workers: int, tenant_count: int, orphan_after: float = 0.0
+    ) -> None:
         self.environment = environment
         self.runner = environment.runner
         self.collector = Collector(folder)
@@ -191,8 +204,15 @@ class ClusterMaster:
         self.expected = assignment(tenant_count, workers)
         self.master = uuid.uuid4().hex
         self.started_at = time.time()
+        self.orphan_after = orphan_after
+        #: Monotonic time of the last ``GET /harness/status`` (the start until the first one).
+        self.polled_at = time.monotonic()
+        self.orphaned = False
+        self._quitting = False
         self.runner.register_message("harness_batch", self._on_batch, concurrent=True)
         self.runner.register_message("harness_final", self._on_final, concurrent=True)
+        if orphan_after > 0:
+            gevent.spawn(self._dead_man)
 
     def _checked(self, msg: Any) -> dict[str, Any] | None:
         data = msg.data
@@ -243,10 +263,62 @@ class ClusterMaster:
 
     def install_routes(self, app: Any) -> None:
         """Add the ``/harness/`` routes to Locust's Flask app."""
-        app.add_url_rule("/harness/status", "harness_status", lambda: jsonify(self.status()))
+        app.add_url_rule("/harness/status", "harness_status", self._status)
         app.add_url_rule("/harness/journal/<name>", "harness_journal", self._journal)
         app.add_url_rule("/harness/stop", "harness_stop", self._stop, methods=["POST"])
         app.add_url_rule("/harness/quit", "harness_quit", self._quit, methods=["POST"])
+
+    def _status(self) -> Response:
+        self.polled_at = time.monotonic()
+        return jsonify(self.status())
+
+    def silent_for(self, now: float | None = None) -> float:
+        """Seconds since the last ``GET /harness/status`` (since the start when none came yet)."""
+        return (time.monotonic() if now is None else now) - self.polled_at
+
+    def _dead_man(self) -> None:
+        """Quit once the harness has not polled for ``orphan_after`` s (it was killed or cut off)."""
+        check = min(ORPHAN_CHECK, self.orphan_after / 4)
+        while not self._quitting:
+            gevent.sleep(check)
+            if self._quitting or self.silent_for() < self.orphan_after:
+                continue
+            self.orphaned = True
+            if getattr(self.environment, "process_exit_code", None) is None:
+                self.environment.process_exit_code = ORPHAN_EXIT_CODE
+            _log.error(
+                "cluster load: the harness stopped polling /harness/status for %.0f s: quitting, "
+                "so the load does not run unattended",
+                self.silent_for(),
+            )
+            self._shutdown()
+            return
+
+    def _shutdown(self) -> None:
+        """Quit Locust (the workers get ``quit`` and exit) and stop the web UI, so the process ends.
+
+        Locust's ``--autostart`` waits for ``--expect-workers`` in a loop that no quit ends:
+        a process still there after :data:`EXIT_GRACE` s is ended here.
+        """
+        self._quitting = True
+        gevent.spawn_later(EXIT_GRACE, self._exit_now)
+        self.runner.quit()
+        web_ui = getattr(self.environment, "web_ui", None)
+        if web_ui is not None:
+            web_ui.stop()
+
+    def _exit_now(self) -> None:
+        code = getattr(self.environment, "process_exit_code", None)
+        code = ORPHAN_EXIT_CODE if code is None else int(code)
+        _log.error(
+            "cluster load: still running %.0f s after quitting (Locust waits for workers that never "
+            "came): exiting with code %d",
+            EXIT_GRACE,
+            code,
+        )
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(code)
 
     def _journal(self, name: str) -> Response:
         path = self.collector.path(name)
@@ -270,10 +342,8 @@ class ClusterMaster:
     def _quit(self) -> tuple[Response, int]:
         def later() -> None:
             gevent.sleep(0.2)  # let this answer go out first
-            self.runner.quit()
-            web_ui = getattr(self.environment, "web_ui", None)
-            if web_ui is not None:
-                web_ui.stop()
+            self._shutdown()
 
+        self._quitting = True  # the dead-man switch has nothing left to do
         gevent.spawn(later)
         return jsonify({"quitting": True}), 202

@@ -16,10 +16,12 @@ file per process; each process serves Prometheus metrics and writes their URL to
 with ``--tenants-file`` on K workers): writers are not claimed through the run folder but
 follow from the worker index, each worker ships its journal to the master, and the master
 collects it and serves it to the harness (:mod:`loadgen.distributed`). The master needs no
-tenants file. ``--tenants-file`` and ``--run-dir`` are container paths, mapped to host
-paths on the embedded lab (:func:`common.mounts.host_path`; unchanged elsewhere), and are
-taken from this process's own command line: a worker keeps them when the master's spawn
-message brings the master's options.
+tenants file, and with ``--orphan-after S`` quits (and so stops the workers) once the
+harness has not polled ``/harness/status`` for S seconds. ``--tenants-file`` and
+``--run-dir`` are container paths, mapped to host paths on the embedded lab
+(:func:`common.mounts.host_path`; unchanged elsewhere), and are taken from this process's
+own command line: a worker keeps them when the master's spawn message brings the master's
+options.
 """
 
 from __future__ import annotations
@@ -108,6 +110,14 @@ def _arguments(parser: Any) -> None:
         type=int,
         default=0,
         help="cluster load: the number of tenants the workers write (master only)",
+    )
+    group.add_argument(
+        "--orphan-after",
+        env_var="HARNESS_ORPHAN_AFTER",
+        type=float,
+        default=0.0,
+        help="cluster load: quit when /harness/status has not been polled for this many seconds "
+        "(master only; 0 = never)",
     )
 
 
@@ -204,6 +214,8 @@ def _check(environment: Any, **_kwargs: Any) -> None:
     try:
         if opts.load_workers < 0 or opts.tenant_count < 0:
             raise LoadgenError("--load-workers and --tenant-count must be 0 or more")
+        if opts.orphan_after < 0:
+            raise LoadgenError(f"--orphan-after must be 0 (off) or more seconds, got {opts.orphan_after:g}")
         _paths = _Paths(
             host_path(opts.tenants_file) if opts.tenants_file else "",
             host_path(opts.run_dir) if opts.run_dir else "",
@@ -242,7 +254,9 @@ def _install(environment: Any, opts: Any) -> None:
         run_id = opts.run_id or default_run_id()
         opts.run_id = run_id
         run_dir = Path(_paths.run_dir if _paths and _paths.run_dir else Path("runs") / run_id)
-        _master = ClusterMaster(environment, run_dir / "journal", opts.load_workers, opts.tenant_count)
+        _master = ClusterMaster(
+            environment, run_dir / "journal", opts.load_workers, opts.tenant_count, opts.orphan_after
+        )
         if environment.web_ui is not None:
             _master.install_routes(environment.web_ui.app)
     elif isinstance(runner, WorkerRunner):

@@ -99,7 +99,7 @@ def test_a_template_that_is_not_an_mssql_instance_creates_nothing(lab: Lab) -> N
 def test_the_sweep_finds_the_known_capacity_within_one_step(lab: Lab) -> None:
     """Through ``chaos run experiments/opt-in/capacity.json``, as a user would start it."""
     env = {
-        "HARNESS_CAPACITY_FROM": "1",
+        "HARNESS_CAPACITY_FROM": str(KNOWN_CAPACITY - STEP),  # the line search: test_capacity_search.py
         "HARNESS_CAPACITY_TO": str(KNOWN_CAPACITY + 2),
         "HARNESS_CAPACITY_STEP": str(STEP),
         "HARNESS_CAPACITY_RATES": f"{RATE:g}",

@@ -27,6 +27,8 @@ from loadgen.cluster_manifests import (
     TEMPLATES,
     load_id,
     object_name,
+    owned_by,
+    owner_reference,
     render,
     render_all,
     service_env,
@@ -122,9 +124,13 @@ def test_every_placeholder_is_rendered_and_the_args_say_what_the_design_says(ten
         ("--write-rate", "20"),
         ("--load-workers", "2"),
         ("--tenant-count", "3"),
+        ("--orphan-after", "60"),
     ]:
         assert args[args.index(flag) + 1] == value, (flag, args)
     assert "--master" in args and "--autostart" in args
+    # The master needs no tenants: no tenants file, nothing of the Secret mounted.
+    assert "--tenants-file" not in args
+    assert master["ttlSecondsAfterFinished"] == 300
     # One Job per worker, each a single pod that is never retried: a lost worker fails only
     # its own Job, so the Job controller never deletes the other workers' pods.
     assert [job["kind"] for job in objects.workers] == ["Job", "Job"]
@@ -133,6 +139,8 @@ def test_every_placeholder_is_rendered_and_the_args_say_what_the_design_says(ten
         assert len(job["metadata"]["name"]) <= 57
         spec = job["spec"]
         assert (spec["parallelism"], spec["completions"], spec["backoffLimit"]) == (1, 1, 0)
+        assert spec["ttlSecondsAfterFinished"] == 300
+        assert "ownerReferences" not in job["metadata"]  # added once the master's uid is known
         pod = spec["template"]["spec"]
         assert pod["automountServiceAccountToken"] is False and pod["restartPolicy"] == "Never"
         wargs = pod["containers"][0]["args"]
@@ -197,9 +205,49 @@ def test_passwords_are_only_in_the_secret(tenants_file: Path) -> None:
     assert not any(p in decoded["tenants.json"] for p in PASSWORDS)
     rest = json.dumps([objects.service, objects.master, *objects.workers])
     assert not any(p in rest for p in PASSWORDS)
-    # The master sees tenants.json only, never the password keys.
-    volumes = {v["name"]: v for v in objects.master["spec"]["template"]["spec"]["volumes"]}
-    assert volumes["tenants"]["secret"]["items"] == [{"key": "tenants.json", "path": "tenants.json"}]
+    # The master mounts nothing of the Secret (it is created before it, and needs no tenants).
+    pod = objects.master["spec"]["template"]["spec"]
+    assert [v["name"] for v in pod["volumes"]] == ["harness"]
+    assert [m["mountPath"] for m in pod["containers"][0]["volumeMounts"]] == ["/var/run/harness"]
+
+
+def test_the_orphan_window_and_the_ttl_are_rendered_as_given(tenants_file: Path) -> None:
+    objects = render_all(
+        run_id="r",
+        namespace="tenants",
+        image="x/y:1",
+        tenants_file=tenants_file,
+        workers=1,
+        master_port=1,
+        web_port=2,
+        write_rate=20,
+        write_timeout=0.5,
+        connect_timeout=0.5,
+        orphan_after=75,
+        job_ttl=30,
+    )
+    args = objects.master["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--orphan-after") + 1] == "75"
+    assert [j["spec"]["ttlSecondsAfterFinished"] for j in (objects.master, *objects.workers)] == [30, 30]
+
+
+def test_an_owner_reference_names_the_created_job_and_refuses_one_without_uid() -> None:
+    job = {"kind": "Job", "metadata": {"name": "harness-load-x-master", "uid": "u-1"}}
+    reference = owner_reference(job)
+    assert reference == {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "name": "harness-load-x-master",
+        "uid": "u-1",
+        "blockOwnerDeletion": False,
+    }
+    service = {"kind": "Service", "metadata": {"name": "s", "labels": {"a": "b"}}, "spec": {}}
+    owned = owned_by(service, reference)
+    assert owned["metadata"] == {"name": "s", "labels": {"a": "b"}, "ownerReferences": [reference]}
+    assert "ownerReferences" not in service["metadata"]  # a copy: the rendered object is unchanged
+    with pytest.raises(LoadgenError, match="without a uid") as err:
+        owner_reference({"kind": "Job", "metadata": {"name": "m"}})
+    assert "\n" not in str(err.value)
 
 
 # -- settings -------------------------------------------------------------------------------------
@@ -315,6 +363,7 @@ class FakeCluster:
         self.connected = workers
         self.workers = workers
         self.proxy_fails = False
+        self.give_uid = True
         self.master_phase = "Running"
         self.collection: dict[str, Any] = {"workers": []}
         self.complete = False
@@ -385,6 +434,8 @@ class FakeCluster:
                     return self._proxy("POST", url.path.split("/proxy/harness/", 1)[1], {})
                 with fake.lock:
                     key = f"{body['kind']}/{body['metadata']['name']}"
+                    if fake.give_uid:
+                        body["metadata"]["uid"] = f"uid-{len(fake.created)}"
                     fake.objects[key] = body
                     fake.created.append(key)
                 return self._send(201, body)
@@ -498,9 +549,22 @@ def test_a_run_creates_mirrors_stops_and_deletes(
     load = _run(tenants_file, tmp_path, fake)
     load.start()
     try:
-        assert [k.split("/")[0] for k in fake.created] == ["Secret", "Service", "Job", "Job", "Job"]
-        assert fake.created[2].endswith("-master")
+        # The master Job first; the Secret, the Service and the workers (after the Service: they
+        # need its link variables) name it as their owner, so its deletion takes them all.
+        assert [k.split("/")[0] for k in fake.created] == ["Job", "Secret", "Service", "Job", "Job"]
+        assert fake.created[0].endswith("-master")
         assert [k.rsplit("-", 2)[-2:] for k in fake.created[3:]] == [["worker", "0"], ["worker", "1"]]
+        master = fake.objects[fake.created[0]]["metadata"]
+        assert master["uid"] == "uid-0" and "ownerReferences" not in master
+        for key in fake.created[1:]:
+            assert fake.objects[key]["metadata"]["ownerReferences"] == [
+                {"apiVersion": "batch/v1", "kind": "Job", "name": master["name"], "uid": "uid-0",
+                 "blockOwnerDeletion": False}
+            ], key  # fmt: skip
+        for key in (fake.created[0], *fake.created[3:]):
+            assert fake.objects[key]["spec"]["ttlSecondsAfterFinished"] == 300
+        args = fake.objects[fake.created[0]]["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args[args.index("--orphan-after") + 1] == "60"
         assert load.running() and load.ports == (5557, 8089)
         mirrored = tmp_path / "run" / "journal" / "pod0_abc.jsonl"
         with fake.lock:
@@ -579,3 +643,34 @@ def test_workers_that_never_connect_fail_the_start_and_leave_nothing(
     assert "\n" not in message and not fake.objects and not load.running()
     assert load.stop() is None
     shutil.rmtree(tmp_path / "run", ignore_errors=True)
+
+
+def test_a_master_job_created_without_uid_stops_the_start_and_is_deleted(
+    tenants_file: Path, tmp_path: Path, fake: FakeCluster
+) -> None:
+    fake.give_uid = False
+    load = _run(tenants_file, tmp_path, fake)
+    with pytest.raises(LoadgenError, match="without a uid") as err:
+        load.start()
+    assert "\n" not in str(err.value)
+    # Nothing else was created (no Secret without an owner), and the master Job is gone.
+    assert [k.split("/")[0] for k in fake.created] == ["Job"] and not fake.objects
+    assert not load.running()
+
+
+def test_the_orphan_window_is_never_shorter_than_the_wait_for_the_master(
+    tenants_file: Path, tmp_path: Path, fake: FakeCluster
+) -> None:
+    assert _run(tenants_file, tmp_path, fake, ready_timeout=3.0).orphan_after() == 60
+    assert _run(tenants_file, tmp_path, fake, ready_timeout=90.5).orphan_after() == 91
+
+
+def test_the_lab_kubelet_accepts_every_rendered_pod(tenants_file: Path) -> None:
+    # The embedded lab runs the harness image only with the options it knows (its kubelet's
+    # allow-list): a manifest option it lacks would leave the load pod unstartable on the lab.
+    from lab.kubelet.images import check_harness_args
+
+    objects = _objects(tenants_file)
+    for job in (objects.master, *objects.workers):
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        check_harness_args(container, list(container["args"]))

@@ -163,11 +163,11 @@ def test_a_killed_worker_is_named_incomplete(engine: Engine, tmp_path: Path, clu
     tenants = write_tenants(tmp_path / "tenants.json", engine.create_many(2))
     cluster = cluster_factory(tenants, 2, 2)
     cluster.wait("two workers running", _running, 60)
-    time.sleep(2.5)
+    time.sleep(1.0)
     victim = cluster.workers[0]
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait(timeout=10)
-    time.sleep(2)
+    time.sleep(1.0)
     assert cluster.post("stop") == 202
 
     def survivor_final(status: dict[str, Any]) -> bool:

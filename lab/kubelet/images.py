@@ -170,7 +170,7 @@ HARNESS_OPTIONS = frozenset(
         "--web-port", "--expect-workers", "--users", "-u", "--spawn-rate", "-r", "--run-time", "-t",
         "--stop-timeout", "--exit-code-on-error", "--loglevel", "-L", "--tenants-file", "--run-dir",
         "--run-id", "--write-rate", "--write-timeout", "--connect-timeout", "--metrics-port",
-        "--load-workers", "--tenant-count",
+        "--load-workers", "--tenant-count", "--orphan-after",
     }
 )  # fmt: skip
 #: Options naming files: they must lie under one of the container's own volume mounts.
