@@ -27,7 +27,10 @@ ENV = "LAB_MOUNTS"
 
 def mapped(path: str, mounts: Mapping[str, str]) -> str | None:
     """The host path of container ``path`` under the longest matching mount, or None when no
-    mount holds it (``mounts``: ``{mountPath: hostFolder}``)."""
+    mount holds it (``mounts``: ``{mountPath: hostFolder}``). A path with a ``..`` segment is
+    under no mount: it could climb out of the folder."""
+    if ".." in path.split("/"):
+        return None
     best: tuple[int, str] | None = None
     for mount_path, folder in mounts.items():
         prefix = mount_path.rstrip("/")

@@ -204,6 +204,8 @@ class ClusterLoadRun(MasterWatch):
             self._wait_master()
             for job in objects.workers:
                 self.objects.create(owned_by(job, owner))
+                with contextlib.suppress(LoadgenError):
+                    self._status()  # a poll: the master's dead-man switch must not fire meanwhile
             self.started_at = time.time()
             self._wait_workers()
         except BaseException:

@@ -21,8 +21,9 @@ workers learn K, the tenant count and the pacing from the master's spawn message
   ``orphan_after`` s (counted from the last poll, or from the master's start if none came
   yet), the harness is gone: the master logs one line and quits (Locust sends ``quit`` to
   the workers, which exit), so the load never writes to the tenants unattended. It exits
-  with code 1 (its pod ends Failed); a process Locust does not end within 10 s (its
-  ``--autostart`` still waiting for workers that never came) is ended.
+  with code 1 (its pod ends Failed); a process Locust does not end within ``EXIT_GRACE``
+  (3 s) after any quit (its ``--autostart`` still waiting for workers that never came) is
+  ended, with code 1 when orphaned and 0 after the harness's own quit.
 
 Messages: worker->master ``harness_batch`` and ``harness_final``; master->worker
 ``harness_ack`` ``{"batch": n}`` and ``harness_final_ack`` ``{}``.
@@ -309,7 +310,8 @@ class ClusterMaster:
 
     def _exit_now(self) -> None:
         code = getattr(self.environment, "process_exit_code", None)
-        code = ORPHAN_EXIT_CODE if code is None else int(code)
+        if code is None:  # an orphan did not end cleanly; a quit the harness asked for did
+            code = ORPHAN_EXIT_CODE if self.orphaned else 0
         _log.error(
             "cluster load: still running %.0f s after quitting (Locust waits for workers that never "
             "came): exiting with code %d",

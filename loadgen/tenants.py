@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.mounts import host_path
+from common.mounts import mapped, mounts_from
 from loadgen.dialects import dialect
 from loadgen.errors import LoadgenError
 
@@ -61,9 +61,17 @@ class Tenant:
                 )
             return value
         if self.password_file:
+            path = self.password_file
+            if mounts_from():  # in a lab pod, run by the kubelet's user: only what the pod mounts
+                found = mapped(path, mounts_from())
+                if found is None:
+                    raise LoadgenError(
+                        f"tenant {self.name}: password_file {path} is not under one of the pod's volume "
+                        "mounts: mount the Secret that holds it"
+                    )
+                path = found
             try:
-                # A container path in a load pod (a mounted Secret); the same path elsewhere.
-                return Path(host_path(self.password_file)).read_text().strip()
+                return Path(path).read_text().strip()
             except OSError as exc:
                 raise LoadgenError(
                     f"tenant {self.name}: cannot read password_file {self.password_file} "

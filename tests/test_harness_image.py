@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,9 @@ from lab.kubelet import podspec
 from lab.kubelet.images import HARNESS, LOCUSTFILE, image_name, is_host_command, launch_for
 from lab.kubelet.podspec import ConfigError
 from lab.kubelet.run_as import kubelet_user, run_as_for
+from loadgen.errors import LoadgenError
 from loadgen.runner import LOCUSTFILE as LOADGEN_LOCUSTFILE
+from loadgen.tenants import Tenant
 
 Obj = dict[str, Any]
 
@@ -150,3 +153,59 @@ def test_the_options_of_the_load_manifests_are_accepted() -> None:
                          {"name": "tenants", "mountPath": "/var/run/harness-tenants"}],
     }  # fmt: skip
     assert launch_for(container, {}).argv[-1] == "WARNING"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"env": [{"name": "LAB_MOUNTS", "value": '{"/var/run/harness": "/etc"}'}]},  # remaps --run-dir
+        {"env": [{"name": "HARNESS_RUN_DIR", "value": "/etc"}]},  # an option through its variable
+        {"env": [{"name": "LOCUST_HTML", "value": "/etc/x.html"}]},
+        {"env": [{"name": "PYTHONPATH", "value": "/var/run/harness"}]},  # sitecustomize as root
+        {"env": [{"name": "HOME", "value": "/var/run/harness"}]},  # ~/.locust.conf
+        {"envFrom": [{"configMapRef": {"name": "anything"}}]},
+        {"workingDir": "/var/run/harness"},  # ./locust.conf
+    ],
+)
+def test_the_harness_image_refuses_settings_that_steer_it_around_the_checks(extra: Obj) -> None:
+    container: Obj = {
+        "name": "worker",
+        "image": "mssql-chaos-harness/harness:0.1.0",
+        "args": ["--worker", "--run-dir", "/var/run/harness/run"],
+        "volumeMounts": [{"name": "harness", "mountPath": "/var/run/harness"}],
+        **extra,
+    }
+    with pytest.raises(ConfigError) as caught:
+        launch_for(container, {})
+    assert caught.value.reason == "CreateContainerConfigError"
+    ok = {**container, "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}]}
+    ok.pop("envFrom", None)
+    ok.pop("workingDir", None)
+    assert launch_for(ok, {}).image == HARNESS  # what the manifests set is accepted
+
+
+def test_a_path_that_climbs_is_under_no_mount() -> None:
+    mounts = {"/var/run/harness-tenants": "/srv/lab/volumes/x"}
+    assert mapped("/var/run/harness-tenants/0.password", mounts) == "/srv/lab/volumes/x/0.password"
+    assert mapped("/var/run/harness-tenants/../../etc/shadow", mounts) is None
+
+
+def _tenant(password_file: str) -> Tenant:
+    return Tenant("t", "postgresql", "127.0.0.1", 5432, "db", "u", password_file=password_file)
+
+
+def test_in_a_pod_a_password_file_outside_its_mounts_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "0.password").write_text("s3cret\n")
+    (tmp_path / "elsewhere").write_text("not yours\n")
+    monkeypatch.setenv("LAB_MOUNTS", json.dumps({"/var/run/harness-tenants": str(secret)}))
+    inside = _tenant("/var/run/harness-tenants/0.password")
+    assert inside.password() == "s3cret"
+    for path in (str(tmp_path / "elsewhere"), "/var/run/harness-tenants/../elsewhere"):
+        with pytest.raises(LoadgenError, match="not under one of the pod's volume mounts"):
+            _tenant(path).password()
+    monkeypatch.delenv("LAB_MOUNTS")
+    assert _tenant(str(tmp_path / "elsewhere")).password() == "not yours"

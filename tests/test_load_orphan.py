@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from loadgen.distributed import EXIT_GRACE
 from loadgen.runner import LOCUSTFILE
 
 pytestmark = pytest.mark.integration
@@ -31,8 +32,6 @@ pytestmark = pytest.mark.integration
 ORPHAN_AFTER = 2
 #: Seconds beyond the window a process may take to notice and exit (a busy 2-core machine).
 SLACK = 15.0
-#: loadgen.distributed.EXIT_GRACE: how long a quitting master may take before it is ended.
-EXIT_GRACE = 10.0
 
 
 def _free_port() -> int:

@@ -177,9 +177,35 @@ HARNESS_OPTIONS = frozenset(
 HARNESS_PATHS = frozenset({"--tenants-file", "--run-dir"})
 
 
+#: Variables a harness container may not set: they steer the interpreter, Locust, the
+#: harness's own options (``HARNESS_RUN_DIR`` ...) or the lab's mount map around the checks below.
+HARNESS_ENV_PREFIXES = ("PYTHON", "LOCUST_", "HARNESS_", "LAB_", "LD_")
+HARNESS_ENV_NAMES = frozenset({"HOME", "PATH", "TMPDIR"})
+HARNESS_ENV_ALLOWED = frozenset({"PYTHONUNBUFFERED"})
+
+
+def _check_harness_env(container: dict[str, Any]) -> None:
+    def refuse(what: str) -> ConfigError:
+        return ConfigError(
+            "CreateContainerConfigError", f"the harness image may not set {what} in the lab: use deploy/load/"
+        )
+
+    if container.get("envFrom"):
+        raise refuse("envFrom")
+    if container.get("workingDir"):
+        raise refuse("workingDir")
+    for item in container.get("env") or []:
+        name = str((item or {}).get("name", ""))
+        if name in HARNESS_ENV_ALLOWED:
+            continue
+        if name in HARNESS_ENV_NAMES or name.startswith(HARNESS_ENV_PREFIXES):
+            raise refuse(f"the variable {name}")
+
+
 def check_harness_args(container: dict[str, Any], args: list[str]) -> None:
     """ConfigError unless every argument is one of the harness image's known options, and its
     file options name paths under the container's volume mounts (no ``..``)."""
+    _check_harness_env(container)
     mounts = [str(m.get("mountPath", "")).rstrip("/") for m in container.get("volumeMounts") or []]
     i = 0
     while i < len(args):
