@@ -30,6 +30,8 @@ LOAD = _service(
     [{"name": "master", "port": 5557, "targetPort": 5557}, {"name": "web", "port": 8089, "protocol": "TCP"}],
 )
 
+DB = _service("db", [{"name": "sql", "port": 5432}])
+
 
 def test_a_service_gets_kubernetes_variable_set() -> None:
     assert env_name("harness-load-ab12") == "HARNESS_LOAD_AB12"
@@ -97,7 +99,8 @@ def _worker_pod() -> tuple[Obj, Obj]:
             "--run-dir",
             "/var/run/harness/run",
         ],
-        "env": [{"name": "HARNESS_LOAD_AB12_SERVICE_PORT_WEB", "value": "9999"}],
+        # A link variable the container sets itself (the harness image may not set HARNESS_*).
+        "env": [{"name": "DB_SERVICE_PORT", "value": "9999"}],
         "volumeMounts": [{"name": "work", "mountPath": "/var/run/harness"}],
     }
     pod: Obj = {
@@ -114,7 +117,7 @@ def _setup(tmp_path: Path, lookup: podspec.Lookup, **kw: Any) -> PodSetup:
 
 
 def test_a_container_starts_with_the_links_expanded_in_its_args(tmp_path: Path) -> None:
-    services = [LOAD, _service("kubernetes", [{"name": "https", "port": 443}], namespace="default")]
+    services = [LOAD, DB, _service("kubernetes", [{"name": "https", "port": 443}], namespace="default")]
     asked: list[tuple[str, str, str]] = []
 
     def lookup(plural: str, namespace: str, name: str) -> Obj | None:
@@ -141,7 +144,8 @@ def test_a_container_starts_with_the_links_expanded_in_its_args(tmp_path: Path) 
         "/var/run/harness/run",
     ]
     env = prepared.env
-    assert env["HARNESS_LOAD_AB12_SERVICE_PORT_WEB"] == "9999", "the container's own env wins"
+    assert env["DB_SERVICE_PORT"] == "9999", "the container's own env wins"
+    assert env["DB_SERVICE_HOST"] == "127.0.0.1" and env["HARNESS_LOAD_AB12_SERVICE_PORT_WEB"] == "8089"
     assert env["HARNESS_LOAD_AB12_PORT"] == "tcp://127.0.0.1:5557"
     assert (env["KUBERNETES_SERVICE_HOST"], env["KUBERNETES_SERVICE_PORT"]) == ("127.0.0.1", "6443")
     assert "KUBERNETES_PORT_443_TCP" not in env
@@ -150,12 +154,13 @@ def test_a_container_starts_with_the_links_expanded_in_its_args(tmp_path: Path) 
 
 def test_an_explicit_lister_and_a_pod_without_links(tmp_path: Path) -> None:
     pod, container = _worker_pod()
-    setup = _setup(tmp_path, lambda plural, namespace, name: None, services=lambda namespace: [LOAD])
+    setup = _setup(tmp_path, lambda plural, namespace, name: None, services=lambda namespace: [LOAD, DB])
     assert setup.prepare(pod, container).launch.argv[7] == "127.0.0.1"
     pod["spec"]["enableServiceLinks"] = False
     prepared = setup.prepare(pod, container)
     assert "$(HARNESS_LOAD_AB12_SERVICE_HOST)" in prepared.launch.argv, "unknown variables stay as written"
-    assert not [k for k in prepared.env if k.startswith("HARNESS_LOAD_AB12_") and "WEB" not in k]
+    assert not [k for k in prepared.env if k.startswith(("HARNESS_LOAD_AB12_", "DB_SERVICE_HOST"))]
+    assert prepared.env["DB_SERVICE_PORT"] == "9999"  # the container's own stays
 
 
 @pytest.mark.integration
