@@ -55,12 +55,12 @@ from loadgen.cluster_manifests import (
     owner_reference,
     render_all,
     selector,
-    users_for,
 )
 from loadgen.cluster_mirror import JournalMirror, collection_view
 from loadgen.cluster_objects import LoadObjectsApi, pick_ports, status_message
 from loadgen.cluster_watch import MasterWatch
 from loadgen.errors import LoadgenError
+from loadgen.shipping import user_count
 from loadgen.tenants import load_tenants
 
 __all__ = ["ClusterLoadRun"]
@@ -117,7 +117,7 @@ class ClusterLoadRun(MasterWatch):
 
     @property
     def users(self) -> int:
-        return users_for(len(self._tenants), max(1, self.workers))
+        return user_count(len(self._tenants), max(1, self.workers))
 
     @property
     def pid(self) -> int | None:

@@ -21,7 +21,7 @@ entry naming its uid), both Job kinds finish with ``ttlSecondsAfterFinished``
 itself: the master quits, its workers exit, the TTL deletes the master Job and the garbage
 collector takes the Secret (every tenant's password), the Service and the worker Jobs.
 
-:func:`users_for` is the number of Locust users: a multiple of the workers (Locust spreads
+:func:`loadgen.shipping.user_count` is the number of Locust users: a multiple of the workers (Locust spreads
 users evenly only then) and at least one per tenant.
 """
 
@@ -30,7 +30,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import math
 import re
 import string
 from collections.abc import Mapping
@@ -41,7 +40,9 @@ from typing import Any
 
 import yaml
 
+from common.names import env_name
 from loadgen.errors import LoadgenError
+from loadgen.shipping import user_count
 from loadgen.tenants import load_tenants
 
 __all__ = [
@@ -63,7 +64,6 @@ __all__ = [
     "selector",
     "service_env",
     "tenants_secret",
-    "users_for",
 ]
 
 #: The folder of the templates.
@@ -110,7 +110,7 @@ def object_name(ident: str) -> str:
 
 def service_env(service: str) -> str:
     """The prefix of a Service's link variables: ``harness-load-x`` -> ``HARNESS_LOAD_X``."""
-    return service.upper().replace("-", "_")
+    return env_name(service)
 
 
 def labels(ident: str, component: str | None = None) -> dict[str, str]:
@@ -124,13 +124,6 @@ def labels(ident: str, component: str | None = None) -> dict[str, str]:
 def selector(ident: str, component: str | None = None) -> str:
     """A label selector for the run's pods (of one component)."""
     return ",".join(f"{k}={v}" for k, v in labels(ident, component).items())
-
-
-def users_for(tenants: int, workers: int) -> int:
-    """U = K * ceil(N / K): a multiple of the workers, at least one user per tenant."""
-    if tenants < 1 or workers < 1:
-        raise LoadgenError(f"need at least one tenant and one worker, got {tenants} and {workers}")
-    return workers * math.ceil(tenants / workers)
 
 
 def _escape(key: str, value: Any) -> str:
@@ -241,7 +234,7 @@ def render_all(
         "BIND_HOST": bind_host,
         "MASTER_HOST": f"$({service_env(name)}_SERVICE_HOST)",
         "WORKERS": workers,
-        "USERS": users_for(count, workers),
+        "USERS": user_count(count, workers),
         "TENANT_COUNT": count,
         "WRITE_RATE": f"{write_rate:g}",
         "WRITE_TIMEOUT": f"{write_timeout:g}",

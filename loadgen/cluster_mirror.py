@@ -104,33 +104,19 @@ def _int(value: Any) -> int | None:
 
 
 def _entries(raw: Any) -> list[dict[str, Any]]:
-    """The per-worker entries of a status, whether listed or keyed by worker."""
-    if isinstance(raw, Mapping) and isinstance(raw.get("workers"), list):
-        raw = raw["workers"]
-    if isinstance(raw, Mapping):
-        found = []
-        for key, value in raw.items():
-            if isinstance(value, Mapping):
-                entry = dict(value)
-                entry.setdefault("worker", None if str(key).isdigit() else str(key))
-                found.append(entry)
-        return found
-    if isinstance(raw, list):
-        return [dict(e) for e in raw if isinstance(e, Mapping)]
-    return []
+    """The per-worker entries of the master's status (:meth:`loadgen.collector.Collector.status`)."""
+    listed = raw.get("workers") if isinstance(raw, Mapping) else None
+    return [dict(e) for e in listed if isinstance(e, Mapping)] if isinstance(listed, list) else []
 
 
 def _ranges(value: Any) -> list[list[int]]:
-    out = []
-    for item in value if isinstance(value, list) else []:
-        if isinstance(item, list | tuple) and len(item) == 2 and all(_int(v) is not None for v in item):
-            out.append([int(item[0]), int(item[1])])
-        elif _int(item) is not None:
-            out.append([int(item), int(item)])
-        elif isinstance(item, str) and re.fullmatch(r"\d+(-\d+)?", item):
-            lo, _, hi = item.partition("-")
-            out.append([int(lo), int(hi or lo)])
-    return out
+    """``[[lo, hi], ...]`` as the collector writes missing batches; anything else is dropped."""
+    pairs = value if isinstance(value, list) else []
+    return [
+        [int(p[0]), int(p[1])]
+        for p in pairs
+        if isinstance(p, list | tuple) and len(p) == 2 and all(_int(v) is not None for v in p)
+    ]
 
 
 def _tenant_names(value: Any, names: Sequence[str]) -> list[str]:

@@ -184,12 +184,6 @@ class ClusterWorker:
                 len(shipper.unacked),
             )
 
-    def wait_finished(self, timeout: float) -> bool:
-        """Wait (bounded) until the final is acknowledged; True when it was."""
-        if self._finishing is not None:
-            self._finishing.join(timeout=timeout)
-        return self._final_acked
-
 
 class ClusterMaster:
     """The master's side: collect batches and finals, answer the harness's HTTP routes."""

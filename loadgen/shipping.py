@@ -164,11 +164,6 @@ class Shipper:
             batch.sent_at = now
         return late
 
-    def drained(self) -> bool:
-        """Everything complete in the spool is batched and every batch acknowledged."""
-        self._read()
-        return not self._pending and not self.unacked
-
     def shipped(self) -> bool:
         """Everything complete in the spool is batched and sent at least once (acknowledged or not)."""
         self._read()

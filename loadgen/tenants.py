@@ -62,8 +62,9 @@ class Tenant:
             return value
         if self.password_file:
             path = self.password_file
-            if mounts_from():  # in a lab pod, run by the kubelet's user: only what the pod mounts
-                found = mapped(path, mounts_from())
+            mounts = mounts_from()
+            if mounts:  # in a lab pod, run by the kubelet's user: only what the pod mounts
+                found = mapped(path, mounts)
                 if found is None:
                     raise LoadgenError(
                         f"tenant {self.name}: password_file {path} is not under one of the pod's volume "

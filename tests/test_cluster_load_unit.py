@@ -32,11 +32,11 @@ from loadgen.cluster_manifests import (
     render,
     render_all,
     service_env,
-    users_for,
 )
 from loadgen.cluster_mirror import JournalMirror, collection_view
 from loadgen.cluster_objects import lab_ports
 from loadgen.errors import LoadgenError
+from loadgen.shipping import user_count
 from orchestration.configuration import check_configuration, load_settings
 from orchestration.errors import OrchestrationError
 
@@ -88,8 +88,8 @@ def _objects(tenants_file: Path, workers: int = 2) -> Any:
     ("n", "k", "u"), [(1, 4, 4), (4, 4, 4), (5, 2, 6), (6, 3, 6), (7, 3, 9), (50, 8, 56)]
 )
 def test_users_are_a_multiple_of_workers_and_cover_every_tenant(n: int, k: int, u: int) -> None:
-    assert users_for(n, k) == u
-    assert users_for(n, k) % k == 0 and users_for(n, k) >= n
+    assert user_count(n, k) == u
+    assert user_count(n, k) % k == 0 and user_count(n, k) >= n
 
 
 def test_every_placeholder_is_rendered_and_the_args_say_what_the_design_says(tenants_file: Path) -> None:

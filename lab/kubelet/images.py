@@ -53,6 +53,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from common.mounts import mapped
 from lab.kubelet.podspec import ConfigError, container_ports, expand
 from lab.kubelet.run_as import CONTAINER_PATH
 from lab.paths import project_root
@@ -224,14 +225,12 @@ def check_harness_args(container: dict[str, Any], args: list[str]) -> None:
             value = args[i + 1]
             i += 1
         i += 1
-        if flag in HARNESS_PATHS:
-            parts = value.split("/")
-            inside = any(m and (value == m or value.startswith(m + "/")) for m in mounts)
-            if ".." in parts or not inside:
-                raise ConfigError(
-                    "CreateContainerConfigError",
-                    f"the harness image's {flag} {value!r} is not under one of the container's volume mounts",
-                )
+        # common.mounts.mapped: the rule the locustfile maps these paths by, ".." under no mount.
+        if flag in HARNESS_PATHS and mapped(value, {m: m for m in mounts if m}) is None:
+            raise ConfigError(
+                "CreateContainerConfigError",
+                f"the harness image's {flag} {value!r} is not under one of the container's volume mounts",
+            )
 
 
 def engine_port(container: dict[str, Any]) -> int:

@@ -26,6 +26,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from common.names import env_name  # re-exported: Kubernetes' makeEnvVariableName
+
 __all__ = ["LAB_SERVICE_HOST", "ServiceLister", "env_name", "link_env", "pod_service_env", "service_links"]
 
 Obj = dict[str, Any]
@@ -34,11 +36,6 @@ ServiceLister = Callable[[str], list[Obj]]
 
 #: Where every Service is reached in the lab (no kube-proxy, no cluster IPs).
 LAB_SERVICE_HOST = "127.0.0.1"
-
-
-def env_name(name: str) -> str:
-    """A Service or port name as a variable name (Kubernetes' ``makeEnvVariableName``)."""
-    return name.replace("-", "_").upper()
 
 
 def _ports(service: Obj) -> list[tuple[str, int, str]]:
