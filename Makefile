@@ -52,11 +52,12 @@ lint: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format common lab loadgen orchestration probes reports tests
 
-## test: check, then the whole suite (integration tests start their own servers)
+## test: check, then the unit tests on both cores, then the integration tests one at a time (they start their own servers and labs, and some time what they measure)
 test: check
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 -m "not integration" $(PYTEST_ARGS)
+	$(BIN)/pytest -m integration $(PYTEST_ARGS)
 
-## bench: harness vs pgbench (and a bare pyodbc client), tenants per load core, the lab's control plane, backup/restore vs the RTO objective, the load master's journal intake
+## bench: harness vs pgbench (and a bare pyodbc client), tenants per load core, the lab's control plane, backup/restore vs the RTO objective, the load master's journal intake, the journal at soak scale
 bench: setup
 	$(BIN)/python -m tests.benchmarks.bench_throughput --bare
 	$(BIN)/python -m tests.benchmarks.bench_tenants
@@ -64,6 +65,8 @@ bench: setup
 	$(BIN)/python -m tests.benchmarks.bench_backup
 	$(BIN)/python -m tests.benchmarks.bench_rto_bias --freezes 9 --spread 1
 	$(BIN)/python -m tests.benchmarks.bench_collect
+	$(BIN)/python -m tests.benchmarks.bench_journal_write
+	$(BIN)/python -m tests.benchmarks.bench_soak_journal
 
 ## lab-up / lab-down: the embedded Kubernetes-compatible lab (kubeconfig in .lab/kubeconfig)
 lab-up: setup

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job (make demo): the release command on the embedded lab. Brings the lab up (with its
 # Prometheus and Alertmanager), runs `python -m orchestration release` with the lab's var file and a
-# short capacity sweep (the fault and backup experiments, the alerting drill and the sweep under
-# load, then the go/no-go document, its HTML and junit.xml), and stops the lab whatever happened.
+# short capacity sweep and a 3-minute soak (the fault and backup experiments, the alerting drill, the
+# sweep under load and the soak with log backups every 20 s and one restore drill, then the go/no-go
+# document, its HTML and junit.xml), and stops the lab whatever happened.
 # The same command runs against a real cluster with that cluster's var file (make release).
 #
 # The lab runs on PostgreSQL and a stand-in operator: its verdict can never be GO (lab-only
@@ -30,7 +31,7 @@ lab=$("$PY" -c 'from lab.paths import lab_dir; print(lab_dir())')
 # In the background, so that an interrupt reaches the release (which passes it to the running
 # experiment, whose rollbacks run) and the lab is stopped only after the release has finished.
 "$PY" -m orchestration release --kubeconfig "$lab/kubeconfig" --var-file experiments/vars/lab.vars.json \
-  --capacity --out "$out" &
+  --capacity --soak --out "$out" &
 release=$!
 trap 'kill -INT "$release" 2>/dev/null' INT TERM HUP
 while true; do

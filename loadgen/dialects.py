@@ -103,6 +103,10 @@ class Dialect:
     there). ``read_back_committed``: ``read_back`` plus each row's commit time (epoch
     seconds, NULL where the engine cannot say). ``restore_resolution``: how finely a
     point-in-time restore of this engine places its target time, in seconds.
+    ``read_back_first`` / ``read_back_after``: the streamed read-back's pages (see
+    :meth:`read_back_page`), each with the names of its parameters in order
+    (``run_id``, ``tenant``, ``writer``, ``seq``, ``limit``), because T-SQL's ``TOP (?)``
+    comes before the ``WHERE`` clause and PostgreSQL's ``LIMIT ?`` after it.
     """
 
     name: str
@@ -111,8 +115,30 @@ class Dialect:
     read_back: str
     read_back_committed: str
     server_now: str
+    read_back_first: str
+    read_back_after: str
+    read_back_first_args: tuple[str, ...]
+    read_back_after_args: tuple[str, ...]
     definite_states: tuple[str, ...] = ()
     restore_resolution: float = 1e-6
+
+    def read_back_page(
+        self, run_id: str, tenant: str, after: tuple[int, int] | None, limit: int
+    ) -> tuple[str, tuple[object, ...]]:
+        """One page of the read-back: ``(statement, parameters)`` for the ``limit`` rows after key ``after``.
+
+        Rows come as ``writer, seq`` in key order; ``after`` None is the first page.
+        Keyset pagination: each page starts where the previous one ended, on the
+        primary key's order, so it costs the same however deep into the table it is.
+        """
+        if after is None:
+            statement, names = self.read_back_first, self.read_back_first_args
+        else:
+            statement, names = self.read_back_after, self.read_back_after_args
+        values: dict[str, object] = {"run_id": run_id, "tenant": tenant, "limit": limit}
+        if after is not None:
+            values["writer"], values["seq"] = after
+        return statement, tuple(values[name] for name in names)
 
     def definite(self, state: str) -> bool:
         """True if SQLSTATE ``state`` proves the statement did not take effect."""
@@ -146,6 +172,16 @@ POSTGRESQL = Dialect(
         f"FROM {TABLE} WHERE run_id = ? AND tenant = ?"
     ),
     server_now="SELECT extract(epoch FROM clock_timestamp())::float8",
+    read_back_first=(
+        f"SELECT writer, seq FROM {TABLE} WHERE run_id = ? AND tenant = ? ORDER BY writer, seq LIMIT ?"
+    ),
+    # A row comparison: the planner turns it into one index range condition on the key.
+    read_back_after=(
+        f"SELECT writer, seq FROM {TABLE} WHERE run_id = ? AND tenant = ? AND (writer, seq) > (?, ?) "
+        "ORDER BY writer, seq LIMIT ?"
+    ),
+    read_back_first_args=("run_id", "tenant", "limit"),
+    read_back_after_args=("run_id", "tenant", "writer", "seq", "limit"),
     definite_states=("22", "23", "28", "3D", "42", "40001", "40002", "40P01"),
 )
 
@@ -177,6 +213,16 @@ MSSQL = Dialect(
         f"FROM dbo.{TABLE} WHERE run_id = ? AND tenant = ?"
     ),
     server_now="SELECT CAST(DATEDIFF_BIG(microsecond, '19700101', SYSUTCDATETIME()) AS float) / 1000000.0",
+    read_back_first=(
+        f"SELECT TOP (?) writer, seq FROM dbo.{TABLE} WHERE run_id = ? AND tenant = ? ORDER BY writer, seq"
+    ),
+    # T-SQL has no row comparison; "writer >= ?" gives the optimizer a seek predicate on the key.
+    read_back_after=(
+        f"SELECT TOP (?) writer, seq FROM dbo.{TABLE} WHERE run_id = ? AND tenant = ? "
+        "AND writer >= ? AND (writer > ? OR (writer = ? AND seq > ?)) ORDER BY writer, seq"
+    ),
+    read_back_first_args=("limit", "run_id", "tenant"),
+    read_back_after_args=("limit", "run_id", "tenant", "writer", "writer", "writer", "seq"),
     definite_states=("22", "23", "28", "42", "40001", "40002"),
     restore_resolution=1 / 300,
 )

@@ -112,6 +112,21 @@ def _arguments(parser: Any) -> None:
         help="cluster load: the number of tenants the workers write (master only)",
     )
     group.add_argument(
+        "--journal-segment-seconds",
+        env_var="HARNESS_JOURNAL_SEGMENT_SECONDS",
+        type=float,
+        default=0.0,
+        help="start a new journal segment every this many seconds (0 = one file; a soak uses 60)",
+    )
+    group.add_argument(
+        "--exit-with-parent",
+        env_var="HARNESS_EXIT_WITH_PARENT",
+        action="store_true",
+        default=False,
+        help="stop the users and quit when the process that started Locust is gone "
+        "(a killed harness leaves no load behind)",
+    )
+    group.add_argument(
         "--orphan-after",
         env_var="HARNESS_ORPHAN_AFTER",
         type=float,
@@ -165,7 +180,9 @@ def _process(environment: Any) -> _Process:
         tenants=load_tenants(paths.tenants_file),
         run_id=run_id,
         run_dir=run_dir,
-        journal=JournalWriter(run_dir / "journal", run_id),
+        journal=JournalWriter(
+            run_dir / "journal", run_id, segment_seconds=opts.journal_segment_seconds or None
+        ),
         metrics=LoadMetrics(),
         options=opts,
     )
@@ -216,6 +233,15 @@ def _check(environment: Any, **_kwargs: Any) -> None:
             raise LoadgenError("--load-workers and --tenant-count must be 0 or more")
         if opts.orphan_after < 0:
             raise LoadgenError(f"--orphan-after must be 0 (off) or more seconds, got {opts.orphan_after:g}")
+        if opts.journal_segment_seconds < 0:
+            raise LoadgenError(
+                "--journal-segment-seconds must be 0 (one file) or more, "
+                f"got {opts.journal_segment_seconds:g}"
+            )
+        if opts.journal_segment_seconds and opts.load_workers:
+            raise LoadgenError(
+                "--journal-segment-seconds is for a local load: a cluster load ships one journal per worker"
+            )
         _paths = _Paths(
             host_path(opts.tenants_file) if opts.tenants_file else "",
             host_path(opts.run_dir) if opts.run_dir else "",
@@ -246,10 +272,29 @@ def _check(environment: Any, **_kwargs: Any) -> None:
     _install(environment, opts)
 
 
+def _watch_parent(environment: Any) -> None:
+    """Quit (users stopped, their lines journaled) once the process that started Locust is gone.
+
+    Locust runs in its own session, so a SIGKILLed harness would otherwise leave it writing
+    for ever; its parent changes (it is re-parented) the moment the harness dies.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            gevent.sleep(1.0)
+        sys.stderr.write(f"locustfile: the harness (pid {parent}) is gone: stopping the load\n")
+        environment.runner.quit()
+
+    gevent.spawn(watch)
+
+
 def _install(environment: Any, opts: Any) -> None:
     """Cluster load: the master's collection and routes, or a worker's shipping."""
     global _worker, _master  # noqa: PLW0603 - one per load process
     runner = environment.runner
+    if opts.exit_with_parent and not isinstance(runner, WorkerRunner):
+        _watch_parent(environment)
     if isinstance(runner, MasterRunner) and _cluster_master(opts):
         run_id = opts.run_id or default_run_id()
         opts.run_id = run_id

@@ -129,6 +129,8 @@ class LoadRun:
     duration: float | None = None
     write_timeout: float = 0.5
     connect_timeout: float = 0.5
+    #: Start a new journal segment every this many seconds (0: one journal file; a soak uses 60).
+    segment_seconds: float = 0.0
     extra_args: list[str] = field(default_factory=list)
     _proc: subprocess.Popen[bytes] | None = None
     _exited: threading.Event = field(default_factory=threading.Event)
@@ -170,7 +172,10 @@ class LoadRun:
             "0",
             "--loglevel",
             "WARNING",
+            "--exit-with-parent",
         ]
+        if self.segment_seconds:
+            argv += ["--journal-segment-seconds", f"{self.segment_seconds:g}"]
         if self.duration is not None:
             argv += ["-t", f"{max(1, round(self.duration))}s"]
         if self.processes:

@@ -56,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="comma-separated experiments (default: every experiments/*.json)")  # fmt: skip
     rel.add_argument("--capacity", action="store_true",
                      help="also run the capacity sweep (experiments/opt-in/capacity.json)")  # fmt: skip
+    rel.add_argument("--soak", action="store_true",
+                     help="also run the soak, last (experiments/opt-in/soak.json)")  # fmt: skip
     rel.add_argument("--signoffs", type=Path, default=None, help="sign-offs for the gates a person decides")
     rel.add_argument("--checklist", type=Path, default=None,
                      help="production-gates checklist (default: the project's)")  # fmt: skip
@@ -114,6 +116,7 @@ def _release(args: argparse.Namespace) -> int:
         var_files=tuple(args.var_files),
         experiments=tuple(args.experiments),
         capacity=args.capacity,
+        soak=args.soak,
         signoffs=args.signoffs,
         checklist=args.checklist,
         out=args.out,

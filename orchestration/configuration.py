@@ -81,18 +81,27 @@ def _load_mode(value: Any) -> str:
     return str(value)
 
 
-def _count(value: Any) -> int:
-    """A whole number of at least 1 (``4``, ``"4"`` or ``4.0``; never a boolean)."""
-    want = "a whole number at least 1"
+def _whole(value: Any, low: int, high: float, want: str) -> int:
+    """A whole number in ``[low, high]`` (``4``, ``"4"`` or ``4.0``; never a boolean); TypeError(want)."""
     if isinstance(value, bool):
         raise TypeError(want)
     try:
         number = float(str(value).strip()) if isinstance(value, str) else float(value)
     except (TypeError, ValueError):
         raise TypeError(want) from None
-    if not math.isfinite(number) or number != int(number) or number < 1:
+    if not math.isfinite(number) or number != int(number) or not low <= number <= high:
         raise TypeError(want)
     return int(number)
+
+
+def _count(value: Any) -> int:
+    """A whole number of at least 1."""
+    return _whole(value, 1, math.inf, "a whole number at least 1")
+
+
+def _port(value: Any) -> int:
+    """A TCP port to serve on: 0 = any free port, -1 = off."""
+    return _whole(value, -1, 65535, "a port number (0 = any free port, -1 = off)")
 
 
 _POSITIVE = _number(0.0, strict=True)
@@ -151,6 +160,20 @@ SCHEMA: dict[str, Callable[[Any], Any]] = {
     "load_workers_max": _count,
     "load_namespace": _text,
     "load_image": _text,
+    "journal_segment_seconds": _NON_NEGATIVE,
+    "soak_seconds": _POSITIVE,
+    "soak_check_seconds": _POSITIVE,
+    "soak_log_interval_seconds": _POSITIVE,
+    "backup_rpo_budget_seconds": _POSITIVE,
+    "soak_drill_seconds": _NON_NEGATIVE,
+    "soak_fault": _text,
+    "soak_fault_every_seconds": _NON_NEGATIVE,
+    "soak_leak_per_hour": _POSITIVE,
+    "soak_metrics_port": _port,
+    "soak_seed": _count,
+    "full_schedule": _text,
+    "backup_timeout": _POSITIVE,
+    "restore_timeout": _POSITIVE,
 }
 
 #: Keys every run reads, whatever its fault: the control (tenants, load, objectives, run

@@ -47,6 +47,7 @@ from loadgen.secretsdir import sweep_stale_secrets
 from loadgen.tenants import load_tenants, redact
 from orchestration.configuration import LoadSettings, check_configuration, load_settings
 from orchestration.errors import OrchestrationError
+from orchestration.soak_settings import is_soak, soak_settings
 from orchestration.var_files import EXPERIMENT_IDENTITY, check_var_files, cli_values, declared_keys
 from probes.errors import ProbeError
 from probes.finalize import finalize
@@ -218,6 +219,7 @@ def before_experiment_control(
         typed = check_configuration(configuration)
         check_var_files(sys.argv, declared_keys(context, sys.argv))
         settings = load_settings(typed)
+        soak = soak_settings(typed) if is_soak(configuration) else None
         CrdCoordinates.from_configuration(configuration)
         run_id = f"{default_run_id()}-{slug(str(typed.get('experiment_name') or title))}"
         run_dir = Path(str(typed.get("runs_dir") or "runs")).resolve() / run_id
@@ -239,7 +241,12 @@ def before_experiment_control(
             )
         preflight(tenants)
         rate = float(typed.get("write_rate", 20.0))
-        load = _make_load(settings, configuration, tenants_file, run_dir, run_id, len(tenants), rate)
+        segments = (
+            soak.segment_seconds if soak is not None else float(typed.get("journal_segment_seconds", 0))
+        )
+        load = _make_load(
+            settings, configuration, tenants_file, run_dir, run_id, len(tenants), rate, segments
+        )
         os.environ[RUN_DIR_ENV] = str(run_dir)
         _state.update(load=load, started_at=time.time(), tenants=[t.name for t in tenants], status="running")
         _write_run_json(run_dir, status="running")
@@ -260,10 +267,17 @@ def _make_load(
     run_id: str,
     tenants: int,
     rate: float,
+    segment_seconds: float = 0.0,
 ) -> LoadRun | ClusterLoadRun:
-    """The local Locust process, or (``load_mode: cluster``) its master and workers as pods."""
+    """The local Locust process, or (``load_mode: cluster``) its master and workers as pods.
+
+    Journal segments (``journal_segment_seconds``) are for the local load: a cluster load's
+    master keeps one file per worker, which its mirror follows by offset.
+    """
     if settings.mode != "cluster":
-        return LoadRun(tenants_file, run_dir, run_id, users=tenants, rate=rate)
+        return LoadRun(
+            tenants_file, run_dir, run_id, users=tenants, rate=rate, segment_seconds=segment_seconds
+        )
     kubeconfig = configuration.get("kubeconfig")
     return ClusterLoadRun(
         tenants_file,

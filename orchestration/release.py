@@ -9,7 +9,8 @@ runs it on the embedded lab):
 2. **Experiments**, one ``chaos run`` each, in order: the fault experiments, the backup
    experiments and the alerting drill: every experiment of ``experiments/*.json``, the
    loop the README shows, in :data:`RUN_ORDER` (or ``--experiments``); the opt-in capacity
-   sweep (``experiments/opt-in/``) only with ``--capacity``. Each gets the var files,
+   sweep (``experiments/opt-in/``) only with ``--capacity``, the soak (24 h unless the var
+   file says otherwise) only with ``--soak``. Each gets the var files,
    ``--rollback-strategy always``, its own Chaos Toolkit log and journal in the release
    folder, and its run folder under it. A failed experiment does not stop the others: the
    document says what it lacked.
@@ -79,6 +80,7 @@ RUN_ORDER = (
     "alert-drill",
 )
 CAPACITY = "capacity"
+SOAK = "soak"
 DOCUMENT = "07-metrics-go-no-go.md"
 
 EXIT_GO, EXIT_NO_GO, EXIT_CANNOT_RUN, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -98,6 +100,7 @@ class ReleaseSettings:
     var_files: tuple[Path, ...]
     experiments: tuple[str, ...] = ()  # empty: every experiment of the matrix (matrix_names)
     capacity: bool = False
+    soak: bool = False
     signoffs: Path | None = None
     checklist: Path | None = None
     out: Path | None = None
@@ -115,6 +118,8 @@ class ReleaseSettings:
         names = list(self.experiments) or self.matrix_names()
         if self.capacity and CAPACITY not in names:
             names.append(CAPACITY)
+        if self.soak and SOAK not in names:
+            names.append(SOAK)
         paths = []
         for name in names:
             path = Path(name) if name.endswith(".json") else find_experiment(self.experiments_dir, name)

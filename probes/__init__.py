@@ -1,13 +1,32 @@
 """Fault injection and measurement: Chaos Toolkit activities, the fault log, RTO/RPO.
 
-``chaos discover --no-install probes`` lists the activities through :func:`discover`.
+``chaos discover --no-install mssql-chaos-harness`` lists the activities through
+:func:`discover` (reached by way of ``chaosmssql``). Every module it names holds actions
+only or probes only, so each is listed with the type Chaos Toolkit gives it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["discover"]
+__all__ = ["ACTION_MODULES", "PROBE_MODULES", "discover"]
+
+#: the modules whose activities are actions, in the order ``chaos discover`` lists them.
+ACTION_MODULES = (
+    "probes.k8s.actions",
+    "probes.k8s.node_loss_actions",
+    "probes.k8s.evidence",
+    "probes.k8s.backup_actions",
+    "probes.k8s.alert_drill_actions",
+)
+#: the modules whose activities are probes, in the order ``chaos discover`` lists them.
+PROBE_MODULES = (
+    "probes.k8s.probes",
+    "probes.k8s.node_loss_probes",
+    "probes.k8s.preflight",
+    "probes.k8s.backup_probes",
+    "probes.k8s.alert_drill_probes",
+)
 
 
 def discover(discover_system: bool = True) -> Any:
@@ -21,26 +40,8 @@ def discover(discover_system: bool = True) -> Any:
     except PackageNotFoundError:
         release = "unknown"
     discovery = initialize_discovery_result("mssql-chaos-harness", release, "mssql")
-    discovery["activities"].extend(discover_actions("probes.k8s.actions"))
-    from probes.k8s.node_loss import PROBES as NODE_LOSS_PROBES
-
-    for activity in discover_actions("probes.k8s.node_loss"):
-        if activity["name"] in NODE_LOSS_PROBES:
-            activity["type"] = "probe"
-        discovery["activities"].append(activity)
-    discovery["activities"].extend(discover_probes("probes.k8s.probes"))
-    discovery["activities"].extend(discover_actions("probes.k8s.evidence"))
-    discovery["activities"].extend(discover_probes("probes.k8s.preflight"))
-    from probes.k8s.backups import PROBES as BACKUP_PROBES
-
-    for activity in discover_actions("probes.k8s.backups"):
-        if activity["name"] in BACKUP_PROBES:
-            activity["type"] = "probe"
-        discovery["activities"].append(activity)
-    from probes.k8s.alert_drill import PROBES as DRILL_PROBES
-
-    for activity in discover_actions("probes.k8s.alert_drill"):
-        if activity["name"] in DRILL_PROBES:
-            activity["type"] = "probe"
-        discovery["activities"].append(activity)
+    for module in ACTION_MODULES:
+        discovery["activities"].extend(discover_actions(module))
+    for module in PROBE_MODULES:
+        discovery["activities"].extend(discover_probes(module))
     return discovery

@@ -18,7 +18,8 @@ Definitions (per tenant; an *ack* is a write with outcome ``ok``, timed at its `
   exceeds ``max(1 s, 3 x`` the tenant's median inter-ack interval before F``)``.
 - **Counts** per (fault, tenant): attempts that ended in ``[F, next fault)``.
 - **RPO** (Jepsen's set checker): lost = acked keys missing from the read-back,
-  unexpected = present keys never attempted, recovered unknown = ``info`` keys present.
+  unexpected = present keys never attempted (the rows found less the attempted keys among
+  them: the read-back holds ranges of keys), recovered unknown = ``info`` keys present.
   Each lost ack is blamed on the first fault injected at or after its end (after the last
   fault: the last fault); ``rpo_seconds = F - earliest blamed lost ack``, at least 0.
   A tenant whose read-back failed has every RPO figure ``None``: unknown, not zero; so has a
@@ -45,7 +46,7 @@ from __future__ import annotations
 import itertools
 import statistics
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass, replace
 
 from loadgen.journal import ClockSample, Write
@@ -86,13 +87,7 @@ class _Timeline:
     def of(cls, writes: Sequence[Write]) -> _Timeline:
         by_end = sorted(writes, key=lambda w: (w.end, w.start, w.writer, w.seq))
         bad = [w for w in by_end if w.outcome != "ok"]
-        min_start: list[float] = [0.0] * len(bad)
-        min_index: list[int] = [0] * len(bad)
-        for i in range(len(bad) - 1, -1, -1):
-            if i == len(bad) - 1 or bad[i].start < min_start[i + 1]:
-                min_start[i], min_index[i] = bad[i].start, i
-            else:
-                min_start[i], min_index[i] = min_start[i + 1], min_index[i + 1]
+        min_start, min_index = _suffix_min([w.start for w in bad])
         return cls(
             ends=[w.end for w in by_end],
             by_end=by_end,
@@ -132,6 +127,22 @@ class _Timeline:
         b = len(self.ends) if hi is None else bisect_left(self.ends, hi)
         outcomes = [w.outcome for w in self.by_end[a:b]]
         return outcomes.count("ok"), outcomes.count("fail"), outcomes.count("info")
+
+    def baseline(self, fault_at: float) -> float:
+        """The median interval between consecutive acks that ended before ``fault_at`` (0: fewer than 2)."""
+        return _median_interval(self.ack_ends[: bisect_left(self.ack_ends, fault_at)])
+
+
+def _suffix_min(starts: Sequence[float]) -> tuple[list[float], list[int]]:
+    """Per ``i``, the smallest of ``starts[i:]`` and its index (the last one on ties)."""
+    min_start: list[float] = [0.0] * len(starts)
+    min_index: list[int] = [0] * len(starts)
+    for i in range(len(starts) - 1, -1, -1):
+        if i == len(starts) - 1 or starts[i] < min_start[i + 1]:
+            min_start[i], min_index[i] = starts[i], i
+        else:
+            min_start[i], min_index[i] = min_start[i + 1], min_index[i + 1]
+    return min_start, min_index
 
 
 def _median_interval(ends: Sequence[float]) -> float:
@@ -181,7 +192,7 @@ def _rpo(writes: Sequence[Write], readback: ReadBack | None) -> _Rpo:
         return _Rpo(None, None, None, "no read-back was taken for this tenant")
     if readback.error is not None:
         return _Rpo(None, None, None, readback.error)
-    present = readback.rows
+    present = readback.contains
     acked: dict[tuple[int, int], Write] = {}
     unknown: set[tuple[int, int]] = set()
     failed: set[tuple[int, int]] = set()
@@ -193,10 +204,10 @@ def _rpo(writes: Sequence[Write], readback: ReadBack | None) -> _Rpo:
         else:
             failed.add(w.key)
     attempted = {w.key for w in writes}
-    lost = sorted((w for k, w in acked.items() if k not in present), key=lambda w: (w.end, w.key))
-    unexpected = sum(1 for k in present if k not in attempted)
-    recovered_unknown = sum(1 for k in unknown - acked.keys() if k in present)
-    misclassified = sum(1 for k in failed - acked.keys() - unknown if k in present)
+    lost = sorted((w for k, w in acked.items() if not present(*k)), key=lambda w: (w.end, w.key))
+    unexpected = readback.count - sum(1 for k in attempted if present(*k))
+    recovered_unknown = sum(1 for k in unknown - acked.keys() if present(*k))
+    misclassified = sum(1 for k in failed - acked.keys() - unknown if present(*k))
     return _Rpo(lost, unexpected, recovered_unknown, None, misclassified)
 
 
@@ -211,7 +222,7 @@ def _blame(lost: Sequence[Write], faults: Sequence[Fault]) -> list[list[Write]]:
     return blamed
 
 
-def _no_writes_result(tenant: str, rpo: _Rpo, lost: list[Write]) -> TenantResult:
+def _no_writes_result(tenant: str, rpo: _Rpo, lost: Sized) -> TenantResult:
     return TenantResult(
         tenant=tenant,
         affected=True,
@@ -235,9 +246,10 @@ def _tenant_result(
     fault: Fault,
     next_at: float | None,
     rpo: _Rpo,
-    blamed: list[Write],
+    blamed: Sequence[float],
     stability: float,
 ) -> TenantResult:
+    """How ``tenant`` lived through ``fault``; ``blamed`` are the ends of the lost acks blamed on it."""
     if not tl.ends:
         return _no_writes_result(tenant, rpo, blamed)
     f_at = fault.injected_at
@@ -249,7 +261,7 @@ def _tenant_result(
     failed_before_recovery = first_failure_at is not None and (
         recovered_at is None or first_failure_at < recovered_at
     )
-    baseline = _median_interval(tl.ack_ends[: bisect_left(tl.ack_ends, f_at)])
+    baseline = tl.baseline(f_at)
     slow = max_gap is not None and max_gap > max(1.0, 3.0 * baseline)
 
     ok, fail, info = tl.count(f_at, next_at)
@@ -259,9 +271,9 @@ def _tenant_result(
         rpo_seconds: float | None = None
     else:
         lost_count = len(blamed)
-        rpo_seconds = max(0.0, f_at - min(w.end for w in blamed)) if blamed else 0.0
+        rpo_seconds = max(0.0, f_at - min(blamed)) if blamed else 0.0
         if blamed:
-            window = (min(w.end for w in blamed) - f_at, max(w.end for w in blamed) - f_at)
+            window = (min(blamed) - f_at, max(blamed) - f_at)
     return TenantResult(
         tenant=tenant,
         affected=failed_before_recovery or slow,
@@ -399,7 +411,7 @@ def analyze(
                 fault=fault,
                 next_at=next_at,
                 rpo=rpos[t],
-                blamed=blamed[t][i],
+                blamed=[w.end for w in blamed[t][i]],
                 stability=stability,
             )
             for t in names

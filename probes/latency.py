@@ -38,16 +38,15 @@ tenants, runs or trials (:func:`merge_encoded`) and read percentiles again
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from loadgen.journal import Write, journal_files
+from loadgen.journal import Write, journal_segments, segment_writes
 from probes.model import RunAnalysis
 
 __all__ = [
@@ -61,7 +60,6 @@ __all__ = [
     "TenantLatency",
     "attempt_latency",
     "encode_histogram",
-    "file_writes",
     "histogram_stats",
     "journal_latency",
     "latency_summary",
@@ -84,7 +82,6 @@ PERCENTILES: tuple[tuple[str, float], ...] = (
     ("p99_ms", 99.0),
     ("p999_ms", 99.9),
 )
-_WRITE_FIELDS = frozenset(f.name for f in fields(Write))
 
 OutageWindow = tuple[float, float | None]
 """``(from, to)`` epoch seconds; ``to`` None: the tenant never recovered (to the end of the run)."""
@@ -253,25 +250,6 @@ def outage_windows(analysis: RunAnalysis) -> dict[str, list[OutageWindow]]:
     return out
 
 
-def file_writes(path: Path) -> Iterator[Write]:
-    """The ``write`` records of one journal file, in file order, read once.
-
-    Same rules as :func:`loadgen.journal.read_journal`: a torn last line ends the file,
-    an undecodable line is skipped. Fields this version does not know are ignored, and
-    ``due`` is None where the journal predates it.
-    """
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if not line.endswith("\n"):
-                break  # torn last line of a file still being written
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(rec, dict) and rec.get("kind") == "write":
-                yield Write(**{k: v for k, v in rec.items() if k in _WRITE_FIELDS})
-
-
 def tenant_key(tenant: str) -> str:
     """The key of ``tenant``'s entry in a latency summary (``all`` is the merged entry's)."""
     return f"tenant:{tenant}" if tenant == ALL_TENANTS else tenant
@@ -300,11 +278,12 @@ def journal_latency(
 ) -> dict[str, dict[str, Any]]:
     """Latency per tenant (and all tenants) of the journal in ``folder``: :func:`latency_summary`.
 
-    Each file is read once into its own recorder, then merged into the total.
+    Each journal segment (JSON lines or Parquet) is read once into its own recorder, then
+    merged into the total.
     ``expected_interval`` (seconds between one tenant's writes) turns on the
     coordinated-omission correction.
     """
     total = LatencyRecorder(outages, late_start, expected_interval)
-    for path in journal_files(folder):
-        total.merge(LatencyRecorder(outages, late_start, expected_interval).record_all(file_writes(path)))
+    for path in journal_segments(folder):
+        total.merge(LatencyRecorder(outages, late_start, expected_interval).record_all(segment_writes(path)))
     return latency_summary(total, tenants)

@@ -7,7 +7,11 @@ a tenant that never recovered has ``rto_seconds = None`` and ``recovered = False
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 __all__ = [
@@ -16,6 +20,7 @@ __all__ = [
     "LoadCollection",
     "LoadLife",
     "Objective",
+    "Range",
     "ReadBack",
     "RunAnalysis",
     "RunContext",
@@ -50,18 +55,70 @@ class Fault:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+Range = tuple[int, int, int]
+"""Present keys ``(writer, first_seq, last_seq)``, both ends included."""
+
+
 @dataclass(frozen=True)
 class ReadBack:
-    """Every row of one tenant found after the run: ``(writer, seq) -> server time``.
+    """Every row of one tenant found after the run, as ranges of ``(writer, seq)`` keys.
 
-    ``error`` is set (and ``rows`` empty) when the tenant could not be read: then the
-    lost-write count is unknown, not zero.
+    ``ranges`` are sorted, non-overlapping, inclusive ``(writer, first_seq, last_seq)``
+    (adjacent ones are merged on construction, so equal key sets compare equal): a run's
+    rows are numbered without gaps per writer, so this is a handful of ranges where a
+    dict would hold every row. ``error`` is set (and ``ranges`` empty) when the tenant
+    could not be read: then the lost-write count is unknown, not zero.
     """
 
     tenant: str
-    rows: dict[tuple[int, int], float]
+    ranges: tuple[Range, ...]
     read_at: float
     error: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ranges", _canonical(self.ranges))
+
+    @classmethod
+    def of_keys(
+        cls, tenant: str, keys: Iterable[tuple[int, int]], read_at: float, error: str | None = None
+    ) -> ReadBack:
+        """A read-back holding exactly ``keys`` (any order, duplicates allowed)."""
+        return cls(tenant, tuple((w, s, s) for w, s in sorted(set(keys))), read_at, error)
+
+    def contains(self, writer: int, seq: int) -> bool:
+        """True if row ``(writer, seq)`` was found (binary search over the ranges)."""
+        i = bisect_right(self.ranges, (writer, seq, math.inf)) - 1
+        if i < 0:
+            return False
+        w, _, last = self.ranges[i]
+        return w == writer and seq <= last
+
+    @cached_property
+    def count(self) -> int:
+        """How many rows were found."""
+        return sum(last - first + 1 for _, first, last in self.ranges)
+
+
+def _canonical(ranges: Iterable[Sequence[int]]) -> tuple[Range, ...]:
+    """``ranges`` checked (sorted, non-overlapping, ``first <= last``) with adjacent ones merged."""
+    out: list[Range] = []
+    for item in ranges:
+        if len(item) != 3 or not all(type(v) is int for v in item):
+            raise ValueError(f"read-back range {item!r} is not [writer, first_seq, last_seq] of integers")
+        writer, first, last = item
+        if first > last:
+            raise ValueError(f"read-back range {item!r} ends before it starts")
+        if out:
+            w, f, prev_last = out[-1]
+            if (writer, first) <= (w, prev_last):
+                raise ValueError(
+                    f"read-back range {item!r} overlaps or precedes {out[-1]!r}: ranges must be sorted"
+                )
+            if writer == w and first == prev_last + 1:
+                out[-1] = (w, f, last)
+                continue
+        out.append((writer, first, last))
+    return tuple(out)
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,10 @@ __all__ = [
     "clock_text",
     "collection_verdict",
     "gap_limit",
+    "load_until",
     "measurement_gaps",
     "run_violations",
+    "unexplained_gaps",
     "worker_gap",
     "worker_name",
 ]
@@ -79,6 +81,22 @@ def _explained(gap: tuple[float, float], outages: Sequence[tuple[float, float | 
     return any(f_at - limit <= lo and (end is None or lo < end) for f_at, end in outages)
 
 
+def load_until(load: LoadLife) -> float | None:
+    """Until when the journal must cover every tenant: the stop request, else the load's death or end."""
+    return load.stop_requested_at or load.died_at or load.ended_at
+
+
+def unexplained_gaps(
+    gaps: Sequence[tuple[float, float]],
+    results: Sequence[TenantResult],
+    faults: Sequence[Fault],
+    limit: float,
+) -> list[tuple[float, float]]:
+    """The coverage ``gaps`` of one tenant that begin in none of its outage windows."""
+    outages = [(f.injected_at, r.recovered_at) for f, r in zip(faults, results, strict=True)]
+    return [g for g in gaps if not _explained(g, outages, limit)]
+
+
 def measurement_gaps(
     writes: Sequence[Write], results: Sequence[TenantResult], faults: Sequence[Fault], context: RunContext
 ) -> list[tuple[float, float]]:
@@ -86,9 +104,7 @@ def measurement_gaps(
     if load is None or not writes:
         return []
     limit = gap_limit(context.write_rate)
-    until = load.stop_requested_at or load.died_at or load.ended_at
-    outages = [(f.injected_at, r.recovered_at) for f, r in zip(faults, results, strict=True)]
-    return [g for g in _coverage_gaps(writes, until, limit) if not _explained(g, outages, limit)]
+    return unexplained_gaps(_coverage_gaps(writes, load_until(load), limit), results, faults, limit)
 
 
 def run_violations(faults: Sequence[Fault], context: RunContext) -> list[str]:

@@ -6,8 +6,8 @@ A run folder (``runs/<run-id>/``) holds ``run.json`` (written by the orchestrato
 (``journal/*.jsonl``), ``faults.jsonl`` (missing: no faults) and ``readback.json``
 (missing: nothing was read back, so losses are unknown and the verdict is NO-GO).
 Backup and restore runs add ``pitr.json`` and ``integrity.json`` (written by
-``probes.k8s.backups``); they become the summary's ``pitr`` and ``integrity`` blocks,
-taking precedence over blocks of the same name in ``run.json``.
+``probes.k8s.backup_actions`` and ``probes.k8s.backup_probes``); they become the summary's
+``pitr`` and ``integrity`` blocks, taking precedence over blocks of the same name in ``run.json``.
 
 ``build`` writes next to them: ``summary.json``, ``report.md`` and its self-contained
 ``report.html`` (``reports.html``), ``timeline-<tenant>.png`` per tenant, ``rto-rpo.png``
@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from common.files import replace_text
-from loadgen.journal import Write, journal_files, journal_run_ids, read_journal
+from loadgen.errors import LoadgenError
+from loadgen.journal import Write, journal_run_ids, journal_segments, read_journal
 from probes.analysis import analyze
 from probes.chaosjournal import failed_activities
 from probes.efficiency import run_efficiency
@@ -46,12 +47,14 @@ from probes.model import (
 from probes.observations import read_observations
 from probes.pitr import INTEGRITY_NAME, PITR_NAME, read_json_block
 from probes.readback import load_readback
+from probes.soak_summary import summarize as summarize_soak
 from reports.errors import ReportError
 from reports.html import write_html
 from reports.jsonfile import optional_object, read_object
 from reports.markdown import render_report
 from reports.plots import rto_rpo_plot, timeline_plot
 from reports.prom import write_metrics
+from reports.soak_report import soak_plots
 from reports.summary import write_summary
 from reports.times import parse_time
 
@@ -294,6 +297,16 @@ def _widen(analysis: RunAnalysis, meta: RunMeta) -> RunAnalysis:
     )
 
 
+def _judge_soak(analysis: RunAnalysis, soak: dict[str, Any]) -> RunAnalysis:
+    """A soak's violations, and a soak that did not finish its planned time, make the run NO-GO."""
+    problems = [f"soak: {v.get('text')}" for v in soak.get("violations") or []]
+    if not soak.get("complete"):
+        problems.append(f"soak incomplete: {soak.get('incomplete_reason') or 'no end.json'}")
+    if not problems:
+        return analysis
+    return replace(analysis, verdict="NO-GO", violations=[*analysis.violations, *problems])
+
+
 def _tenant_results(analysis: RunAnalysis, tenant: str) -> list[TenantResult | None]:
     out: list[TenantResult | None] = []
     for fault_result in analysis.faults:
@@ -333,14 +346,14 @@ def build(run_dir: Path, *, objective: Objective | None = None, stability: float
     run_dir = Path(run_dir)
     meta = read_run_meta(run_dir)
     journal = run_dir / JOURNAL_DIR
-    if not journal.is_dir() or not journal_files(journal):
+    if not journal.is_dir() or not journal_segments(journal):
         raise ReportError(
             f"{journal} holds no journal (*.jsonl); run the load with its journal in this run folder, "
             "or pass the right run folder"
         )
     try:
         writes, clocks = read_journal(journal)
-    except (OSError, TypeError, UnicodeDecodeError) as exc:
+    except (OSError, TypeError, UnicodeDecodeError, LoadgenError) as exc:
         raise ReportError(
             f"{journal} cannot be read ({exc}); remove or fix the broken journal file"
         ) from None
@@ -360,6 +373,13 @@ def build(run_dir: Path, *, objective: Objective | None = None, stability: float
     )
     analysis = _widen(analysis, meta)
     extra = {"target": meta.target, **meta.passthrough, **read_backup_blocks(run_dir)}
+    try:
+        soak = summarize_soak(run_dir)
+    except ProbeError as exc:
+        raise ReportError(str(exc)) from None
+    if soak is not None:
+        extra["soak"] = soak
+        analysis = _judge_soak(analysis, soak)
     observed = {o["name"]: o["value"] for o in read_observations(run_dir) if o.get("name") != "canary_set"}
     if observed:
         extra["control_plane"] = observed
@@ -370,7 +390,7 @@ def build(run_dir: Path, *, objective: Objective | None = None, stability: float
         latency = journal_latency(
             journal, outages, tenants=analysis.tenants, expected_interval=1.0 / rate if rate else None
         )
-    except (OSError, TypeError, UnicodeDecodeError) as exc:
+    except (OSError, TypeError, UnicodeDecodeError, LoadgenError) as exc:
         raise ReportError(
             f"{journal} cannot be read ({exc}); remove or fix the broken journal file"
         ) from None
@@ -381,7 +401,8 @@ def build(run_dir: Path, *, objective: Objective | None = None, stability: float
 
     write_summary(run_dir / SUMMARY_NAME, analysis, extra, latency=latency, efficiency=efficiency)
     plots = _plots(run_dir, analysis, writes)
-    write_metrics(run_dir / METRICS_NAME, analysis, latency=latency, efficiency=efficiency)
+    soak_pngs = soak_plots(run_dir, soak) if soak is not None else {}
+    write_metrics(run_dir / METRICS_NAME, analysis, latency=latency, efficiency=efficiency, soak=soak)
     report = run_dir / REPORT_NAME
     text = render_report(
         analysis,
@@ -389,6 +410,8 @@ def build(run_dir: Path, *, objective: Objective | None = None, stability: float
         extra if meta.target is not None else {},
         latency=latency,
         efficiency=efficiency,
+        soak=soak,
+        soak_plots=soak_pngs,
     )
     replace_text(report, text)
     write_html(report)

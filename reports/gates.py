@@ -1,10 +1,11 @@
 """Every gate by its id, and the one rule that turns a lab PASS into ``PASS (lab only)``.
 
 ``GATES`` maps each gate id to the function that decides it: the run gates here
-(instance Ready, concurrency, soak, failure injection, RTO, this document, and the lines
+(instance Ready, concurrency, failure injection, RTO, this document, and the lines
 only a person can sign), the cluster-setup gates (``reports.gates_cluster``), the
-backup and restore gates (``reports.gates_backup``) and the alerting drill's gate
-(``reports.gates_alerting``). ``judge(gate_id, ctx)`` decides one.
+backup and restore gates (``reports.gates_backup``), the alerting drill's gate
+(``reports.gates_alerting``) and the soak gate (``reports.gates_soak``: only runs with a
+``soak`` block count, never a plain long run). ``judge(gate_id, ctx)`` decides one.
 
 **Lab only.** A gate is PASS only when the runs on a real cluster (target kind
 ``cluster``) prove it by themselves. When its PASS needs a run from the embedded lab, a
@@ -38,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from reports import gates_alerting, gates_backup, gates_cluster
+from reports import gates_alerting, gates_backup, gates_cluster, gates_soak
 from reports.capacity_data import answers, boundary, fmt_rate, measure, steps_at, steps_of, write_rates
 from reports.gate_base import (
     FAIL,
@@ -68,9 +69,8 @@ from reports.gonogo_runs import (
 )
 from reports.times import utc_iso
 
-__all__ = ["GATES", "SOAK_SECONDS", "fmt_rto", "judge"]
+__all__ = ["GATES", "fmt_rto", "judge"]
 
-SOAK_SECONDS = 24 * 3600.0
 UNFINISHED_CHAOS_STATUSES = ("running", "unknown")
 
 _RUN_GATES: dict[str, Decide] = {}
@@ -223,25 +223,6 @@ def _concurrency(ctx: GateContext) -> Verdict:
     return status, evidence
 
 
-@_gate("soak-24h")
-def _soak(ctx: GateContext) -> Verdict:
-    parts: list[Verdict] = []
-    longest: float | None = None
-    for run in ctx.runs:
-        duration = run.duration
-        if duration is None:
-            continue
-        longest = duration if longest is None else max(longest, duration)
-        if duration >= SOAK_SECONDS:
-            problems = run_problems(run)
-            text = f"{ctx.link(run)}: ran {duration / 3600:.1f} h"
-            parts.append((FAIL, [f"{text}: {p}" for p in problems]) if problems else (PASS, [text]))
-    longest_text = (
-        "no run recorded its start and end" if longest is None else f"longest run {longest / 3600:.2f} h"
-    )
-    return combine(parts, (NOT_RUN, [f"no run of 24 h or more ({longest_text})"]))
-
-
 @_gate("failure-injection")
 def _failure_injection(ctx: GateContext) -> Verdict:
     """One line per fault kind (status, worst RTO, runs, and why it failed); all three required must pass."""
@@ -331,7 +312,7 @@ def _this_document(ctx: GateContext) -> Verdict:
     ]
 
 
-_MODULES = (gates_cluster.GATES, gates_backup.GATES, gates_alerting.GATES, _RUN_GATES)
+_MODULES = (gates_cluster.GATES, gates_backup.GATES, gates_alerting.GATES, gates_soak.GATES, _RUN_GATES)
 GATES: dict[str, Decide] = {k: v for gates in _MODULES for k, v in gates.items()}
 if len(GATES) != sum(len(gates) for gates in _MODULES):
     raise ValueError("a gate id is defined in two gate modules")

@@ -2,7 +2,9 @@
 
 The verdict comes first (with every violation), then the objective, the load (p99
 write latency and efficiency, when measured; a cluster load's workers and whether
-their journals all arrived), one table per fault, the whole-run
+their journals all arrived), a soak's section when the run was a soak
+(:mod:`reports.soak_report`: hours planned and covered, complete or not, violations,
+backup age, drills, slopes and its plots), one table per fault, the whole-run
 totals, the plots and how each number was measured. A value the analysis could not
 know is written "cannot tell" (with the analysis' note), never 0.
 Plot paths are used as given, so pass paths relative to the report's folder.
@@ -17,6 +19,7 @@ from typing import Any
 from probes.latency import ALL_TENANTS
 from probes.model import FaultResult, LoadLife, RunAnalysis, TenantResult, TenantTotals
 from probes.trust import worker_gap, worker_name
+from reports.soak_report import soak_section
 from reports.times import utc_iso
 
 __all__ = ["CANNOT_TELL", "render_report"]
@@ -211,7 +214,7 @@ def _control_plane_section(observed: Mapping[str, Any]) -> list[str]:
 
 
 def _extra_section(extra: Mapping[str, Any]) -> list[str]:
-    rows = _flat("", {k: v for k, v in extra.items() if k != "control_plane"})
+    rows = _flat("", {k: v for k, v in extra.items() if k not in ("control_plane", "soak")})
     section = ["## Run", "", *_table(["field", "value"], rows), ""] if rows else []
     return section + _control_plane_section(extra.get("control_plane") or {})
 
@@ -304,10 +307,14 @@ def render_report(
     *,
     latency: Mapping[str, Any] | None = None,
     efficiency: Mapping[str, Any] | None = None,
+    soak: Mapping[str, Any] | None = None,
+    soak_plots: Mapping[str, str] | None = None,
 ) -> str:
     """The report as markdown text. ``plots`` maps a caption to an image path (relative to the report).
 
     ``latency`` and ``efficiency`` are summary.json's blocks; given, a "Load" section shows them.
+    ``soak`` is summary.json's ``soak`` block (default: ``extra["soak"]``); given, a "Soak"
+    section shows it with ``soak_plots`` (caption -> image path, as ``plots``).
     """
     go = analysis.verdict == "GO"
     lines = [f"# Chaos run {analysis.run_id}: {analysis.verdict}", ""]
@@ -334,6 +341,9 @@ def render_report(
         "",
     ]
     lines += _load_section(latency, efficiency, analysis.load)
+    soak_block = soak if soak is not None else (extra or {}).get("soak")
+    if isinstance(soak_block, Mapping):
+        lines += soak_section(soak_block, soak_plots)
     lines += _extra_section(extra or {})
     lines += ["## Faults", ""]
     if not analysis.faults:

@@ -18,6 +18,19 @@ dashboards can follow RTO across runs. Gauges (all in their own registry):
 - ``harness_load_efficiency``: acknowledged ÷ offered writes per second over the
   load's window (``probes.efficiency``); absent when unknown (unpaced load)
 
+A soak (summary.json's ``soak`` block, :mod:`probes.soak_summary`) adds:
+
+- ``harness_soak_planned_seconds``, ``harness_soak_covered_seconds``
+- ``harness_soak_complete`` 1 when the soak ran its planned time, else 0
+- ``harness_soak_violations`` (all) and ``harness_soak_violations_by_check{check}``
+  (every kind of check, 0 when it found nothing)
+- ``harness_soak_backup_age_max_seconds{tenant}``: the oldest the newest log backup got;
+  absent when never measured
+- ``harness_soak_drills{result}``: ``planned``, ``run``, ``validated``, ``failed``
+- ``harness_soak_leak{pod,role,metric}`` 1 for a leak, 0 for none, absent without a
+  verdict; ``harness_soak_slope_per_hour{pod,role,metric}``: the floors' slope per hour
+  (bytes or connections)
+
 A fault name that repeats within a run gets ``#2``, ``#3``... so no series is overwritten.
 """
 
@@ -31,6 +44,7 @@ from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
 from probes.latency import ALL_TENANTS, tenant_key
 from probes.model import RunAnalysis
+from probes.soak_summary import CHECKS
 from reports.errors import ReportError
 
 __all__ = ["fault_labels", "metrics_registry", "write_metrics"]
@@ -52,8 +66,9 @@ def metrics_registry(
     *,
     latency: Mapping[str, Any] | None = None,
     efficiency: Mapping[str, Any] | None = None,
+    soak: Mapping[str, Any] | None = None,
 ) -> CollectorRegistry:
-    """A fresh registry holding the run's gauges (``latency``/``efficiency``: as in summary.json)."""
+    """A fresh registry holding the run's gauges (``latency``/``efficiency``/``soak``: as in summary.json)."""
     registry = CollectorRegistry()
 
     def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
@@ -103,7 +118,64 @@ def metrics_registry(
         if totals.lost is not None:
             lost.labels(tenant=totals.tenant).set(totals.lost)
     _load_gauges(registry, analysis, latency or {}, efficiency or {})
+    if soak is not None:
+        _soak_gauges(registry, soak)
     return registry
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _soak_gauges(registry: CollectorRegistry, soak: Mapping[str, Any]) -> None:
+    def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+        return Gauge(name, doc, labels, registry=registry)
+
+    for key, doc in (
+        ("planned_seconds", "Seconds the soak was planned to run."),
+        ("covered_seconds", "Seconds the soak's checks covered."),
+    ):
+        value = _number(soak.get(key))
+        if value is not None:
+            gauge(f"harness_soak_{key}", doc).set(value)
+    gauge("harness_soak_complete", "1 when the soak ran its planned time, 0 when it stopped early.").set(
+        1 if soak.get("complete") is True else 0
+    )
+    violations = [v for v in soak.get("violations") or [] if isinstance(v, Mapping)]
+    gauge("harness_soak_violations", "Violations the soak's checks found.").set(len(violations))
+    by_check = gauge("harness_soak_violations_by_check", "The soak's violations by check.", ("check",))
+    for check in CHECKS:
+        by_check.labels(check=check).set(sum(1 for v in violations if v.get("check") == check))
+    ages = gauge(
+        "harness_soak_backup_age_max_seconds",
+        "The oldest the newest log backup got during the soak; absent when never measured.",
+        ("tenant",),
+    )
+    backup_ages = soak.get("backup_age_max")
+    for tenant, age in backup_ages.items() if isinstance(backup_ages, Mapping) else []:
+        value = _number(age)
+        if value is not None:
+            ages.labels(tenant=str(tenant)).set(value)
+    drills = gauge("harness_soak_drills", "Restore drills of the soak by result.", ("result",))
+    counts: Mapping[str, Any] = soak["drills"] if isinstance(soak.get("drills"), Mapping) else {}
+    for result in ("planned", "run", "validated", "failed"):
+        drills.labels(result=result).set(_number(counts.get(result)) or 0)
+    series = ("pod", "role", "metric")
+    leak = gauge(
+        "harness_soak_leak", "1 when the pod's series leaks, 0 when not; absent without a verdict.", series
+    )
+    slope = gauge("harness_soak_slope_per_hour", "Slope of the series' window floors per hour.", series)
+    for entry in soak.get("slopes") or []:
+        if not isinstance(entry, Mapping):
+            continue
+        names = {name: str(entry.get(name)) for name in series}
+        if isinstance(entry.get("leak"), bool):
+            leak.labels(**names).set(1 if entry["leak"] else 0)
+        per_hour = _number(entry.get("per_hour"))
+        if per_hour is not None:
+            slope.labels(**names).set(per_hour)
 
 
 def _p99_seconds(entry: Any) -> float | None:
@@ -149,11 +221,13 @@ def write_metrics(
     *,
     latency: Mapping[str, Any] | None = None,
     efficiency: Mapping[str, Any] | None = None,
+    soak: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the Prometheus text file atomically; returns the path."""
     target = Path(path)
     try:
-        write_to_textfile(str(target), metrics_registry(analysis, latency=latency, efficiency=efficiency))
+        registry = metrics_registry(analysis, latency=latency, efficiency=efficiency, soak=soak)
+        write_to_textfile(str(target), registry)
     except OSError as exc:
         raise ReportError(f"cannot write metrics {target}: {exc.strerror or exc}; check the folder") from exc
     return target

@@ -34,6 +34,12 @@ inside an outage) and ``histogram``, HdrHistogram's compressed base64 encoding
 second between the load's start and its stop request; each rate is ``null`` when
 unknown (no write rate: unpaced load; no window).
 
+A soak run (``experiments/opt-in/soak.json``) carries ``soak`` among its extra keys:
+:func:`probes.soak_summary.summarize`'s block (planned and covered seconds, complete or
+not and why, backup-age maxima, failed backup Jobs, restarts, slopes, drills and every
+violation, documented there). ``reports.gates_soak`` judges the soak gate from it alone:
+a run without it is no soak, however long it ran.
+
 Every ``*_at`` field is an ISO-8601 UTC string ending in ``Z`` with an ``*_at_epoch``
 sibling holding the epoch seconds. A value the analysis could not know is ``null``,
 never ``0``. ``extra`` keys (such as ``target``) are added at the top level; a key

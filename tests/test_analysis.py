@@ -58,10 +58,14 @@ class Journal:
             k += 1
 
 
+def present_keys(writes: list[Write], tenant: str) -> set[tuple[int, int]]:
+    """The keys of every acknowledged row of ``tenant``."""
+    return {w.key for w in writes if w.tenant == tenant and w.outcome == "ok"}
+
+
 def all_present(writes: list[Write], tenant: str) -> ReadBack:
     """A read-back holding every acknowledged row of ``tenant``."""
-    rows = {w.key: w.end for w in writes if w.tenant == tenant and w.outcome == "ok"}
-    return ReadBack(tenant=tenant, rows=rows, read_at=1e9)
+    return ReadBack.of_keys(tenant, present_keys(writes, tenant), 1e9)
 
 
 def run(
@@ -244,11 +248,8 @@ def test_info_writes_that_appear_are_recovered_not_lost() -> None:
     j.run("tenant-1", 90.0, 100.0)
     unknown = j.run("tenant-1", 100.0, 101.0, "info")
     j.run("tenant-1", 101.0, 120.0)
-    rb = all_present(j.writes, "tenant-1")
-    rows = dict(rb.rows)
-    for w in unknown[:5]:
-        rows[w.key] = w.end
-    a = run(j, [KILL], ["tenant-1"], {"tenant-1": ReadBack("tenant-1", rows, 1e9)})
+    rows = present_keys(j.writes, "tenant-1") | {w.key for w in unknown[:5]}
+    a = run(j, [KILL], ["tenant-1"], {"tenant-1": ReadBack.of_keys("tenant-1", rows, 1e9)})
     t = totals(a, "tenant-1")
     assert t.recovered_unknown == 5
     assert t.lost == 0
@@ -269,8 +270,8 @@ def test_lost_acks_attributed_across_two_faults_with_loss_window() -> None:
         or 150.0 <= w.start < 150.5  # between f1 and f2: blamed on f2
         or 210.0 <= w.start < 210.25  # after the last fault: blamed on f2
     ]
-    rows = {w.key: w.end for w in writes if w not in lost}
-    a = run(j, [f2, f1], ["tenant-1"], {"tenant-1": ReadBack("tenant-1", rows, 1e9)})
+    rows = {w.key for w in writes if w not in lost}
+    a = run(j, [f2, f1], ["tenant-1"], {"tenant-1": ReadBack.of_keys("tenant-1", rows, 1e9)})
     assert [fr.fault.name for fr in a.faults] == ["pod-kill", "node-drain"]
     r1, r2 = result(a, 0, "tenant-1"), result(a, 1, "tenant-1")
     assert r1.lost_acked_writes == 20
@@ -291,8 +292,8 @@ def test_lost_acks_within_a_nonzero_rpo_objective_pass() -> None:
     j = Journal()
     writes = j.run("tenant-1", 90.0, 130.0)
     lost = [w for w in writes if 99.0 <= w.start < 100.0]
-    rows = {w.key: w.end for w in writes if w not in lost}
-    rb = {"tenant-1": ReadBack("tenant-1", rows, 1e9)}
+    rows = {w.key for w in writes if w not in lost}
+    rb = {"tenant-1": ReadBack.of_keys("tenant-1", rows, 1e9)}
     loose = run(j, [KILL], ["tenant-1"], rb, objective=Objective(rpo_seconds=5.0))
     assert loose.verdict == "GO"
     strict = run(j, [KILL], ["tenant-1"], rb, objective=Objective(rpo_seconds=0.5))
@@ -305,9 +306,8 @@ def test_lost_acks_within_a_nonzero_rpo_objective_pass() -> None:
 def test_unexpected_rows_are_no_go() -> None:
     j = Journal()
     j.run("tenant-1", 90.0, 120.0)
-    rb = all_present(j.writes, "tenant-1")
-    rows = {**rb.rows, (99, 1): 100.0, (0, 10_000): 101.0}
-    a = run(j, [KILL], ["tenant-1"], {"tenant-1": ReadBack("tenant-1", rows, 1e9)})
+    rows = present_keys(j.writes, "tenant-1") | {(99, 1), (0, 10_000)}
+    a = run(j, [KILL], ["tenant-1"], {"tenant-1": ReadBack.of_keys("tenant-1", rows, 1e9)})
     t = totals(a, "tenant-1")
     assert t.unexpected == 2
     assert t.lost == 0
@@ -315,7 +315,7 @@ def test_unexpected_rows_are_no_go() -> None:
     assert a.violations == ["tenant-1: 2 row(s) present that were never written"]
 
 
-@pytest.mark.parametrize("readbacks", [{}, {"tenant-1": ReadBack("tenant-1", {}, 1e9, error="timeout")}])
+@pytest.mark.parametrize("readbacks", [{}, {"tenant-1": ReadBack("tenant-1", (), 1e9, error="timeout")}])
 def test_unknown_readback_is_none_and_no_go(readbacks: dict[str, ReadBack]) -> None:
     j = Journal()
     j.run("tenant-1", 90.0, 120.0)
@@ -402,7 +402,7 @@ def test_lost_keys_list_is_capped_but_count_is_not() -> None:
     j = Journal()
     j.run("tenant-1", 0.0, 60.0, writer=0)
     j.run("tenant-1", 0.0, 60.0, writer=1)
-    a = run(j, [], ["tenant-1"], {"tenant-1": ReadBack("tenant-1", {}, 1e9)})
+    a = run(j, [], ["tenant-1"], {"tenant-1": ReadBack("tenant-1", (), 1e9)})
     t = totals(a, "tenant-1")
     assert t.lost == 2400
     assert len(t.lost_keys) == 1000
@@ -508,8 +508,7 @@ def test_a_failed_write_found_in_the_database_is_misclassified() -> None:
     j = Journal()
     j.run("tenant-1", 0.0, 10.0)
     wrong = j.one("tenant-1", 10.0, 10.01, "fail")
-    rb = all_present(j.writes, "tenant-1")
-    rb.rows[wrong.key] = 10.005
+    rb = ReadBack.of_keys("tenant-1", present_keys(j.writes, "tenant-1") | {wrong.key}, 1e9)
     a = run(j, [], ["tenant-1"], readbacks={"tenant-1": rb})
     assert totals(a, "tenant-1").misclassified == 1
     assert totals(a, "tenant-1").unexpected == 0
@@ -523,9 +522,7 @@ def test_the_loss_window_spans_both_sides_of_the_fault() -> None:
     j.run("tenant-1", 100.0, 101.0, "fail")
     after = j.run("tenant-1", 101.0, 120.0)
     lost = {before[-20].key, after[10].key}
-    rb = all_present(j.writes, "tenant-1")
-    for key in lost:
-        del rb.rows[key]
+    rb = ReadBack.of_keys("tenant-1", present_keys(j.writes, "tenant-1") - lost, 1e9)
     a = run(j, [KILL], ["tenant-1"], readbacks={"tenant-1": rb})
     r = result(a, 0, "tenant-1")
     assert r.lost_acked_writes == 2

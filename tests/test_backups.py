@@ -134,7 +134,7 @@ class Lab:
 
     def chain(self, monkeypatch: pytest.MonkeyPatch, folder: Path | None = None) -> dict[str, Any]:
         """The harness's ``backup_chain`` probe, reading the store at ``folder`` (default: the lab's)."""
-        from probes.k8s.backups import backup_chain  # where the experiments find it
+        from probes.k8s.backup_probes import backup_chain  # where the experiments find it
 
         self.use_kubeconfig(monkeypatch)
         monkeypatch.delenv("HARNESS_RUN_DIR", raising=False)

@@ -84,23 +84,28 @@ def test_tail_gives_the_last_lines_and_nothing_for_a_missing_file(tmp_path: Path
     assert tail(tmp_path / "missing.log") == ""
 
 
-def _others_cpu() -> float:
-    """CPU of this process's tree (reaped children included) minus its own."""
-    own = psutil.Process().cpu_times()
-    return tree_cpu(os.getpid()) - (own.user + own.system)
+def _others_cpu(pid: int) -> float:
+    """CPU of ``pid``'s tree (reaped children included) minus its own."""
+    own = psutil.Process(pid).cpu_times()
+    return tree_cpu(pid) - (own.user + own.system)
 
 
 def test_tree_cpu_counts_live_children() -> None:
-    before = _others_cpu()
-    child = psutil.Popen([sys.executable, "-c", BURN.format(cpu=0.5) + "import time; time.sleep(30)"])
+    # A tree of its own (a parent whose live child burns), so that no other process of the
+    # test run (a parallel worker's, a test's leftover) can move the count.
+    burn = BURN.format(cpu=0.5) + "import time; time.sleep(30)"
+    spawn = f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', {burn!r}])\n"
+    spawn += "time.sleep(30)"
+    parent = psutil.Popen([sys.executable, "-c", spawn])
     try:
         deadline = time.monotonic() + 20
-        while _others_cpu() - before < 0.5 and time.monotonic() < deadline:
+        while _others_cpu(parent.pid) < 0.5 and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert _others_cpu() - before >= 0.5
+        assert _others_cpu(parent.pid) >= 0.5
     finally:
-        child.kill()
-        child.wait()
+        for proc in [*parent.children(recursive=True), parent]:
+            proc.kill()
+        parent.wait()
 
 
 def test_user_space_cpu_sees_work_done_meanwhile() -> None:

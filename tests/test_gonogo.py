@@ -670,13 +670,18 @@ def test_one_click_restore_is_evidenced_by_create_target(tmp_path: Path) -> None
     assert not gate.item.mandatory
 
 
-def test_soak_passes_only_from_24_hours(tmp_path: Path) -> None:
-    short = _write(tmp_path, "short", _summary("short", "freeze", hours=23.9, experiment=False))
-    assert _gates(_judge(tmp_path, [short])[0])[SOAK].result == NOT_RUN
+def test_soak_passes_only_from_a_soak_of_24_hours(tmp_path: Path) -> None:
     long = _write(tmp_path, "long", _summary("long", "freeze", hours=24.5, experiment=False))
-    gate = _gates(_judge(tmp_path, [short, long])[0])[SOAK]
+    gate = _gates(_judge(tmp_path, [long])[0])[SOAK]
+    assert gate.result == NOT_RUN  # a plain long run checks no log backups: no soak
+    assert "no soak run (longest run 24.50 h" in gate.evidence[0]
+    block = {"planned_seconds": 88200.0, "covered_seconds": 88200.0, "complete": True, "violations": [],
+             "rpo_budget_seconds": 900.0, "backup_age_max_seconds": 300.0, "backup_age_max": {"t-0": 300.0},
+             "drills": {"planned": 6, "run": 6, "validated": 6, "failed": 0}, "slopes": []}  # fmt: skip
+    soak = _write(tmp_path, "soak", _summary("soak", "freeze", hours=24.5, experiment=False, soak=block))
+    gate = _gates(_judge(tmp_path, [long, soak])[0])[SOAK]
     assert gate.result == PASS
-    assert any("ran 24.5 h" in e for e in gate.evidence)
+    assert any("clean soak, on the cluster (24.50 h of 24.50 h planned)" in e for e in gate.evidence)
 
 
 def test_a_no_go_lab_run_fails_the_concurrency_gate(tmp_path: Path) -> None:

@@ -312,54 +312,54 @@ def test_row_statements_run_on_the_stand_in_engine(engine: Any, tmp_path: Path) 
 def test_backup_records_summarise_per_type_and_track_the_pending_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from probes.k8s import backups
+    from probes.k8s.backup_requests import _record_backup
 
     monkeypatch.setenv("HARNESS_RUN_DIR", str(tmp_path))
 
     def block() -> dict[str, Any]:
         return json.loads((tmp_path / PITR_NAME).read_text())["backup"]
 
-    backups._record_backup({"name": "f1", "type": "full", "phase": "Pending", "ok": False}, pending=True)
+    _record_backup({"name": "f1", "type": "full", "phase": "Pending", "ok": False}, pending=True)
     assert block()["pending"] == "f1" and "full" not in block()  # nothing finished: no verdict yet
-    backups._record_backup({"name": "l1", "type": "log", "phase": "Completed", "ok": True})
+    _record_backup({"name": "l1", "type": "log", "phase": "Completed", "ok": True})
     assert block()["pending"] == "f1"  # another backup finishing does not forget the pending one
-    backups._record_backup({"name": "f1", "type": "full", "phase": "Completed", "ok": True})
+    _record_backup({"name": "f1", "type": "full", "phase": "Completed", "ok": True})
     doc = block()
     assert doc["pending"] is None and doc["last_requested"] == "f1"
     assert doc["full"] == {"ok": True, "name": "f1", "count": 1, "failed": []}
     assert [b["name"] for b in doc["backups"]] == ["l1", "f1"]
-    backups._record_backup({"name": "l2", "type": "log", "phase": "Failed", "ok": False})
+    _record_backup({"name": "l2", "type": "log", "phase": "Failed", "ok": False})
     assert block()["log"] == {"ok": False, "name": "l2", "count": 2, "failed": ["l2"]}
 
 
 def test_activities_refuse_before_touching_the_cluster(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from probes.k8s import backups
+    from probes.k8s import backup_actions, backup_probes
 
     monkeypatch.delenv("HARNESS_RUN_DIR", raising=False)
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-such-kubeconfig"))
     with pytest.raises(ProbeError, match="HARNESS_RUN_DIR"):
-        backups.validate_pitr("t-0")
+        backup_probes.validate_pitr("t-0")
     monkeypatch.setenv("HARNESS_RUN_DIR", str(tmp_path))
     # With an allow-list the guard needs no API (an empty one must ask whether this is the lab).
     allowed = {"allowed_namespaces": "tenants"}
     with pytest.raises(ProbeError, match="run mark_target_time first"):
-        backups.request_restore("t-0", configuration=allowed)
+        backup_actions.request_restore("t-0", configuration=allowed)
     with pytest.raises(ProbeError, match="is the source itself"):
-        backups.request_restore("t-0", target="t-0", target_time=format_time(X), configuration=allowed)
+        backup_actions.request_restore("t-0", target="t-0", target_time=format_time(X), configuration=allowed)
     with pytest.raises(ProbeError, match="not an RFC 3339 time"):
-        backups.request_restore("t-0", target_time="noon", configuration=allowed)
+        backup_actions.request_restore("t-0", target_time="noon", configuration=allowed)
     with pytest.raises(ProbeError, match="not in allowed_namespaces"):
-        backups.request_backup("t-0", namespace="prod", configuration={"allowed_namespaces": "tenants"})
+        backup_actions.request_backup("t-0", namespace="prod", configuration=allowed)
     with pytest.raises(ProbeError, match="not full or log"):
-        backups.request_backup("t-0", type="diff", configuration=allowed)
+        backup_actions.request_backup("t-0", type="diff", configuration=allowed)
     with pytest.raises(ProbeError, match="does not exist: set KUBECONFIG"):
-        backups.request_backup("t-0")  # an empty allow-list asks the API server, which is not there
+        backup_actions.request_backup("t-0")  # an empty allow-list asks the API server, which is not there
     (tmp_path / "tenants.json").write_text(json.dumps({"tenants": [{"name": "t-0"}, {"name": "t-1"}]}))
     with pytest.raises(ProbeError, match="refusing to delete t-1"):
-        backups.delete_restore_target("t-0", target="t-1", configuration=allowed)
-    marked = backups.mark_target_time()
+        backup_actions.delete_restore_target("t-0", target="t-1", configuration=allowed)
+    marked = backup_actions.mark_target_time()
     assert json.loads((tmp_path / PITR_NAME).read_text())["mark"]["target_time"] == marked
     assert abs(parse_time(marked) - time.time()) < 5
     assert json.loads((tmp_path / "observations.jsonl").read_text().splitlines()[0]) == {
@@ -373,6 +373,6 @@ def test_activities_refuse_before_touching_the_cluster(
     [("false", False), ("0", False), ("", False), ("yes", True), (True, True), (0, False)],
 )
 def test_boolean_arguments_from_the_environment(value: Any, expected: bool) -> None:
-    from probes.k8s.backups import _flag
+    from probes.k8s.backup_crs import flag
 
-    assert _flag(value, "wait") is expected
+    assert flag(value, "wait") is expected

@@ -276,7 +276,7 @@ def test_a_clean_restore_has_at_most_a_handful_of_ambiguous_rows(with_commit_tim
 def test_validate_pitr_records_the_loss_and_the_window(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from probes.k8s import backups, restores
+    from probes.k8s import backup_probes, restores
 
     writes = _load(20)
     journal = JournalWriter(tmp_path / "journal", RUN)
@@ -301,13 +301,13 @@ def test_validate_pitr_records_the_loss_and_the_window(
         return [(r.writer, r.seq, r.server_ts, r.commit_ts) for r in rows]
 
     monkeypatch.setenv("HARNESS_RUN_DIR", str(tmp_path))
-    # validate_pitr (reached through probes.k8s.backups) looks these up in probes.k8s.restores.
+    # validate_pitr (reached through probes.k8s.backup_probes) looks these up in probes.k8s.restores.
     monkeypatch.setattr(restores, "wait_ready", lambda *a, **k: None)
     connected = SimpleNamespace(tenant=SimpleNamespace(dialect="postgresql"), close=lambda: None)
     monkeypatch.setattr(restores, "instance_tenant", lambda *a, **k: connected)
     monkeypatch.setattr(restores, "query", query)
     with pytest.raises(ProbeError, match=r"missing [1-9]\d*, extra 0.*judged by commit_timestamp"):
-        backups.validate_pitr(TENANT, target="t-pitr", epsilon_seconds=0.5)
+        backup_probes.validate_pitr(TENANT, target="t-pitr", epsilon_seconds=0.5)
     assert asked and "pg_xact_commit_timestamp(xmin)" in asked[0][0] and asked[0][1] == (RUN, TENANT)
     block = json.loads((tmp_path / PITR_NAME).read_text())["validation"]
     assert block["ok"] is False and block["missing"] >= 2 and block["extra"] == 0

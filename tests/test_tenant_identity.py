@@ -165,9 +165,9 @@ def test_the_read_back_of_another_labs_server_is_an_error_not_rows(
 ) -> None:
     preflight([_tenant(tmp_path, servers["mine"], LAB_A)])
     right = read_back_tenant(_tenant(tmp_path, servers["mine"], LAB_A), "no-such-run")
-    assert right.error is None and right.rows == {}
+    assert right.error is None and right.ranges == ()
     wrong = read_back_tenant(_tenant(tmp_path, servers["mine"], LAB_B), "no-such-run")
-    assert wrong.rows == {} and wrong.error is not None
+    assert wrong.ranges == () and wrong.error is not None
     assert f"belongs to lab {LAB_A}, not to lab {LAB_B}" in wrong.error
 
 

@@ -45,7 +45,7 @@ def _readbacks(writes: list[Write], drop: int = 0) -> dict[str, ReadBack]:
         acked = [w for w in writes if w.tenant == tenant and w.outcome == "ok"]
         if tenant == "t1":
             acked = acked[drop:]
-        out[tenant] = ReadBack(tenant=tenant, rows={w.key: w.end for w in acked}, read_at=100.0)
+        out[tenant] = ReadBack.of_keys(tenant, (w.key for w in acked), read_at=100.0)
     return out
 
 

@@ -27,6 +27,11 @@ What the caller must know:
   which the API server serves as ``pods/log``. A file rotates at 10 MiB; a restart keeps
   the last run's as ``.previous``; a deleted or replaced pod's file moves to
   ``<logs>/previous/``.
+* Lab knob, a planted memory leak: a pod annotated
+  ``lab.mssql.example.com/memory-leak: "<bytes per second>"`` (e.g. ``"1Mi"``) gets one more
+  process in its tree whose resident memory grows at that rate up to 512 MiB, without a
+  restart of the pod; a malformed value is a Warning Event and no leak
+  (:mod:`lab.kubelet.memory_leak`).
 """
 
 from __future__ import annotations

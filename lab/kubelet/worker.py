@@ -20,8 +20,10 @@ distinct message); the kubelet retries every second.
 
 The worker's parts: its containers (:mod:`lab.kubelet.slots`), their probes
 (:mod:`lab.kubelet.pod_probes`), the status it publishes (:mod:`lab.kubelet.pod_status`),
-and its Events, log files and final deletion (:mod:`lab.kubelet.pod_lifecycle`; Events
-are queued, so the worker never waits on the API server for one).
+its Events, log files and final deletion (:mod:`lab.kubelet.pod_lifecycle`; Events
+are queued, so the worker never waits on the API server for one), and the lab knob of a
+planted memory leak, started and stopped as the pod's annotation says
+(:mod:`lab.kubelet.memory_leak`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from lab.kubeclient import ApiError, KubeClient
 from lab.kubelet import podspec
 from lab.kubelet.container_log import log_file_for
 from lab.kubelet.container_setup import PodSetup
+from lab.kubelet.memory_leak import PodLeak
 from lab.kubelet.pod_lifecycle import PodEvents, confirm_deleted, retire_pod_logs
 from lab.kubelet.pod_probes import check_probes
 from lab.kubelet.pod_status import StatusPublisher
@@ -99,6 +102,14 @@ class PodWorker(threading.Thread):
         self.setup = PodSetup(
             self.cfg, kubelet.runtime_dir, kubelet.can_switch, self._scratch, self._lookup, self.token
         )
+        self.leak = PodLeak(
+            kubelet.spawner,
+            self.cfg.containers_dir,
+            self.namespace,
+            self.pod_name,
+            self.uid,
+            lambda reason, message, etype: self._event(None, reason, message, etype),
+        )
 
     # -- feeding ----------------------------------------------------------------------------
 
@@ -141,6 +152,8 @@ class PodWorker(threading.Thread):
                 self._sync(pod)
                 if self.token is not None:
                     self.token.refresh_if_due()
+            running = self._phase not in TERMINAL and any(s.proc is not None for s in self.slots)
+            self.leak.sync(pod, running)
             self._publish(pod)
             self._wake.wait(self.cfg.tick)
             self._wake.clear()
@@ -354,9 +367,11 @@ class PodWorker(threading.Thread):
 
     def _stop_all(self, grace: float) -> None:
         """SIGTERM every main process, wait up to ``grace``, SIGKILL every process left."""
+        self.leak.stop()
         stop_slots(self._running(), grace)
 
     def _kill_all(self) -> None:
+        self.leak.stop()
         kill_slots(self._running())
 
     def _terminate(self, pod: Obj) -> None:

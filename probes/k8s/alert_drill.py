@@ -70,9 +70,6 @@ __all__ = [
 
 logger = logging.getLogger("chaostoolkit")
 
-#: the activities above that only observe (``chaos discover`` lists them as probes).
-PROBES = ("alert_rules_loaded", "wait_for_alert", "wait_for_alert_resolved")
-
 ALERTING_NAME = "alerting.json"
 DRILL_LABEL = "mssql-chaos-harness/alert-drill"
 LAB_FAIL_ANNOTATION = "lab.mssql.example.com/fail-job"

@@ -7,7 +7,7 @@ lab.executor verify`` when the store is readable from here (the lab's volume, or
 checked for LSN gaps. The smoke test restores the latest restorable point into a
 scratch instance (deleted afterwards) and compares row counts with the source. The
 outcome is the run folder's ``integrity.json``. Reached by the experiments through
-:mod:`probes.k8s.backups`.
+:mod:`probes.k8s.backup_actions`.
 """
 
 from __future__ import annotations

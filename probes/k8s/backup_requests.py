@@ -5,7 +5,8 @@
 ``wait_for_backup`` waits for one requested without waiting, or until it runs (to
 inject a fault meanwhile). Each records this run's backups and a per-type summary in
 ``pitr.backup`` (the go/no-go gates read it) and raises ProbeError on a failure.
-Reached by the experiments through :mod:`probes.k8s.backups`.
+Reached by the experiments through :mod:`probes.k8s.backup_actions` (``wait_for_backup``:
+:mod:`probes.k8s.backup_probes`).
 """
 
 from __future__ import annotations

@@ -36,14 +36,12 @@ from probes.k8s.node_watch import OUT_OF_SERVICE, NodeWatch
 from probes.k8s.probes import instances_ready
 from probes.observations import observe
 
-__all__ = ["PROBES", "lose_node", "node_loss_handling", "restore_node"]
+__all__ = ["lose_node", "node_loss_handling", "restore_node"]
 
 Configuration = Mapping[str, Any] | None
 Secrets = Mapping[str, Any] | None
 
 KIND = "node-loss"
-#: The activities of this module that are probes (the others are actions).
-PROBES = ("node_loss_handling",)
 RECORD_NAME = "node-loss.json"
 _WATCHES: dict[str, NodeWatch] = {}
 

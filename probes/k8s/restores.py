@@ -9,7 +9,7 @@ default ``<source>-pitr``, created by the operator and labelled
 the target in the rollbacks, refusing the source and any tenant under load.
 :func:`run_restore` (create, wait, no raise) is shared with the restore smoke of
 :func:`probes.k8s.backup_integrity.verify_backups`. Reached by the experiments through
-:mod:`probes.k8s.backups`.
+:mod:`probes.k8s.backup_actions` (``validate_pitr``: :mod:`probes.k8s.backup_probes`).
 """
 
 from __future__ import annotations
