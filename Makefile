@@ -52,10 +52,10 @@ lint: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format common lab loadgen orchestration probes reports tests
 
-## test: check, then the unit tests on both cores, then the integration tests one at a time (they start their own servers and labs, and some time what they measure)
+## test: check, then what may run in parallel (unit tests, light integration tests: tests/conftest.py) on three workers, then the rest one at a time (labs, load, and tests that time what they measure)
 test: check
-	$(BIN)/pytest -n 2 -m "not integration" $(PYTEST_ARGS)
-	$(BIN)/pytest -m integration $(PYTEST_ARGS)
+	$(BIN)/pytest -n 3 -m parallel $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not parallel" $(PYTEST_ARGS)
 
 ## bench: harness vs pgbench (and a bare pyodbc client), tenants per load core, the lab's control plane, backup/restore vs the RTO objective, the load master's journal intake, the journal at soak scale
 bench: setup

@@ -213,12 +213,16 @@ MSSQL = Dialect(
         f"FROM dbo.{TABLE} WHERE run_id = ? AND tenant = ?"
     ),
     server_now="SELECT CAST(DATEDIFF_BIG(microsecond, '19700101', SYSUTCDATETIME()) AS float) / 1000000.0",
+    # pyodbc sends str parameters as nvarchar; against varchar key columns under a SQL collation
+    # that conversion can turn the seek into a scan, so the pages cast them to the columns' type.
     read_back_first=(
-        f"SELECT TOP (?) writer, seq FROM dbo.{TABLE} WHERE run_id = ? AND tenant = ? ORDER BY writer, seq"
+        f"SELECT TOP (?) writer, seq FROM dbo.{TABLE} "
+        "WHERE run_id = CAST(? AS varchar(64)) AND tenant = CAST(? AS varchar(128)) ORDER BY writer, seq"
     ),
     # T-SQL has no row comparison; "writer >= ?" gives the optimizer a seek predicate on the key.
     read_back_after=(
-        f"SELECT TOP (?) writer, seq FROM dbo.{TABLE} WHERE run_id = ? AND tenant = ? "
+        f"SELECT TOP (?) writer, seq FROM dbo.{TABLE} "
+        "WHERE run_id = CAST(? AS varchar(64)) AND tenant = CAST(? AS varchar(128)) "
         "AND writer >= ? AND (writer > ? OR (writer = ? AND seq > ?)) ORDER BY writer, seq"
     ),
     read_back_first_args=("limit", "run_id", "tenant"),

@@ -39,6 +39,7 @@ from loadgen.journal import ClockSample, Write, parse_line, split_segment
 
 __all__ = [
     "SCHEMA",
+    "WRITER_OPTIONS",
     "CompactStats",
     "compact",
     "parquet_run_id",
@@ -68,7 +69,7 @@ SCHEMA = pa.schema(
 )
 """The Parquet form of a segment's write records (one row each, file order)."""
 
-_WRITER_OPTIONS: dict[str, Any] = {
+WRITER_OPTIONS: dict[str, Any] = {
     "compression": "zstd",
     "use_dictionary": ["tenant", "outcome", "error", "writer"],
     "column_encoding": {"seq": "DELTA_BINARY_PACKED", **dict.fromkeys(_FLOATS, "BYTE_STREAM_SPLIT")},
@@ -155,7 +156,7 @@ def _convert(path: Path, target: Path) -> int:
     chunk = _Chunk(path)
     try:
         with path.open("rb") as source:
-            writer = pq.ParquetWriter(tmp, SCHEMA, **_WRITER_OPTIONS)
+            writer = pq.ParquetWriter(tmp, SCHEMA, **WRITER_OPTIONS)
             try:
                 for line in source:
                     if not line.endswith(b"\n"):

@@ -220,6 +220,11 @@ def before_experiment_control(
         check_var_files(sys.argv, declared_keys(context, sys.argv))
         settings = load_settings(typed)
         soak = soak_settings(typed) if is_soak(configuration) else None
+        if soak is not None and settings.mode == "cluster":
+            raise OrchestrationError(
+                "a soak journals in one-minute segments compacted to Parquet, which a cluster load does not "
+                "write (its master keeps one growing file per worker): run the soak with load_mode local"
+            )
         CrdCoordinates.from_configuration(configuration)
         run_id = f"{default_run_id()}-{slug(str(typed.get('experiment_name') or title))}"
         run_dir = Path(str(typed.get("runs_dir") or "runs")).resolve() / run_id

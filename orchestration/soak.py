@@ -15,10 +15,13 @@ over to :class:`SoakRunner`, which for ``seconds``:
   (:mod:`orchestration.soak_progress`: a log line, ``soak/progress.json``, Prometheus);
 - every ``drill_seconds`` restores one tenant (in turn) to a random acknowledged moment
   of the last round into a new instance, validates it against the journal and deletes
-  it (:mod:`orchestration.soak_drill`, ``soak/drills.jsonl``);
+  it (:mod:`orchestration.soak_drill`, ``soak/drills.jsonl``), in a thread of its own so
+  the rounds go on meanwhile (one drill at a time);
 - every ``fault_every_seconds`` injects ``fault`` (recorded in ``faults.jsonl`` by the
   action itself, so the run's analysis gives its RTO and RPO).
 
+The first round is taken at once: a target the soak cannot measure (no metrics-server,
+no right to count sessions) stops it then, in one line, rather than after a day.
 ``soak/plan.json`` is written first and ``soak/end.json`` only when the planned time is
 over, so a soak killed at hour 20 leaves a folder whose report says "incomplete, 20 h of
 24" (:mod:`probes.soak_summary`), and a report can be built while the soak runs. Every
@@ -27,9 +30,11 @@ line is appended and flushed as it is taken: a SIGKILL loses at most the round i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -44,6 +49,7 @@ from orchestration.soak_policies import BackupPolicies
 from orchestration.soak_progress import Progress
 from orchestration.soak_settings import FAULTS, SoakSettings
 from probes.errors import ProbeError
+from probes.live import live_journal
 from probes.soak_checks import LoadWindow, check_round
 from probes.soak_summary import summarize
 
@@ -85,6 +91,9 @@ class SoakRunner:
         self._acks: dict[str, list[float]] = {}
         self.started_at = 0.0
         self._start = 0.0
+        self._last_round: float | None = None
+        self._drill_thread: threading.Thread | None = None
+        self._drills_started = 0
 
     # -- plan -----------------------------------------------------------------------------
 
@@ -128,6 +137,13 @@ class SoakRunner:
             progress.serve(self.settings.metrics_port)
             drills = list(plan["drills"])
             faults = [f["at"] for f in plan["faults"]]
+            first = self._round(progress, drills[0] if drills else None)
+            if first["errors"]:
+                raise OrchestrationError(
+                    f"the first check round could not measure: {first['errors'][0]} "
+                    f"({len(first['errors'])} problem(s), all in {self.folder / 'checks.jsonl'}); "
+                    "a soak that cannot measure would only find it out at its end: fix this and run again"
+                )
             next_check = self.settings.check_seconds
             while True:
                 due = min([next_check, self.settings.seconds, *drills[:1], *faults[:1]])
@@ -137,6 +153,8 @@ class SoakRunner:
                 if now >= next_check or final:
                     self._round(progress, drills[0] if drills else None)
                     next_check += self.settings.check_seconds
+                    if next_check <= self.elapsed():  # a late round (a slow API): no burst of catch-up rounds
+                        next_check = self.elapsed() + self.settings.check_seconds
                 if drills and now >= drills[0] and not final:
                     drills.pop(0)
                     self._drill(drill)
@@ -145,6 +163,7 @@ class SoakRunner:
                     self._fault()
                 if final:
                     break
+            self._finish_drill()
             (self.folder / "end.json").write_text(
                 json.dumps({"ended_at": time.time(), "covered_seconds": round(self.elapsed(), 3)})
             )
@@ -157,7 +176,8 @@ class SoakRunner:
         while (left := offset - self.elapsed()) > 0:
             self._sleep(min(left, 1.0))
 
-    def _round(self, progress: Progress, next_drill: float | None) -> None:
+    def _round(self, progress: Progress, next_drill: float | None) -> dict[str, Any]:
+        """One check round, appended to ``checks.jsonl``; the line."""
         now = time.time()
         errors: list[str] = []
         try:
@@ -166,6 +186,8 @@ class SoakRunner:
             writes = []
             errors.append(f"journal: {exc}")
         self._window.feed(writes)
+        with contextlib.suppress(OSError, LoadgenError):
+            live_journal(self.run_dir).refresh()  # keeps the steady-state probe's reading incremental
         self._acks = {}
         for write in writes:
             if write.outcome == "ok":
@@ -183,13 +205,33 @@ class SoakRunner:
             log.warning(
                 f"soak: compacting the journal failed this round ({exc}); the segments stay as JSON lines"
             )
-        progress.update(line, self.elapsed(), next_drill, summarize(self.run_dir))
+        interval = self.elapsed() - self._last_round if self._last_round is not None else None
+        self._last_round = self.elapsed()
+        progress.update(line, self.elapsed(), next_drill, summarize(self.run_dir), interval)
+        return line
 
     def _drill(self, drill: Drill) -> None:
-        tenant = self.tenants[drill.count % len(self.tenants)]
+        """Start the next drill in its own thread, so that check rounds go on meanwhile.
+
+        One drill at a time: one still running when the next is due means the next is not
+        run, and the summary counts it as planned and not run.
+        """
+        if self._drill_thread is not None and self._drill_thread.is_alive():
+            log.warning("soak: the previous restore drill is still running; this one is not run")
+            return
+        tenant = self.tenants[self._drills_started % len(self.tenants)]
+        self._drills_started += 1
         acks = self._acks.get(tenant) or []
         moment = self._random.choice(acks) if acks else None
-        drill.run(tenant, moment)
+        self._drill_thread = threading.Thread(
+            target=drill.run, args=(tenant, moment), name="soak-drill", daemon=True
+        )
+        self._drill_thread.start()
+
+    def _finish_drill(self) -> None:
+        """Wait for a drill still running at the end (its record belongs to this soak)."""
+        if self._drill_thread is not None:
+            self._drill_thread.join()
 
     def _fault(self) -> None:
         from probes.k8s import actions

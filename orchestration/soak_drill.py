@@ -82,6 +82,9 @@ class Drill:
         except ProbeError as exc:
             record["result"] = "failed"
             record["problems"].append(str(exc))
+        except Exception as exc:  # a drill runs in its own thread: record, never vanish
+            record["result"] = "failed"
+            record["problems"].append(f"{type(exc).__name__}: {exc}")
         finally:
             try:
                 delete_restore_target(

@@ -63,3 +63,5 @@ def soak(configuration: Configuration = None, secrets: Secrets = None) -> dict[s
         raise InterruptExecution(f"soak: {exc}") from None
     except KeyboardInterrupt:
         raise InterruptExecution("soak interrupted: the report covers the rounds checked so far") from None
+    except Exception as exc:  # one line, and the report still covers the rounds so far
+        raise InterruptExecution(f"soak: {type(exc).__name__}: {exc}") from None

@@ -18,9 +18,22 @@ from probes.errors import ProbeError
 from probes.k8s.backup_requests import apply_backup_policy
 from probes.k8s.crs import custom_resources
 
-__all__ = ["BackupPolicies"]
+__all__ = ["BackupPolicies", "undo"]
 
 log = logging.getLogger("chaostoolkit")
+
+
+def undo(now: Mapping[str, Any], before: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch that turns ``now`` back into ``before``: keys ``before`` lacked become null."""
+    patch: dict[str, Any] = {}
+    for key in now.keys() | before.keys():
+        if key not in before:
+            patch[key] = None
+        elif isinstance(now.get(key), Mapping) and isinstance(before[key], Mapping):
+            patch[key] = undo(now[key], before[key])
+        else:
+            patch[key] = before[key]
+    return patch
 
 
 class BackupPolicies:
@@ -67,7 +80,9 @@ class BackupPolicies:
                 if spec is None:
                     policies.delete(self.namespace, name)
                 else:
-                    policies.patch(self.namespace, name, {"spec": spec})
+                    now = policies.get(self.namespace, name)
+                    patch = undo(dict((now or {}).get("spec") or {}), spec)
+                    policies.patch(self.namespace, name, {"spec": patch})
         except (ProbeError, OSError) as exc:
             log.error(
                 f"soak: could not put the backup policies back ({exc}); check {self.namespace}'s policies"

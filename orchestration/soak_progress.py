@@ -107,9 +107,14 @@ class Progress:
         elapsed: float,
         next_drill: float | None,
         summary: Mapping[str, Any] | None,
+        interval: float | None = None,
     ) -> str:
-        """Publish one check round (``checks.jsonl`` line); the progress line."""
-        interval = self.settings.check_seconds
+        """Publish one check round (``checks.jsonl`` line); the progress line.
+
+        ``interval`` is the time since the previous round (rates are per second of it);
+        None for the first round, whose window started with the load.
+        """
+        interval = interval if interval and interval > 0 else self.settings.check_seconds
         load: Mapping[str, Any] = line.get("load") or {}
         rates = {t: float((load.get(t) or {}).get("acks", 0)) / interval for t in self.tenants}
         fails = {

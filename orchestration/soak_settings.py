@@ -62,10 +62,11 @@ def soak_settings(typed: Mapping[str, Any]) -> SoakSettings:
     """The soak's settings; OrchestrationError (one line, with the fix) for a plan that cannot work.
 
     Refused: a duration under the stability period (no recovery could ever be confirmed)
-    or under one check interval (nothing would be checked), a log-backup interval over
-    the RPO budget (the budget would be broken by design between two backups), a drill
-    interval longer than the run (the drill the soak promises would never run), a fault
-    the soak does not know, and a fault interval longer than the run.
+    or under one check interval (nothing would be checked), a log-backup interval not under
+    the RPO budget (the budget would be broken by design between two backups, the backup's
+    own duration included), a check interval not under the budget (an old backup could go
+    unseen), a drill interval as long as the run or longer (the drill the soak promises
+    would never run), a fault the soak does not know, and a fault interval longer than the run.
     """
     defaults = SoakSettings()
 
@@ -80,7 +81,10 @@ def soak_settings(typed: Mapping[str, Any]) -> SoakSettings:
         rpo_budget_seconds=number("backup_rpo_budget_seconds", defaults.rpo_budget_seconds),
         drill_seconds=number("soak_drill_seconds", defaults.drill_seconds),
         fault=str(typed.get("soak_fault") or ""),
-        fault_every_seconds=number("soak_fault_every_seconds", defaults.fault_every_seconds),
+        # No fault, no fault schedule: the interval's default would otherwise plan empty faults.
+        fault_every_seconds=number("soak_fault_every_seconds", defaults.fault_every_seconds)
+        if typed.get("soak_fault")
+        else 0.0,
         leak_per_hour=number("soak_leak_per_hour", defaults.leak_per_hour),
         metrics_port=int(number("soak_metrics_port", defaults.metrics_port)),
         segment_seconds=number("journal_segment_seconds", defaults.segment_seconds),
@@ -101,11 +105,11 @@ def soak_settings(typed: Mapping[str, Any]) -> SoakSettings:
             f"soak_check_seconds {_seconds(settings.check_seconds)} must be positive and fit in the soak "
             f"({_seconds(settings.seconds)}): lower HARNESS_SOAK_CHECK_SECONDS or lengthen the soak"
         )
-    if settings.log_interval_seconds > settings.rpo_budget_seconds:
+    if settings.log_interval_seconds >= settings.rpo_budget_seconds:
         raise OrchestrationError(
-            f"soak_log_interval_seconds {_seconds(settings.log_interval_seconds)} is over the RPO budget "
-            f"backup_rpo_budget_seconds {_seconds(settings.rpo_budget_seconds)}: the newest log backup "
-            "would be older than the budget between two backups by design; back up more often "
+            f"soak_log_interval_seconds {_seconds(settings.log_interval_seconds)} is not under the RPO "
+            f"budget backup_rpo_budget_seconds {_seconds(settings.rpo_budget_seconds)}: the newest log "
+            "backup would be older than the budget between two backups by design; back up more often "
             "(HARNESS_SOAK_LOG_INTERVAL) or raise the budget (HARNESS_BACKUP_RPO_BUDGET)"
         )
     if settings.log_interval_seconds <= 0 or settings.rpo_budget_seconds <= 0:
@@ -113,11 +117,17 @@ def soak_settings(typed: Mapping[str, Any]) -> SoakSettings:
             "soak_log_interval_seconds and backup_rpo_budget_seconds must be positive: the soak is "
             "about periodic log backups; fix them in the var file"
         )
-    if settings.drill_seconds < 0 or settings.drill_seconds > settings.seconds:
+    if settings.drill_seconds < 0 or settings.drill_seconds >= settings.seconds:
         raise OrchestrationError(
             f"soak_drill_seconds {_seconds(settings.drill_seconds)} is longer than the soak "
             f"({_seconds(settings.seconds)}): no restore drill would run; drill more often "
-            "(HARNESS_SOAK_DRILL_SECONDS) or set it to 0 to run none"
+            "(HARNESS_SOAK_DRILL_SECONDS) or set it to 0 to run none (the soak gate then cannot pass)"
+        )
+    if settings.check_seconds >= settings.rpo_budget_seconds:
+        raise OrchestrationError(
+            f"soak_check_seconds {_seconds(settings.check_seconds)} is not under the RPO budget "
+            f"{_seconds(settings.rpo_budget_seconds)}: a backup older than the budget could go unseen "
+            "between two checks; check more often (HARNESS_SOAK_CHECK_SECONDS)"
         )
     if settings.fault and settings.fault not in FAULTS:
         raise OrchestrationError(

@@ -53,6 +53,7 @@ from loadgen.journal import ClockSample, Write
 from probes.model import (
     Fault,
     FaultResult,
+    LoadLife,
     Objective,
     ReadBack,
     RunAnalysis,
@@ -62,7 +63,7 @@ from probes.model import (
 )
 from probes.trust import clock_text, collection_verdict, gap_limit, measurement_gaps, run_violations
 
-__all__ = ["LOST_KEYS_KEPT", "analyze", "gap_limit"]
+__all__ = ["LOST_KEYS_KEPT", "analyze", "gap_limit", "run_analysis"]
 
 
 LOST_KEYS_KEPT = 1000
@@ -417,26 +418,46 @@ def analyze(
             for t in names
         ]
         fault_results.append(FaultResult(fault=fault, results=results))
-        for r in results:
-            violations += _pair_violations(fault, r, objective)
 
     totals = [_totals(t, per_tenant[t], clocks, rpos[t]) for t in names]
     for t in totals:
         mine = [next(r for r in fr.results if r.tenant == t.tenant) for fr in fault_results]
         t.measurement_gaps = measurement_gaps(per_tenant[t.tenant], mine, ordered, context)
-    for t in totals:
-        violations += _tenant_violations(t, bool(ordered))
+    span = (min((w.start for w in writes), default=None), max((w.end for w in writes), default=None))
+    return run_analysis(
+        run_id, objective, stability, names, fault_results, totals, violations, span, context.load
+    )
 
+
+def run_analysis(
+    run_id: str,
+    objective: Objective,
+    stability: float,
+    tenants: list[str],
+    faults: list[FaultResult],
+    totals: list[TenantTotals],
+    violations: list[str],
+    span: tuple[float | None, float | None],
+    load: LoadLife | None,
+) -> RunAnalysis:
+    """The run's analysis from its judged faults and totals: ``violations`` (the run's own) plus each
+    (fault, tenant) pair's and each tenant's, and the verdict. Shared by both analysis paths."""
+    violations = list(violations)
+    for fault_result in faults:
+        for r in fault_result.results:
+            violations += _pair_violations(fault_result.fault, r, objective)
+    for t in totals:
+        violations += _tenant_violations(t, bool(faults))
     return RunAnalysis(
         run_id=run_id,
         objective=objective,
         stability_seconds=stability,
-        tenants=names,
-        faults=fault_results,
+        tenants=tenants,
+        faults=faults,
         totals=totals,
         verdict="NO-GO" if violations else "GO",
         violations=violations,
-        started_at=min((w.start for w in writes), default=None),
-        ended_at=max((w.end for w in writes), default=None),
-        load=context.load,
+        started_at=span[0],
+        ended_at=span[1],
+        load=load,
     )

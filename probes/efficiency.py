@@ -31,7 +31,7 @@ from typing import Any
 from loadgen.journal import Write
 from probes.model import LoadLife
 
-__all__ = ["Efficiency", "run_efficiency"]
+__all__ = ["Efficiency", "overlap", "run_efficiency"]
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def _window(writes: Sequence[Write], load: LoadLife | None) -> tuple[float | Non
     return start, stop
 
 
-def _overlap(lo: float, hi: float, windows: Sequence[tuple[float, float | None]]) -> float:
+def overlap(lo: float, hi: float, windows: Sequence[tuple[float, float | None]]) -> float:
     """Seconds of ``[lo, hi]`` covered by ``windows`` (an open end runs to ``hi``)."""
     spans = sorted((max(lo, a), min(hi, hi if b is None else b)) for a, b in windows)
     covered, reach = 0.0, lo
@@ -96,7 +96,7 @@ def run_efficiency(
 
     acked = sum(1 for w in attempts if w.outcome == "ok" and lo <= w.end <= hi and not in_outage(w))
     names = {w.tenant for w in attempts} | set(outages)
-    down = sum(_overlap(lo, hi, outages.get(t, ())) for t in names)
+    down = sum(overlap(lo, hi, outages.get(t, ())) for t in sorted(names))  # sorted: one float sum order
     offered = rate * (tenants * window - down) if rate is not None and tenants > 0 else None
     return Efficiency(
         window_seconds=window,

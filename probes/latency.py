@@ -64,6 +64,7 @@ __all__ = [
     "journal_latency",
     "latency_summary",
     "merge_encoded",
+    "microseconds",
     "new_histogram",
     "outage_windows",
     "tenant_key",
@@ -143,7 +144,7 @@ def attempt_latency(write: Write) -> float:
     return write.end - due if due is not None else write.latency
 
 
-def _microseconds(seconds: float) -> int:
+def microseconds(seconds: float) -> int:
     if not math.isfinite(seconds):
         return HIGHEST_MICROSECONDS
     return min(max(round(seconds * 1_000_000), LOWEST_MICROSECONDS), HIGHEST_MICROSECONDS)
@@ -213,9 +214,9 @@ class LatencyRecorder:
             return
         if write.outcome != "ok":
             entry.unacknowledged += 1
-        value = _microseconds(attempt_latency(write))
+        value = microseconds(attempt_latency(write))
         if self.expected_interval:
-            entry.histogram.record_corrected_value(value, _microseconds(self.expected_interval))
+            entry.histogram.record_corrected_value(value, microseconds(self.expected_interval))
         else:
             entry.histogram.record_value(value)
         if due is not None:

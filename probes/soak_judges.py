@@ -104,6 +104,8 @@ def fault_windows(faults: Iterable[tuple[float, float | None, str]], grace: floa
     """
     out = []
     for start, ended, kind in faults:
+        if not kind:
+            continue  # a plan entry that names no fault excuses nothing
         if "operator" in kind:
             roles = frozenset({"operator"})
         elif "evict" in kind or kind.startswith("pod-"):
@@ -300,12 +302,22 @@ def slope_findings(pods: PodFindings, leak_per_hour: float) -> tuple[list[dict[s
     return slopes, violations
 
 
-def failed_job_findings(rounds: Sequence[dict[str, Any]]) -> tuple[list[str], list[Violation]]:
-    """Every failed backup Job once per backup (its ``backup``, else namespace/name): names and violations."""
+def failed_job_findings(
+    rounds: Sequence[dict[str, Any]], started_at: float | None = None
+) -> tuple[list[str], list[Violation]]:
+    """Every failed backup Job once per backup (its ``backup``, else namespace/name): names and violations.
+
+    A Job that failed before the soak started (``failed_at`` earlier than ``started_at``) is
+    not the soak's: an earlier run's failure, or an alerting drill's on purpose. One whose
+    failure time is unknown counts.
+    """
     seen: dict[str, tuple[dict[str, Any], float]] = {}
     for round_ in rounds:
         jobs = round_.get("failed_jobs")
         for job in jobs if isinstance(jobs, list) else []:
+            failed_at = _num(job.get("failed_at")) if isinstance(job, dict) else None
+            if started_at is not None and failed_at is not None and failed_at < started_at:
+                continue
             if isinstance(job, dict):
                 namespace = job.get("namespace") or "?"
                 key = f"{namespace}/{job.get('backup') or job.get('name') or '?'}"

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -143,9 +144,15 @@ def _gaps(soak: SoakFolder) -> list[dict[str, Any]]:
     return out
 
 
-def _round_errors(soak: SoakFolder) -> list[dict[str, Any]]:
+def _round_errors(soak: SoakFolder, windows: Sequence[Window] = ()) -> list[dict[str, Any]]:
+    """Measurements that failed, one violation per stretch; none inside a planned fault's window
+    (an evicted pod has no process and no metrics sample until it is back: the fault's own
+    recovery is judged by the run's RTO, and the pod's restart by its window)."""
     flagged: list[tuple[int, str, float, str]] = []
     for index, round_ in enumerate(soak.rounds):
+        at = float(round_["at"])
+        if any(w.start <= at <= w.end for w in windows):
+            continue
         errors = round_.get("errors") or []
         for error in errors if isinstance(errors, list) else [f"errors is not a list: {errors!r}"]:
             flagged.append((index, str(error), float(round_["at"]), str(error)))
@@ -205,10 +212,10 @@ def summarize(run_dir: str | Path) -> dict[str, Any] | None:
     grace, grace_from = _grace(run_dir)
     windows, problems = _windows(run_dir, soak, grace)
     violations = [{"check": "check-error", "at": None, "text": t} for t in soak.lost + problems]
-    violations += _gaps(soak) + _round_errors(soak)
+    violations += _gaps(soak) + _round_errors(soak, windows)
     ages, found = backup_ages(soak.rounds, plan.tenants, plan.rpo_budget_seconds, plan.started_at)
     violations += found
-    failed_jobs, found = failed_job_findings(soak.rounds)
+    failed_jobs, found = failed_job_findings(soak.rounds, plan.started_at)
     violations += found
     pods = pod_findings(soak.rounds, windows)
     slopes, found = slope_findings(pods, plan.leak_per_hour)

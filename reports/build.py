@@ -25,15 +25,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from common.files import replace_text
 from loadgen.errors import LoadgenError
-from loadgen.journal import Write, journal_run_ids, journal_segments, read_journal
-from probes.analysis import analyze
+from loadgen.journal import journal_run_ids, journal_segments
 from probes.chaosjournal import failed_activities
-from probes.efficiency import run_efficiency
+from probes.columnar import ColumnarJournal, TimelineCounts
 from probes.errors import ProbeError
 from probes.faultlog import FAULT_LOG_NAME, read_faults
-from probes.latency import journal_latency, outage_windows
+from probes.latency import outage_windows
 from probes.model import (
     Fault,
     LoadCollection,
@@ -52,7 +53,7 @@ from reports.errors import ReportError
 from reports.html import write_html
 from reports.jsonfile import optional_object, read_object
 from reports.markdown import render_report
-from reports.plots import rto_rpo_plot, timeline_plot
+from reports.plots import rto_rpo_plot, timeline_edges, timeline_plot
 from reports.prom import write_metrics
 from reports.soak_report import soak_plots
 from reports.summary import write_summary
@@ -315,25 +316,37 @@ def _tenant_results(analysis: RunAnalysis, tenant: str) -> list[TenantResult | N
     return out
 
 
-def _plots(run_dir: Path, analysis: RunAnalysis, writes: list[Write]) -> dict[str, str]:
+def _plots(
+    run_dir: Path, analysis: RunAnalysis, counts: dict[str, TimelineCounts], origin: float, finish: float
+) -> dict[str, str]:
     faults: list[Fault] = [f.fault for f in analysis.faults]
     plots: dict[str, str] = {}
     rto_rpo_plot(run_dir / RTO_PLOT_NAME, analysis)
     plots["RTO per tenant per fault"] = RTO_PLOT_NAME
+    empty = next(iter(counts.values()), None)
     for tenant in analysis.tenants:
         name = timeline_name(tenant)
+        mine = counts.get(tenant) or _no_counts(empty, origin, finish)
         timeline_plot(
             run_dir / name,
             tenant,
-            writes,
+            (),
             faults,
             _tenant_results(analysis, tenant),
             analysis.objective,
-            started_at=analysis.started_at,
-            ended_at=analysis.ended_at,
+            started_at=origin,
+            ended_at=finish,
+            counts=mine,
         )
         plots[f"Timeline of tenant {tenant}"] = name
     return plots
+
+
+def _no_counts(like: TimelineCounts | None, origin: float, finish: float) -> TimelineCounts:
+    """Zero counts on the timeline's bins, for a tenant that journaled nothing."""
+    edges = like.edges if like is not None else timeline_edges(finish - origin)[0]
+    zeros = np.zeros(len(edges) - 1)
+    return TimelineCounts(edges=edges, acks=zeros, fails=zeros, infos=zeros)
 
 
 def build(run_dir: Path, *, objective: Objective | None = None, stability: float | None = None) -> Path:
@@ -348,30 +361,41 @@ def build(run_dir: Path, *, objective: Objective | None = None, stability: float
     journal = run_dir / JOURNAL_DIR
     if not journal.is_dir() or not journal_segments(journal):
         raise ReportError(
-            f"{journal} holds no journal (*.jsonl); run the load with its journal in this run folder, "
-            "or pass the right run folder"
+            f"{journal} holds no journal (*.jsonl or *.parquet); run the load with its journal in this "
+            "run folder, or pass the right run folder"
         )
-    try:
-        writes, clocks = read_journal(journal)
-    except (OSError, TypeError, UnicodeDecodeError, LoadgenError) as exc:
-        raise ReportError(
-            f"{journal} cannot be read ({exc}); remove or fix the broken journal file"
-        ) from None
     check_run_ids(run_dir, meta.run_id)
     faults = read_faults(run_dir / FAULT_LOG_NAME)
     readbacks = load_readback(run_dir / READBACK_NAME)
-    analysis = analyze(
-        meta.run_id,
-        writes,
-        clocks,
-        faults,
-        readbacks,
-        meta.tenants,
-        objective=objective or meta.objective,
-        stability=meta.stability_seconds if stability is None else stability,
-        context=meta.context,
-    )
-    analysis = _widen(analysis, meta)
+    context = meta.context
+    try:
+        # One analysis path for every run, a minute's or a day's: the journal through DuckDB,
+        # never held as Python objects (probes.columnar, held equal to probes.analysis).
+        with ColumnarJournal(journal) as columns:
+            analysis = columns.analyze(
+                meta.run_id,
+                faults,
+                readbacks,
+                meta.tenants,
+                objective=objective or meta.objective,
+                stability=meta.stability_seconds if stability is None else stability,
+                context=context,
+            )
+            analysis = _widen(analysis, meta)
+            outages = outage_windows(analysis)
+            rate = context.write_rate
+            latency = columns.latency(
+                outages, tenants=analysis.tenants, expected_interval=1.0 / rate if rate else None
+            )
+            efficiency = columns.efficiency(len(analysis.tenants), rate, context.load, outages).as_dict()
+            origin = analysis.started_at if analysis.started_at is not None else 0.0
+            finish = analysis.ended_at if analysis.ended_at is not None else origin + 1.0
+            edges, _width = timeline_edges(finish - origin)
+            counts = columns.timeline_counts(origin, edges)
+    except (OSError, TypeError, UnicodeDecodeError, LoadgenError, ProbeError) as exc:
+        raise ReportError(
+            f"{journal} cannot be read ({exc}); remove or fix the broken journal file"
+        ) from None
     extra = {"target": meta.target, **meta.passthrough, **read_backup_blocks(run_dir)}
     try:
         soak = summarize_soak(run_dir)
@@ -384,23 +408,8 @@ def build(run_dir: Path, *, objective: Objective | None = None, stability: float
     if observed:
         extra["control_plane"] = observed
 
-    outages = outage_windows(analysis)
-    try:
-        rate = meta.context.write_rate
-        latency = journal_latency(
-            journal, outages, tenants=analysis.tenants, expected_interval=1.0 / rate if rate else None
-        )
-    except (OSError, TypeError, UnicodeDecodeError, LoadgenError) as exc:
-        raise ReportError(
-            f"{journal} cannot be read ({exc}); remove or fix the broken journal file"
-        ) from None
-    context = meta.context
-    efficiency = run_efficiency(
-        writes, len(analysis.tenants), context.write_rate, context.load, outages
-    ).as_dict()
-
     write_summary(run_dir / SUMMARY_NAME, analysis, extra, latency=latency, efficiency=efficiency)
-    plots = _plots(run_dir, analysis, writes)
+    plots = _plots(run_dir, analysis, counts, origin, finish)
     soak_pngs = soak_plots(run_dir, soak) if soak is not None else {}
     write_metrics(run_dir / METRICS_NAME, analysis, latency=latency, efficiency=efficiency, soak=soak)
     report = run_dir / REPORT_NAME

@@ -131,6 +131,11 @@ def _judge_soak(ctx: GateContext, run: Run, block: dict[str, Any]) -> Verdict:
         return FAIL, [*(f"{ctx.link(run)}: {p}" for p in problems), _detail(ctx, run, block, "failed")]
     covered = _covered(block)
     detail = _detail(ctx, run, block, "clean")
+    drills = as_dict(block.get("drills"))
+    planned, validated = number(drills.get("planned")) or 0, number(drills.get("validated")) or 0
+    if planned < 1 or validated < planned:
+        # A soak without a validated restore drill says nothing about restoring: not a pass.
+        return NOT_RUN, [f"{ctx.link(run)}: no restore drill was planned and validated in this soak", detail]
     if covered >= SOAK_SECONDS or not run.target.production:
         return PASS, [detail]
     return NOT_RUN, [detail]

@@ -25,6 +25,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from loadgen.journal import Write
+from probes.columnar import TimelineCounts
 from probes.model import Fault, Objective, RunAnalysis, TenantResult
 from reports.errors import ReportError
 from reports.times import utc_iso
@@ -82,6 +83,16 @@ def _bins(times: np.ndarray, edges: np.ndarray, width: float) -> np.ndarray:
     return counts / width
 
 
+def timeline_edges(span: float, bin_seconds: float | None = None) -> tuple[np.ndarray, float]:
+    """The bin edges (seconds from the start) of a timeline ``span`` seconds long, and their width."""
+    span = max(span, 1.0)
+    width = bin_seconds if bin_seconds and bin_seconds > 0 else choose_bin_seconds(span)
+    edges = np.arange(0.0, span + width, width)
+    if len(edges) < 2:
+        edges = np.array([0.0, width])
+    return edges, width
+
+
 def timeline_plot(
     path: str | Path,
     tenant: str,
@@ -93,6 +104,7 @@ def timeline_plot(
     started_at: float | None = None,
     ended_at: float | None = None,
     bin_seconds: float | None = None,
+    counts: TimelineCounts | None = None,
 ) -> Path:
     """Write one tenant's timeline PNG to ``path``; returns the path.
 
@@ -100,13 +112,17 @@ def timeline_plot(
     Writes of other tenants are ignored, so the whole journal can be passed. The x axis
     starts at ``started_at`` (default: the first write or fault) and ends at ``ended_at``
     (default: the last write, fault end or recovery). Each write counts at its end time.
+    ``counts`` (a day's journal is not held as writes: :meth:`probes.columnar.ColumnarJournal
+    .timeline_counts` over :func:`timeline_edges` from ``started_at``) replaces ``writes``.
     """
     if len(results) != len(faults):
         raise ReportError(
             f"timeline of {tenant}: {len(faults)} faults but {len(results)} results; "
             "pass one result per fault"
         )
-    mine = [w for w in writes if w.tenant == tenant]
+    mine = [] if counts is not None else [w for w in writes if w.tenant == tenant]
+    if counts is not None and (started_at is None or ended_at is None):
+        raise ReportError(f"timeline of {tenant}: counts need started_at and ended_at; pass both")
     instants = [w.start for w in mine] + [f.injected_at for f in faults]
     ends = [w.end for w in mine] + [f.injected_at for f in faults]
     ends += [f.ended_at for f in faults if f.ended_at is not None]
@@ -114,20 +130,26 @@ def timeline_plot(
     origin = started_at if started_at is not None else (min(instants) if instants else 0.0)
     finish = ended_at if ended_at is not None else (max(ends) if ends else origin + 1.0)
     span = max(finish - origin, 1.0)
-    width = bin_seconds if bin_seconds and bin_seconds > 0 else choose_bin_seconds(span)
+    if counts is not None:
+        edges = counts.edges
+        width = float(edges[1] - edges[0])
+    else:
+        edges, width = timeline_edges(span, bin_seconds)
 
     figure = _new_figure(12.5, 6.2)
     top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1.6])
-    edges = np.arange(0.0, span + width, width)
-    if len(edges) < 2:
-        edges = np.array([0.0, width])
 
     def rel(kind: Sequence[str]) -> np.ndarray:
         return np.array([w.end - origin for w in mine if w.outcome in kind], dtype=float)
 
-    acks = _bins(rel(("ok",)), edges, width)
-    failed = _bins(rel(("fail",)), edges, width)
-    unknown = _bins(rel(("info",)), edges, width)
+    if counts is not None:
+        acks, failed, unknown = (
+            np.asarray(c, dtype=float) / width for c in (counts.acks, counts.fails, counts.infos)
+        )
+    else:
+        acks = _bins(rel(("ok",)), edges, width)
+        failed = _bins(rel(("fail",)), edges, width)
+        unknown = _bins(rel(("info",)), edges, width)
     bin_text = f"{width:g} s bins"
     top.stairs(
         acks, edges, color=_ACK_COLOR, linewidth=1.4, fill=False, label=f"acknowledged writes/s ({bin_text})"
@@ -142,7 +164,9 @@ def timeline_plot(
         alpha=0.75,
         label="unknown-outcome writes/s",
     )
-    if not mine:
+    if (counts is None and not mine) or (
+        counts is not None and not (acks.any() or failed.any() or unknown.any())
+    ):
         top.text(
             0.5,
             0.5,

@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from probes.soak_summary import summarize
 from reports.gate_base import FAIL, LAB_ONLY, NOT_RUN, PASS, GateContext
 from reports.gates import GATES, judge
@@ -91,6 +93,21 @@ def test_a_clean_day_long_soak_on_a_cluster_passes_with_its_numbers(tmp_path: Pa
     assert "backup age max 312 s (t-0) (RPO budget 900 s)" in detail
     assert "drills 6 of 6 run validated (6 planned)" in detail
     assert "slopes 2 judged, no leak, 1 without a verdict" in detail
+
+
+@pytest.mark.parametrize(
+    "drills",
+    [
+        {"planned": 0, "run": 0, "validated": 0, "failed": 0},
+        {"planned": 6, "run": 5, "validated": 5, "failed": 0},
+    ],
+)
+def test_a_day_long_soak_without_every_planned_drill_validated_is_not_a_pass(
+    tmp_path: Path, drills: dict[str, int]
+) -> None:
+    status, evidence = _judge(_run(tmp_path, "soak", hours=24.1, soak=_block(24.1, drills=drills)))
+    assert status == NOT_RUN
+    assert any("no restore drill was planned and validated" in e for e in evidence)
 
 
 def test_a_short_clean_soak_on_a_cluster_is_not_run(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from orchestration import soak as soak_module
+from orchestration.errors import OrchestrationError
 from orchestration.soak import SoakRunner
 from orchestration.soak_progress import clock
 from orchestration.soak_settings import SoakSettings
@@ -101,7 +102,7 @@ def test_rounds_drills_and_faults_come_when_due_and_end_json_only_at_the_end(
     kinds = [kind for kind, _ in recorder.events]
     assert kinds[0] == "policies" and recorder.events[-1] == ("policies", "restored")
     rounds = [at for kind, at in recorder.events if kind == "round"]
-    assert len(rounds) == 4 and rounds[-1] >= 1.2  # 0.3, 0.6, 0.9 and the final round at the end
+    assert len(rounds) == 5 and rounds[0] < 0.1 and rounds[-1] >= 1.2  # at once, 0.3, 0.6, 0.9, the end
     assert [e for e in recorder.events if e[0] == "drill"] == [("drill", "t-0"), ("drill", "t-1")]  # 0.5, 1.0
     faults = [at for kind, at in recorder.events if kind == "fault"]
     assert len(faults) == 1 and 0.7 <= faults[0] < 1.2
@@ -109,7 +110,7 @@ def test_rounds_drills_and_faults_come_when_due_and_end_json_only_at_the_end(
     assert plan["drills"] == [0.5, 1.0] and plan["tenants"] == ["t-0", "t-1"]
     assert [f["at"] for f in plan["faults"]] == [0.7] and plan["faults"][0]["action"] == "restart_operator"
     lines = (tmp_path / "soak" / "checks.jsonl").read_text().splitlines()
-    assert len(lines) == 4 and all(json.loads(line)["load"].keys() == {"t-0", "t-1"} for line in lines)
+    assert len(lines) == 5 and all(json.loads(line)["load"].keys() == {"t-0", "t-1"} for line in lines)
     end = json.loads((tmp_path / "soak" / "end.json").read_text())
     assert end["covered_seconds"] >= 1.2
     assert summary["complete"] is True
@@ -130,8 +131,38 @@ def test_an_interrupted_soak_puts_the_policies_back_and_writes_no_end(
         runner.run()
     assert recorder.events[-1] == ("policies", "restored")
     assert not (tmp_path / "soak" / "end.json").exists()
-    assert (tmp_path / "soak" / "checks.jsonl").read_text().count("\n") == 1  # the round at 0.3 s is kept
+    assert (tmp_path / "soak" / "checks.jsonl").read_text().count("\n") == 2  # the rounds at 0 and 0.3 s
 
 
 def test_the_clock_reads_hours_minutes_seconds() -> None:
     assert clock(86400) == "24:00:00" and clock(61.4) == "0:01:01" and clock(None) == "-"
+
+
+def test_a_first_round_that_cannot_measure_stops_the_soak_in_one_line(
+    recorder: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = soak_module.check_round
+
+    def failing(*args: Any, **kwargs: Any) -> dict:
+        line = real(*args, **kwargs)
+        line["errors"] = ["pod memory in tenants: metrics.k8s.io is not served (404): install metrics-server"]
+        return line
+
+    monkeypatch.setattr(soak_module, "check_round", failing)
+    with pytest.raises(OrchestrationError) as caught:
+        SoakRunner(settings(), tmp_path, ["t-0"], {}).run()
+    assert "first check round could not measure: pod memory in tenants" in str(caught.value)
+    assert "\n" not in str(caught.value)
+    assert recorder.events[-1] == ("policies", "restored")
+    assert not (tmp_path / "soak" / "end.json").exists()
+
+
+def test_putting_a_policy_back_removes_what_the_soak_added() -> None:
+    from orchestration.soak_policies import undo
+
+    before = {"instance": "t-0", "fullSchedule": "0 0 * * *", "retention": {"days": 7}}
+    now = {"instance": "t-0", "fullSchedule": "0 * * * *", "logIntervalSeconds": 20,
+           "retention": {"days": 7, "fullBackups": 7}}  # fmt: skip
+    patch = undo(now, before)
+    assert patch == {"instance": "t-0", "fullSchedule": "0 0 * * *", "logIntervalSeconds": None,
+                     "retention": {"days": 7, "fullBackups": None}}  # fmt: skip

@@ -32,8 +32,14 @@ def test_the_defaults_are_a_day_with_log_backups_every_five_minutes_and_a_drill_
     ("values", "needle"),
     [
         ({"soak_seconds": 3, "stability_seconds": 5}, "under the stability period"),
-        ({"soak_log_interval_seconds": 600, "backup_rpo_budget_seconds": 300}, "over the RPO budget"),
+        ({"soak_log_interval_seconds": 600, "backup_rpo_budget_seconds": 300}, "not under the RPO budget"),
         ({"soak_drill_seconds": 7200}, "longer than the soak"),
+        ({"soak_drill_seconds": 3600}, "longer than the soak"),
+        ({"soak_log_interval_seconds": 300, "backup_rpo_budget_seconds": 300}, "not under the RPO budget"),
+        (
+            {"soak_check_seconds": 900, "backup_rpo_budget_seconds": 900, "soak_log_interval_seconds": 60},
+            "check more often",
+        ),
         ({"soak_check_seconds": 7200}, "must be positive and fit in the soak"),
         ({"soak_fault": "meteor"}, "is not a fault the soak injects"),
         ({"soak_fault": "operator-restart", "soak_fault_every_seconds": 0}, "soak_fault_every_seconds"),
@@ -54,6 +60,7 @@ def test_a_sound_plan_is_read_as_given() -> None:
     )  # fmt: skip
     assert (got.check_seconds, got.log_interval_seconds, got.rpo_budget_seconds) == (10, 20, 60)
     assert (got.drill_seconds, got.fault, got.fault_every_seconds) == (90, "operator-restart", 1800)
+    assert settings().fault_every_seconds == 0  # no fault, no schedule of empty faults
 
 
 def test_the_soak_experiment_declares_every_knob_and_the_lab_var_file_keeps_it_short() -> None:
@@ -70,17 +77,8 @@ def test_the_soak_experiment_declares_every_knob_and_the_lab_var_file_keeps_it_s
     assert short.seconds == 180 and short.drill_seconds <= short.seconds
 
 
-@pytest.mark.parametrize(
-    ("values", "needle"),
-    [
-        ({"soak_seconds": 2, "stability_seconds": 5}, "under the stability period"),
-        ({"soak_log_interval_seconds": 120, "backup_rpo_budget_seconds": 60}, "over the RPO budget"),
-        ({"soak_seconds": 60, "soak_drill_seconds": 90}, "longer than the soak"),
-    ],
-)
-def test_chaos_run_refuses_a_bad_soak_before_any_load_or_run_folder(
-    values: dict, needle: str, tmp_path: Path
-) -> None:
+def refused(values: dict, tmp_path: Path) -> str:
+    """``chaos run`` of the soak with ``values`` in a var file: it must fail, start nothing, say why."""
     var_file = tmp_path / "bad.vars.json"
     var_file.write_text(json.dumps({"configuration": {**values, "runs_dir": str(tmp_path / "runs")}}))
     experiment = find_experiment(EXPERIMENTS, "soak")
@@ -93,6 +91,21 @@ def test_chaos_run_refuses_a_bad_soak_before_any_load_or_run_folder(
         cwd=tmp_path, check=False,
     )  # fmt: skip
     output = done.stdout + done.stderr
-    assert done.returncode != 0
-    assert needle in output and "Traceback" not in output
+    assert done.returncode != 0 and "Traceback" not in output
     assert not (tmp_path / "runs").exists()  # no run folder: no load was started
+    return output
+
+
+@pytest.mark.parametrize(
+    ("values", "needle"),
+    [
+        ({"soak_seconds": 2, "stability_seconds": 5}, "under the stability period"),
+        ({"soak_log_interval_seconds": 120, "backup_rpo_budget_seconds": 60}, "not under the RPO budget"),
+        ({"soak_seconds": 60, "soak_drill_seconds": 90}, "longer than the soak"),
+        ({"load_mode": "cluster"}, "run the soak with load_mode local"),
+    ],
+)
+def test_chaos_run_refuses_a_bad_soak_before_any_load_or_run_folder(
+    values: dict, needle: str, tmp_path: Path
+) -> None:
+    assert needle in refused(values, tmp_path)

@@ -191,6 +191,25 @@ def test_a_failed_backup_job_is_one_violation_however_often_it_is_seen(tmp_path:
     assert block["failed_backup_jobs"] == ["t-0-log-3-backup"]
 
 
+def test_a_backup_job_that_failed_before_the_soak_is_not_the_soaks(tmp_path: Path) -> None:
+    old = {"name": "t-0-drill-backup", "namespace": "tenants", "reason": "planted by an alerting drill"}
+    old.update(failed_at=T0 - 600, backup="t-0-drill", kind="Job")
+    block = summarize(_soak(tmp_path, [_round(i, failed_jobs=[old]) for i in range(20)]))
+    assert block is not None and block["violations"] == [] and block["failed_backup_jobs"] == []
+
+
+def test_a_measurement_lost_to_a_planned_eviction_is_no_check_error(tmp_path: Path) -> None:
+    rounds = [_round(i) for i in range(30)]
+    for i in (15, 16):
+        rounds[i]["errors"] = ["tenant t-0: no MSSQL pod in tenants (mssql.example.com/instance=t-0)"]
+    fault = {"name": "pod eviction", "kind": "pod-eviction", "injected_at": T0 + 148, "target": "t-0"}
+    fault.update(ended_at=T0 + 149, details={})
+    block = summarize(_soak(tmp_path, rounds, faults=[fault]))
+    assert block is not None and "check-error" not in _checks(block), block["violations"]
+    unplanned = summarize(_soak(tmp_path / "unplanned", rounds))
+    assert unplanned is not None and "check-error" in _checks(unplanned)
+
+
 def test_an_unplanned_restart_is_a_violation_and_splits_the_series(tmp_path: Path) -> None:
     rounds = [_round(i) for i in range(30)]
     for i in range(12, 30):

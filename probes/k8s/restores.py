@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from common.crd import RESTORE_TARGET, ROLE_LABEL
-from loadgen.journal import read_journal
+from loadgen.journal import journal_segments, segment_writes
 from probes.errors import ProbeError
 from probes.k8s import kube
 from probes.k8s.backup_crs import (
@@ -271,7 +271,9 @@ def validate_pitr(
             TargetRow(run_id, source, int(w), int(q), float(ts), None if c is None else float(c))
             for w, q, ts, c in raw
         ]
-        writes, _ = read_journal(folder / "journal")
+        # Only the source tenant's writes, one segment at a time: a soak's journal holds a day.
+        journal = folder / "journal"
+        writes = [w for path in journal_segments(journal) for w in segment_writes(path) if w.tenant == source]
         verdict = validate_restore(
             run_id, source, writes, rows, when, resolution=sql.restore_resolution, achieved=achieved
         )
