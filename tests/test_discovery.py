@@ -168,3 +168,15 @@ def test_every_experiment_names_the_module_and_type_discovery_lists() -> None:
             assert EXPECTED.get(provider["func"]) == (activity["type"], provider["module"]), where
             checked += 1
     assert checked > 30  # the matrix's experiments were read, not skipped
+
+
+def test_every_experiment_of_the_tree_passes_chaos_validate() -> None:
+    for path in experiment_files(EXPERIMENTS):
+        done = subprocess.run(
+            [str(Path(sys.executable).with_name("chaos")), "--no-version-check", "validate", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, (path, done.stderr[-1000:])

@@ -93,6 +93,11 @@ def test_a_release_runs_the_matrix_in_its_order_and_opt_in_only_when_asked(tree:
     assert names == [n for n in RUN_ORDER if n in names]
     with_capacity = ReleaseSettings(var_files=(), experiments_dir=EXPERIMENTS, capacity=True)
     assert with_capacity.experiment_paths()[-1] == EXPERIMENTS / OPT_IN / "capacity.json"
+    both = ReleaseSettings(
+        var_files=(), experiments_dir=EXPERIMENTS, capacity=True, soak=True
+    ).experiment_paths()
+    assert both[-2:] == [EXPERIMENTS / OPT_IN / "capacity.json", EXPERIMENTS / OPT_IN / "soak.json"]
+    assert "soak" not in names  # a day-long soak only when asked
     # A folder's own experiments not in the run order run after it, by name.
     _experiment(tree / "operator-restart.json")
     assert ReleaseSettings(var_files=(), experiments_dir=tree).matrix_names() == [

@@ -27,7 +27,7 @@ import pytest
 
 from lab.kubeclient import Kind, KubeClient
 from lab.paths import lab_dir, project_root
-from orchestration.experiment_tree import experiment_files, find_experiment
+from orchestration.experiment_tree import find_experiment
 from tests.test_liveness import kill_locust_child
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -333,58 +333,6 @@ def test_malformed_experiment_and_var_file(lab: Lab, tmp_path: Path) -> None:
     assert done.returncode != 0
     assert f"var file {bad_vars} is not valid JSON" in done.stdout + done.stderr
     assert set(lab.runs.glob("*")) == before  # refused before any load or fault
-
-
-def test_validate_and_discover() -> None:
-    for path in experiment_files(EXPERIMENTS):
-        done = subprocess.run(
-            [CHAOS, "--no-version-check", "validate", str(path)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert done.returncode == 0, (path, done.stderr[-1000:])
-    out = Path(tempfile.mkdtemp()) / "discovery.json"
-    done = subprocess.run(
-        [
-            CHAOS,
-            "--no-version-check",
-            "discover",
-            "--no-system-info",
-            "--no-install",
-            "--discovery-path",
-            str(out),
-            "mssql-chaos-harness",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-1000:]
-    names = {a["name"] for a in json.loads(out.read_text())["activities"]}
-    assert {
-        "evict_tenant_pod",
-        "drain_tenant_node",
-        "uncordon_nodes",
-        "restart_node",
-        "restart_operator",
-        "instances_ready",
-        "write_success_rate",
-        "wait_for_recovery",
-        "wait_for_canary",
-        "restore_needs_target",
-        "alert_rules_loaded",
-        "fail_backup_job",
-        "wait_for_alert",
-        "clear_failed_backups",
-        "wait_for_alert_resolved",
-        "lose_node",
-        "node_loss_handling",
-        "restore_node",
-    } <= names
-    shutil.rmtree(out.parent)
 
 
 def test_rbac_denial_fails_the_action_clearly_and_rollbacks_still_run(lab: Lab) -> None:
