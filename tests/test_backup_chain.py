@@ -238,6 +238,10 @@ def test_the_fatal_line_explains_a_failed_recovery_not_the_shutdown_lines() -> N
     )
     assert server_log_reason("LOG:  x\nERROR:  disk full\nLOG:  shut down\n") == "ERROR: disk full"
     assert server_log_reason("FATAL:  the database system is starting up\nLOG:  bye\n") is None
+    # A status query refused while the server is still in recovery says nothing about why it stopped.
+    late = "FATAL:  recovery ended before configured recovery target was reached\n"
+    late += "FATAL:  the database system is in recovery mode\nLOG:  database system is shut down\n"
+    assert server_log_reason(late) == "FATAL: recovery ended before configured recovery target was reached"
 
 
 def test_damaged_full_backups_are_skipped_newest_first_and_the_failure_is_recorded(tmp_path: Path) -> None:

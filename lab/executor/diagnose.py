@@ -25,6 +25,7 @@ _LEVEL = re.compile(r"\b(PANIC|FATAL|ERROR):\s+(.*)$")
 _REFUSALS = (
     "the database system is starting up",
     "the database system is shutting down",
+    "the database system is in recovery mode",
     "not yet accepting",
 )
 _WAL_TROUBLE = re.compile(
