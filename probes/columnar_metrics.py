@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from probes.columnar_source import JournalSource
-from probes.efficiency import Efficiency, overlap
+from probes.efficiency import Efficiency, efficiency_over
 from probes.latency import (
     HIGHEST_MICROSECONDS,
     LatencyRecorder,
@@ -142,25 +142,13 @@ def columnar_efficiency(
         hi = last if hi is None else hi
     if lo is None or hi is None or hi <= lo:
         return Efficiency(None, None, None, None, None, None, tenants, rate)
-    window = hi - lo
     marked = _marked(source, outages)
     acked = source.rows(
         f'SELECT count(*) FROM {marked} WHERE outcome = \'ok\' AND "end" >= ? AND "end" <= ? AND NOT io',
         [lo, hi],
     )[0][0]
-    names = sorted({t for (t,) in source.rows("SELECT DISTINCT tenant FROM writes")} | set(outages))
-    down = sum(overlap(lo, hi, outages.get(t, ())) for t in names)
-    offered = rate * (tenants * window - down) if rate is not None and tenants > 0 else None
-    return Efficiency(
-        window_seconds=window,
-        offered_per_second=None if offered is None else offered / window,
-        acked_per_second=acked / window,
-        efficiency=None if offered is None or offered <= 0 else acked / offered,
-        acked_writes=acked,
-        offered_writes=offered,
-        tenants=tenants,
-        write_rate=rate,
-    )
+    names = [t for (t,) in source.rows("SELECT DISTINCT tenant FROM writes")]
+    return efficiency_over(lo, hi, acked, names, outages, tenants, rate)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from typing import Any
 from loadgen.journal import Write
 from probes.model import LoadLife
 
-__all__ = ["Efficiency", "overlap", "run_efficiency"]
+__all__ = ["Efficiency", "efficiency_over", "overlap", "run_efficiency"]
 
 
 @dataclass(frozen=True)
@@ -88,15 +88,30 @@ def run_efficiency(
     lo, hi = _window(attempts, load)
     if lo is None or hi is None or hi <= lo:
         return Efficiency(None, None, None, None, None, None, tenants, rate)
-    window = hi - lo
 
     def in_outage(w: Write) -> bool:
         at = w.start if w.due is None else w.due
         return any(a <= at and (b is None or at <= b) for a, b in outages.get(w.tenant, ()))
 
     acked = sum(1 for w in attempts if w.outcome == "ok" and lo <= w.end <= hi and not in_outage(w))
-    names = {w.tenant for w in attempts} | set(outages)
-    down = sum(overlap(lo, hi, outages.get(t, ())) for t in sorted(names))  # sorted: one float sum order
+    return efficiency_over(lo, hi, acked, {w.tenant for w in attempts}, outages, tenants, rate)
+
+
+def efficiency_over(
+    lo: float,
+    hi: float,
+    acked: int,
+    names: Iterable[str],
+    outages: Mapping[str, Sequence[tuple[float, float | None]]],
+    tenants: int,
+    rate: float | None,
+) -> Efficiency:
+    """The efficiency of ``acked`` acks in the window ``[lo, hi]`` (``hi > lo``), the outages of
+    ``names`` (and of every tenant in ``outages``) left out of the offered load."""
+    window = hi - lo
+    down = sum(
+        overlap(lo, hi, outages.get(t, ())) for t in sorted(set(names) | set(outages))
+    )  # one sum order
     offered = rate * (tenants * window - down) if rate is not None and tenants > 0 else None
     return Efficiency(
         window_seconds=window,
