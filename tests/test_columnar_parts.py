@@ -83,6 +83,10 @@ def test_coverage_gaps_are_the_readers(writes: list[Write], until: float | None,
     st.lists(attempt, max_size=40), st.lists(st.tuples(st.integers(0, 3), st.integers(0, 32)), max_size=30)
 )
 def test_read_back_verdict_is_analysis_own(writes: list[Write], present: list[tuple[int, int]]) -> None:
+    # A key journaled twice (a retried line) is kept; one journaled twice with the same start is not
+    # a journal a writer can write (its clock moves on), and there the two paths pick a different
+    # twin (file order vs end): a documented difference, not what this test is about.
+    writes = list({(w.writer, w.seq, w.start): w for w in writes}.values())
     readback = ReadBack.of_keys("t", present, 200.0)
     ordered = sorted(writes, key=lambda w: (w.start, w.tenant, w.writer, w.seq))
     want = _rpo(ordered, readback)
