@@ -11,11 +11,14 @@ Backup and restore runs add ``pitr.json`` and ``integrity.json`` (written by
 
 ``build`` writes next to them: ``summary.json``, ``report.md`` and its self-contained
 ``report.html`` (``reports.html``), ``timeline-<tenant>.png`` per tenant, ``rto-rpo.png``
-and ``metrics.prom``, and returns the report's (``report.md``'s) path. Beside
-the analysis it measures write latency per tenant (``probes.latency``, outside the
-outage windows the analysis found) and the load's efficiency (``probes.efficiency``,
-from ``run.json``'s ``write_rate`` and ``load``). It can
-be run again at any time; every output is rewritten from the same inputs.
+and ``metrics.prom``, and returns the report's (``report.md``'s) path. The journal is
+read once, through DuckDB (``probes.columnar.ColumnarJournal``, the same answers as
+``probes.analysis``, ``probes.latency`` and ``probes.efficiency``, for a journal of any
+size): the analysis, write latency per tenant (outside the outage windows the analysis
+found), the load's efficiency (from ``run.json``'s ``write_rate`` and ``load``) and the
+timelines' counts. A soak's ``soak/`` folder becomes the summary's ``soak`` block
+(``probes.soak_summary``). It can be run again at any time; every output is rewritten
+from the same inputs.
 """
 
 from __future__ import annotations
